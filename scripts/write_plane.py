@@ -1,0 +1,5 @@
+"""Snakemake script: write one plane (one output of one format)."""
+from imexport.steps import setup_logging, write_plane
+
+setup_logging(snakemake.log[0], snakemake.params.debug)  # noqa: F821 - injected by Snakemake
+write_plane(snakemake.params.job, snakemake.input.source, snakemake.input.index, show_progress=snakemake.params.show_progress)  # noqa: F821

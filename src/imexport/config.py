@@ -1,0 +1,55 @@
+"""Load and validate a run configuration with the workflow's own JSON schema.
+
+The Snakefile validates with ``snakemake.utils.validate``; the Python API uses this
+module so that both fill the same defaults and reject the same values.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).with_name("schema") / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A config value the schema rejects; the message names the key."""
+
+
+def load_schema() -> dict[str, Any]:
+    with open(SCHEMA_PATH) as fh:
+        return yaml.safe_load(fh)
+
+
+def _with_defaults(validator_class):
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def fill_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if "default" in sub and key not in instance:
+                    instance[key] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": fill_defaults})
+
+
+def validate(config: dict[str, Any]) -> dict[str, Any]:
+    """A validated copy of ``config`` with every default filled in."""
+    resolved = copy.deepcopy(config)
+    validator = _with_defaults(jsonschema.Draft7Validator)(load_schema())
+    errors = sorted(validator.iter_errors(resolved), key=lambda e: list(e.path))
+    if errors:
+        error = errors[0]
+        key = ".".join(str(p) for p in error.path) or "(top level)"
+        raise ConfigError(f"config key {key}: {error.message}")
+    return resolved
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    with open(path) as fh:
+        return validate(yaml.safe_load(fh) or {})

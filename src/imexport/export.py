@@ -1,0 +1,96 @@
+"""Stream one plane of a raw acquisition into one sink: the body of every plane job.
+
+One pass over the pixels: the plane's pages are read in chunks of about
+``target_chunk_mb`` of raw data, cut to one ROI or stitched, corrected, handed to the
+sink. Peak memory is a few chunks, whatever the recording length.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from . import geometry
+from .selection import from_runs
+from .sinks.base import PlaneSink, PlaneTarget
+from .sources.scanimage import PlaneReader, SourceInfo
+
+log = logging.getLogger(__name__)
+MIB = 2**20
+
+
+def frames_per_chunk(target_chunk_mb: float, n_colors: int, page_shape: tuple[int, int], itemsize: int) -> int:
+    return max(1, int(target_chunk_mb * MIB) // (n_colors * page_shape[0] * page_shape[1] * itemsize))
+
+
+def open_sink(fmt: str, target: PlaneTarget, *, store: Path | None = None, target_chunk_mb: float = 100) -> PlaneSink:
+    if fmt == "tiff":
+        from .sinks.tiff import TiffPlaneSink
+
+        return TiffPlaneSink(target)
+    if fmt == "bin":
+        from .sinks.suite2p import Suite2pPlaneSink
+
+        return Suite2pPlaneSink(target)
+    if fmt == "h5":
+        from .sinks.hdf5 import H5PlaneSink
+
+        return H5PlaneSink(target)
+    if fmt == "zarr":
+        from .sinks.zarr_store import ZarrPlaneSink
+
+        return ZarrPlaneSink(store, target, target_chunk_mb)
+    raise ValueError(f"format: unknown output format {fmt!r} (valid: tiff, bin, zarr, h5)")
+
+
+def export_plane(
+    info: SourceInfo,
+    offsets: list[np.ndarray],
+    job: dict,
+    *,
+    correct: Callable[[np.ndarray, int, int], np.ndarray] | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> Path:
+    """Write the output described by ``job`` (a plan entry, see ``plan.PlaneJob``).
+
+    ``correct(pages, first_frame_position, plane)`` may transform raw pages (scan
+    phase) before they are cut into ROIs.
+    """
+    frames = from_runs(job["frames"])
+    colors = list(job["colors"])
+    roi = job["roi"]
+    layout = info.layout
+    out_shape = layout.output_shape(roi)
+    target = PlaneTarget(
+        path=Path(job["output"]),
+        plane=job["plane"],
+        z_index=job["z_index"],
+        n_planes_out=job["n_planes_out"],
+        n_frames=len(frames),
+        n_channels=len(colors),
+        frame_shape=out_shape,
+        dtype=np.dtype(info.dtype),
+        metadata=job["metadata"],
+        options=job["options"],
+    )
+    step = frames_per_chunk(job["target_chunk_mb"], len(colors), (info.page_height, info.page_width), target.dtype.itemsize)
+    store = Path(job["store"]) if job.get("store") else None
+    sink = open_sink(job["format"], target, store=store, target_chunk_mb=job["target_chunk_mb"])
+    try:
+        with PlaneReader(info, offsets) as reader:
+            for start in range(0, len(frames), step):
+                pages = reader.read(frames[start : start + step], colors, job["plane"])
+                if correct is not None:
+                    pages = correct(pages, start, job["plane"])
+                sink.write(geometry.extract(pages, layout, roi))
+                if progress is not None:
+                    progress(min(1.0, (start + step) / len(frames)))
+        sink.commit()
+    except BaseException:
+        sink.abort()
+        raise
+    log.info("wrote %s (%d frames, %s)", target.path, len(frames), out_shape)
+    return target.path

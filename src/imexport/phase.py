@@ -1,0 +1,236 @@
+"""Estimate and correct the scan phase of bidirectional resonant-scanner images.
+
+In a bidirectional resonant scan every other line is acquired while the mirror sweeps
+backwards, so those lines land displaced along X relative to the forward lines. The
+displacement is estimated by phase-correlating each even row with the odd row below it
+and is corrected by shifting the odd rows.
+
+Conventions
+-----------
+Row parity
+    Parity is always that of the *page row*, the row index in the raw ScanImage page,
+    never the index in the array handed in. Every function takes ``first_row``, the page
+    row of the array's row 0, and "odd rows" are those whose page row index is odd. A ROI
+    strip that starts at page row 37 therefore has its odd rows at array rows 0, 2, 4, ...
+Offset sign
+    The offset is the shift, in pixels along +X, to *apply* to the odd rows to align them
+    with the even rows. If the odd rows were made by ``np.roll(even_like_rows, +3,
+    axis=-1)`` the estimate is -3, and ``apply_offset(image, -3)`` re-aligns them.
+
+All array work goes through ``xp`` (numpy or cupy, see :mod:`imexport.backend`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from .backend import to_numpy
+
+REDUCE_METHODS = ("mean", "max", "std", "mean-sub")
+# Keeps the unit-magnitude normalisation finite where a frequency carries no power.
+_SPECTRUM_EPS = 1e-5
+
+_REDUCERS = {
+    "mean": lambda frames: frames.mean(axis=0, dtype=np.float64),
+    "max": lambda frames: frames.max(axis=0),
+    "std": lambda frames: frames.std(axis=0, dtype=np.float64),
+    "mean-sub": lambda frames: frames[0] - frames.mean(axis=0, dtype=np.float64),
+}
+
+
+def reduce_window(frames: Any, method: str) -> Any:
+    """Collapse a window of frames ``(n, Y, X)`` into the 2-D float32 image to estimate on."""
+    if method not in _REDUCERS:
+        raise ValueError(
+            f"unknown phase window method {method!r}; valid methods are "
+            f"{', '.join(REDUCE_METHODS)}"
+        )
+    if frames.ndim != 3:
+        raise ValueError(f"frames must be (n, Y, X), got shape {frames.shape}")
+    return _REDUCERS[method](frames).astype(np.float32)
+
+
+def estimate_offset(
+    images: Iterable[tuple[Any, int]],
+    *,
+    use_fft: bool = True,
+    border: int | Sequence[int] = 3,
+    max_offset: int = 4,
+    xp: ModuleType = np,
+) -> float:
+    """Estimate the odd-row offset from ``(image2d, first_row)`` strips of one plane.
+
+    All strips must have the same width; their rows are pooled into one estimate so that
+    narrow ROI strips, each too short on its own, still give a stable answer. ``border`` is
+    cropped from every strip (an int, or ``(top, bottom, left, right)``). The result is
+    a whole number of pixels unless ``use_fft`` asks for parabolic sub-pixel refinement.
+    """
+    crop = _border_tuple(border)
+    cross_sum, n_rows, width = None, 0, None
+    for image, first_row in images:
+        even, odd = _cropped_row_pairs(xp.asarray(image, dtype=xp.float64), first_row, crop)
+        if even.size == 0:
+            continue
+        if width is not None and even.shape[1] != width:
+            raise ValueError("all strips of one phase estimate must have the same width")
+        width = even.shape[1]
+        cross = (_unit_rfft(even, xp) * xp.conj(_unit_rfft(odd, xp))).sum(axis=0)
+        cross_sum = cross if cross_sum is None else cross_sum + cross
+        n_rows += even.shape[0]
+    if n_rows == 0:
+        raise ValueError(f"image too small for the phase border {crop} (top, bottom, left, right)")
+    correlation = xp.fft.fftshift(xp.fft.irfft(cross_sum / n_rows, n=width))
+    # even * conj(odd) peaks at minus the displacement of the odd rows, which is exactly
+    # the shift that undoes it, so the lag needs no sign flip.
+    return _peak_lag(to_numpy(correlation), max_offset, refine=use_fft)
+
+
+def apply_offset(
+    frames: Any,
+    offset: float,
+    *,
+    first_row: int = 0,
+    use_fft: bool = True,
+    xp: ModuleType = np,
+) -> Any:
+    """Return a copy of ``frames`` ``(..., Y, X)`` with the odd page rows shifted by ``offset``.
+
+    Integer offsets (and every offset when ``use_fft`` is off, after rounding) shift by
+    whole columns, filling vacated columns with the row's edge value. Fractional offsets
+    are applied as a Fourier phase ramp; integer dtypes are then rounded and clipped.
+    """
+    frames = xp.asarray(frames)
+    if frames.ndim < 2:
+        raise ValueError(f"frames must be (..., Y, X), got shape {frames.shape}")
+    corrected = frames.copy()
+    if offset == 0:
+        return corrected
+    odd_rows = (Ellipsis, slice(_odd_row_start(first_row), None, 2), slice(None))
+    if use_fft and not float(offset).is_integer():
+        corrected[odd_rows] = _fourier_shift_rows(frames[odd_rows], float(offset), xp)
+    else:
+        shift = int(round(float(offset)))
+        corrected[odd_rows] = _whole_pixel_shift_rows(frames[odd_rows], shift, xp)
+    return corrected
+
+
+def frame_offsets(
+    frames: Any,
+    *,
+    first_row: int = 0,
+    use_fft: bool = True,
+    border: int | Sequence[int] = 3,
+    max_offset: int = 4,
+    xp: ModuleType = np,
+) -> np.ndarray:
+    """One offset per frame of ``(n, Y, X)``, for the ``frame`` method (float64 array)."""
+    return np.array(
+        [
+            estimate_offset(
+                [(frame, first_row)],
+                use_fft=use_fft,
+                border=border,
+                max_offset=max_offset,
+                xp=xp,
+            )
+            for frame in frames
+        ],
+        dtype=np.float64,
+    )
+
+
+def _odd_row_start(first_row: int) -> int:
+    """Array index of the first page-odd row."""
+    return 1 - first_row % 2
+
+
+def _border_tuple(border: int | Sequence[int]) -> tuple[int, int, int, int]:
+    crop = (border,) * 4 if isinstance(border, (int, np.integer)) else tuple(border)
+    if len(crop) != 4 or any(int(c) < 0 for c in crop):
+        raise ValueError(
+            f"border must be a non-negative int or (top, bottom, left, right), got {border!r}"
+        )
+    return tuple(int(c) for c in crop)
+
+
+def _cropped_row_pairs(image: Any, first_row: int, crop: tuple[int, int, int, int]):
+    """Page-even and page-odd rows as two equally long, cropped stacks.
+
+    Splitting happens before cropping so that cropping an odd number of rows can never
+    swap which rows count as odd.
+    """
+    if image.ndim != 2:
+        raise ValueError(f"phase images must be 2-D, got shape {image.shape}")
+    even = image[1 - _odd_row_start(first_row) :: 2]
+    odd = image[_odd_row_start(first_row) :: 2]
+    n_pairs = min(even.shape[0], odd.shape[0])
+    top, bottom, left, right = crop
+    rows = slice(top, n_pairs - bottom)
+    cols = slice(left, image.shape[1] - right)
+    return even[:n_pairs][rows, cols], odd[:n_pairs][rows, cols]
+
+
+def _unit_rfft(rows: Any, xp: ModuleType) -> Any:
+    """Row spectra scaled to unit magnitude, so the correlation depends on phase only."""
+    spectrum = xp.fft.rfft(rows, axis=-1)
+    return spectrum / (xp.abs(spectrum) + _SPECTRUM_EPS)
+
+
+def _peak_lag(correlation: np.ndarray, max_offset: int, *, refine: bool) -> float:
+    """Lag of the correlation maximum within ``±max_offset`` of zero lag (at index X//2)."""
+    centre = correlation.size // 2
+    radius = max(0, min(int(max_offset), (correlation.size - 1) // 2))
+    window = correlation[centre - radius : centre + radius + 1]
+    peak = int(np.argmax(window))
+    lag = float(peak - radius)
+    # A peak on the window edge has no neighbour on one side to fit a parabola to.
+    if refine and 0 < peak < window.size - 1:
+        lag += _parabola_vertex(window[peak - 1 : peak + 2])
+    return lag
+
+
+def _parabola_vertex(samples: np.ndarray) -> float:
+    """Sub-sample position of the vertex of the parabola through three samples."""
+    before, at, after = (float(v) for v in samples)
+    curvature = before - 2.0 * at + after
+    if abs(curvature) < 1e-12:
+        return 0.0
+    return float(np.clip(0.5 * (before - after) / curvature, -0.5, 0.5))
+
+
+def _whole_pixel_shift_rows(rows: Any, shift: int, xp: ModuleType) -> Any:
+    """Shift rows by whole columns; vacated columns repeat the nearest valid column.
+
+    Clamping the source index instead of rolling is what prevents wrap-around.
+    """
+    width = rows.shape[-1]
+    source = xp.clip(xp.arange(width) - shift, 0, width - 1)
+    return xp.take(rows, source, axis=-1)
+
+
+def _fourier_shift_rows(rows: Any, offset: float, xp: ModuleType) -> Any:
+    """Shift rows by a fractional number of columns with a Fourier phase ramp.
+
+    Edge padding keeps the wrap-around of the circular shift out of the kept columns.
+    """
+    pad = math.ceil(abs(offset)) + 1
+    width = rows.shape[-1]
+    pad_widths = [(0, 0)] * (rows.ndim - 1) + [(pad, pad)]
+    padded = xp.pad(rows.astype(xp.float64), pad_widths, mode="edge")
+    padded_width = padded.shape[-1]
+    ramp = xp.exp(-2j * xp.pi * xp.fft.rfftfreq(padded_width) * offset)
+    shifted = xp.fft.irfft(xp.fft.rfft(padded, axis=-1) * ramp, n=padded_width, axis=-1)
+    return _cast_to_dtype(shifted[..., pad : pad + width], rows.dtype, xp)
+
+
+def _cast_to_dtype(values: Any, dtype: np.dtype, xp: ModuleType) -> Any:
+    """Cast interpolated values back, rounding to nearest: truncation would bias by -1."""
+    if np.issubdtype(dtype, np.integer):
+        limits = np.iinfo(dtype)
+        values = xp.clip(xp.rint(values), limits.min, limits.max)
+    return values.astype(dtype)

@@ -1,0 +1,158 @@
+"""Config + source description → the list of outputs and the plane jobs that make them.
+
+Shared by the Snakemake workflow (which turns each plane job into a Snakemake job) and
+the in-process Python API (which runs them in a loop), so both produce the same files.
+
+Layout under ``outdir`` (``roiNN/`` first in ``separate`` mode):
+
+* ``tiff`` (``layout: plane``): ``zplaneNN_tp….tif`` per plane
+* ``bin``: ``zplaneNN_tp…/`` per plane with ``data_raw.bin`` + ``ops.npy``
+* ``zarr``: one store ``zplane…_tp….zarr`` for all planes
+* ``h5``: one file ``zplane…_tp….h5`` (virtual dataset) + ``…_planes/zplaneNN.h5``
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import naming
+from .metadata import export_metadata, plane_metadata
+from .selection import SelectionError, limit, reorder, select, to_runs
+from .sources.scanimage import SourceInfo
+
+FORMATS = ("tiff", "bin", "zarr", "h5")
+WORK_FOLDER = ".imexport"
+
+
+@dataclass
+class Export:
+    """One output of one format for one ROI (or the stitched view)."""
+
+    format: str
+    roi: int | None
+    path: str  # the final product the user opens
+    metadata: dict[str, Any]
+    plane_jobs: list[str] = field(default_factory=list)  # keys into Plan.jobs
+    store: str | None = None  # temporary container the plane jobs fill (zarr)
+
+
+@dataclass
+class Plan:
+    outdir: str
+    source: SourceInfo
+    planes: np.ndarray
+    frames: np.ndarray
+    colors: np.ndarray
+    rois: list[int | None]
+    exports: list[Export]
+    jobs: dict[str, dict[str, Any]]
+
+    @property
+    def work(self) -> str:
+        return str(Path(self.outdir) / WORK_FOLDER)
+
+    def final_outputs(self) -> list[str]:
+        return [e.path for e in self.exports]
+
+    def jobs_of(self, kind: str) -> dict[str, dict[str, Any]]:
+        return {key: job for key, job in self.jobs.items() if job["kind"] == kind}
+
+
+def formats_of(config: dict[str, Any]) -> list[str]:
+    value = config.get("format", "tiff")
+    formats = [value] if isinstance(value, str) else list(value)
+    for fmt in formats:
+        if fmt not in FORMATS:
+            raise SelectionError(f"format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    if len(set(formats)) != len(formats):
+        raise SelectionError(f"format: {formats} lists a format twice")
+    return formats
+
+
+def _rois(config: dict[str, Any], info: SourceInfo) -> list[int | None]:
+    mode = config.get("roi_mode", "concat_y")
+    if mode == "concat_y":
+        if config.get("rois") is not None:
+            raise SelectionError("rois: selects ROIs only with roi_mode: separate (concat_y always stitches all ROIs)")
+        return [None]
+    if mode == "separate":
+        return [int(r) for r in select("rois", config.get("rois"), info.n_rois)]
+    raise SelectionError(f"roi_mode: {mode!r} is not one of concat_y, separate")
+
+
+def build_plan(config: dict[str, Any], info: SourceInfo) -> Plan:
+    T, C, Z = info.n_frames, info.n_colors, info.n_planes
+    planes = reorder("order", select("planes", config.get("planes"), Z), config.get("order"))
+    frames = limit("num_frames", select("frames", config.get("frames"), T), config.get("num_frames"))
+    colors = select("channels", config.get("channels"), C)
+    rois = _rois(config, info)
+    suffix = naming.sanitize_suffix(config.get("output_suffix"))
+    output_name = naming.check_output_name(config.get("output_name"))
+    outdir = Path(str(config["outdir"]))
+    chunk_mb = float(config.get("target_chunk_mb", 100))
+    color_tag = colors if C > 1 else None
+    plan = Plan(str(outdir), info, planes, frames, colors, rois, [], {})
+
+    for fmt in formats_of(config):
+        options = dict(config.get(fmt) or {})
+        if fmt == "bin" and output_name:
+            options["output_name"] = output_name
+        for roi in rois:
+            base = outdir / naming.roi_folder(roi)
+            md = export_metadata(
+                info, planes=planes, frames=frames, colors=colors, roi=roi,
+                roi_mode=config.get("roi_mode", "concat_y"), user=dict(config.get("metadata") or {}),
+            )
+            volume_stem = naming.stem(planes=planes, frames=frames, channels=color_tag, suffix=suffix)
+
+            def job(kind: str, output: Path, z_index: int, store: str | None = None) -> dict[str, Any]:
+                plane = int(planes[z_index])
+                return {
+                    "kind": kind,
+                    "format": fmt,
+                    "output": str(output),
+                    "plane": plane,
+                    "z_index": z_index,
+                    "n_planes_out": len(planes),
+                    "colors": [int(c) for c in colors],
+                    "frames": to_runs(frames),
+                    "roi": roi,
+                    "target_chunk_mb": chunk_mb,
+                    "options": options,
+                    "store": store,
+                    "metadata": plane_metadata(md, plane, z_index),
+                }
+
+            if fmt in ("tiff", "bin"):
+                for z_index, plane in enumerate(planes):
+                    name = naming.stem(planes=np.array([plane]), frames=frames, channels=color_tag, suffix=suffix)
+                    path = base / (name + (".tif" if fmt == "tiff" else ""))
+                    export = Export(fmt, roi, str(path), md)
+                    key = str(path.relative_to(outdir))
+                    plan.jobs[key] = job("file" if fmt == "tiff" else "folder", path, z_index)
+                    export.plane_jobs.append(key)
+                    plan.exports.append(export)
+            elif fmt == "h5":
+                master = base / f"{volume_stem}.h5"
+                export = Export(fmt, roi, str(master), md)
+                for z_index, plane in enumerate(planes):
+                    path = base / f"{volume_stem}_planes" / f"zplane{int(plane) + 1:02d}.h5"
+                    key = str(path.relative_to(outdir))
+                    plan.jobs[key] = job("file", path, z_index)
+                    export.plane_jobs.append(key)
+                plan.exports.append(export)
+            else:  # zarr: plane jobs fill one temporary store, finalised as a whole
+                final = base / f"{volume_stem}.zarr"
+                store = Path(plan.work) / "zarr" / str(final.relative_to(outdir))
+                export = Export(fmt, roi, str(final), md, store=str(store))
+                for z_index, plane in enumerate(planes):
+                    marker = store.parent / f"{store.name}.planes" / f"z{z_index:04d}.done"
+                    key = str(marker.relative_to(outdir))
+                    plan.jobs[key] = job("slab", marker, z_index, store=str(store))
+                    export.plane_jobs.append(key)
+                plan.exports.append(export)
+    return plan

@@ -1,0 +1,332 @@
+"""HDF5 output: one file per plane, joined afterwards by a virtual dataset in a master file.
+
+HDF5 files cannot be written by several processes at once, but planes are exported by
+parallel jobs. So every plane job writes its own file (:class:`H5PlaneSink`) and one
+cheap assembly step (:func:`assemble_h5`) writes a master file whose virtual dataset
+maps all plane files into one ``(T, Z, Y, X)`` (or ``(T, C, Z, Y, X)``) movie without
+copying any pixels.
+
+Metadata is stored as attributes that keep numbers and lists usable (see
+:func:`write_attrs`), not as their ``str()``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from imexport.sinks.base import PlaneTarget, commit_path, remove_path, temporary_sibling
+
+NONE_KEYS = "_none_keys"
+JSON_KEYS = "_json_keys"
+BOOKKEEPING_KEYS = (NONE_KEYS, JSON_KEYS)
+COMPRESSIONS = (None, "gzip", "lzf")
+DEFAULT_GZIP_LEVEL = 4
+INT64_MIN = int(np.iinfo(np.int64).min)
+INT64_MAX = int(np.iinfo(np.int64).max)
+LEAF_DTYPES = {bool: np.bool_, int: np.int64, float: np.float64}
+
+
+# --- attribute encoding -------------------------------------------------------------
+
+
+def leaf_kind(value: Any) -> type | None:
+    # bool is tested first because it is a subclass of int
+    for kind in LEAF_DTYPES:
+        if isinstance(value, kind):
+            return kind
+    return None
+
+
+def nested_shape(value: Any, kinds: set[type]) -> tuple[int, ...] | None:
+    """Shape of a rectangular nest of lists of numbers (collecting leaf kinds), else None."""
+    if isinstance(value, (list, tuple)):
+        shapes = {nested_shape(item, kinds) for item in value}
+        if None in shapes or len(shapes) > 1:
+            return None
+        return (len(value), *(shapes.pop() if shapes else ()))
+    kind = leaf_kind(value)
+    if kind is None:
+        return None
+    kinds.add(kind)
+    return ()
+
+
+def numeric_array(values: Sequence[Any]) -> np.ndarray | None:
+    """An array for a rectangular list of one kind of number, else None.
+
+    Mixing kinds (e.g. ints with floats) is refused so read-back gives the same types.
+    """
+    kinds: set[type] = set()
+    if nested_shape(values, kinds) is None or len(kinds) > 1:
+        return None
+    dtype = LEAF_DTYPES[kinds.pop()] if kinds else np.float64
+    try:
+        return np.array(values, dtype=dtype)
+    except OverflowError:  # ints beyond int64
+        return None
+
+
+def native_attr_value(value: Any) -> Any | None:
+    """The value as HDF5 stores it natively, or None when it needs JSON."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if INT64_MIN <= value <= INT64_MAX else None
+    if isinstance(value, (bool, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return numeric_array(value)
+    return None
+
+
+def string_list_attr(h5obj: h5py.HLObject, name: str) -> list[str]:
+    return [str(item) for item in h5obj.attrs.get(name, [])]
+
+
+def store_string_list_attr(h5obj: h5py.HLObject, name: str, items: list[str]) -> None:
+    if items:
+        h5obj.attrs[name] = np.array(items, dtype=h5py.string_dtype())
+    elif name in h5obj.attrs:
+        del h5obj.attrs[name]
+
+
+def write_attrs(h5obj: h5py.HLObject, mapping: Mapping[str, Any]) -> None:
+    """Store ``mapping`` as attributes of ``h5obj`` so :func:`read_attrs` restores it.
+
+    * bool, int, float, str: native scalars.
+    * rectangular lists/tuples of one kind of number (any depth): numeric arrays.
+    * None: no attribute; the key is listed in the ``_none_keys`` string array.
+    * anything else (dicts, ragged, mixed or string lists): JSON text, the key listed
+      in ``_json_keys``.
+    """
+    none_keys = string_list_attr(h5obj, NONE_KEYS)
+    json_keys = string_list_attr(h5obj, JSON_KEYS)
+    for key, value in mapping.items():
+        if key in BOOKKEEPING_KEYS:
+            raise ValueError(f"attribute name {key!r} is reserved for the encoding")
+        none_keys = [k for k in none_keys if k != key]
+        json_keys = [k for k in json_keys if k != key]
+        if key in h5obj.attrs:
+            del h5obj.attrs[key]
+        if value is None:
+            none_keys.append(key)
+            continue
+        native = native_attr_value(value)
+        if native is None:
+            json_keys.append(key)
+            native = json.dumps(value)
+        h5obj.attrs[key] = native
+    store_string_list_attr(h5obj, NONE_KEYS, none_keys)
+    store_string_list_attr(h5obj, JSON_KEYS, json_keys)
+
+
+def python_value(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode()
+    return value
+
+
+def read_attrs(h5obj: h5py.HLObject) -> dict[str, Any]:
+    """Invert :func:`write_attrs`: arrays become lists, JSON text objects, None comes back."""
+    json_keys = set(string_list_attr(h5obj, JSON_KEYS))
+    decoded: dict[str, Any] = {}
+    for key, value in h5obj.attrs.items():
+        if key in BOOKKEEPING_KEYS:
+            continue
+        decoded[key] = json.loads(value) if key in json_keys else python_value(value)
+    decoded.update(dict.fromkeys(string_list_attr(h5obj, NONE_KEYS)))
+    return decoded
+
+
+# --- per-plane files -------------------------------------------------------------------
+
+
+def compression_arguments(options: Mapping[str, Any]) -> dict[str, Any]:
+    """h5py filter arguments from the format options.
+
+    ``compression`` is None (default), "gzip" or "lzf"; ``compression_level`` (0-9,
+    default 4) only applies to gzip and is ignored otherwise.
+    """
+    compression = options.get("compression")
+    if compression not in COMPRESSIONS:
+        raise ValueError(
+            f"hdf5 option compression={compression!r} is invalid; "
+            f"valid values: {', '.join(map(repr, COMPRESSIONS))}"
+        )
+    if compression != "gzip":
+        return {"compression": compression}
+    level = options.get("compression_level")
+    level = DEFAULT_GZIP_LEVEL if level is None else level
+    if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9:
+        raise ValueError(f"hdf5 option compression_level={level!r} must be an int 0-9")
+    return {"compression": "gzip", "compression_opts": level}
+
+
+def plane_dataset_shape(target: PlaneTarget) -> tuple[int, ...]:
+    channels = (target.n_channels,) if target.n_channels > 1 else ()
+    return (target.n_frames, *channels, *target.frame_shape)
+
+
+class H5PlaneSink:
+    """Streams one plane into its own HDF5 file (``target.path``).
+
+    The dataset (``options["dataset_name"]``, default "mov") is ``(T, Y, X)`` for one
+    channel or ``(T, C, Y, X)`` for several, in ``target.dtype``, chunked one frame
+    (one channel) at a time. ``target.metadata`` goes to the root attributes.
+    """
+
+    def __init__(self, target: PlaneTarget):
+        self.target = target
+        self.final = Path(target.path).absolute()
+        filters = compression_arguments(target.options)
+        shape = plane_dataset_shape(target)
+        self.temporary = temporary_sibling(self.final)
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        remove_path(self.temporary)  # leftover of a killed job that had this pid
+        self.file = h5py.File(self.temporary, "w")
+        self.n_written = 0
+        try:
+            self.dataset = self.file.create_dataset(
+                target.options.get("dataset_name", "mov"),
+                shape=shape,
+                dtype=target.dtype,
+                chunks=(1,) * (len(shape) - 2) + tuple(target.frame_shape),
+                **filters,
+            )
+            write_attrs(self.file, target.metadata)
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, chunk: np.ndarray) -> None:
+        self._check_chunk(chunk)
+        frames = chunk if self.target.n_channels > 1 else chunk[:, 0]
+        stop = self.n_written + chunk.shape[0]
+        self.dataset[self.n_written : stop] = frames
+        self.n_written = stop
+
+    def commit(self) -> None:
+        if self.n_written != self.target.n_frames:
+            self.abort()
+            raise ValueError(
+                f"{self.final}: {self.n_written} frames written, "
+                f"{self.target.n_frames} announced"
+            )
+        self.file.close()
+        commit_path(self.temporary, self.final)
+
+    def abort(self) -> None:
+        self.file.close()
+        remove_path(self.temporary)
+
+    def _check_chunk(self, chunk: np.ndarray) -> None:
+        target = self.target
+        expected = (target.n_channels, *target.frame_shape)
+        if chunk.ndim != 4 or tuple(chunk.shape[1:]) != expected:
+            raise ValueError(
+                f"{self.final}: chunk of shape {chunk.shape} does not match "
+                f"(n, {', '.join(map(str, expected))})"
+            )
+        if chunk.dtype != np.dtype(target.dtype):
+            raise ValueError(f"{self.final}: chunk dtype {chunk.dtype} is not {target.dtype}")
+        if self.n_written + chunk.shape[0] > target.n_frames:
+            raise ValueError(f"{self.final}: more than the {target.n_frames} announced frames")
+
+
+# --- master file -----------------------------------------------------------------------
+
+
+def plane_layout(path: Path, dataset_name: str) -> tuple[tuple[int, ...], np.dtype]:
+    with h5py.File(path, "r") as file:
+        dataset = file.get(dataset_name)
+        if not isinstance(dataset, h5py.Dataset):
+            raise ValueError(f"{path} has no dataset {dataset_name!r}")
+        return dataset.shape, dataset.dtype
+
+
+def common_plane_layout(
+    plane_files: list[Path], dataset_name: str
+) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype every plane file shares; names the first file that differs."""
+    shape, dtype = plane_layout(plane_files[0], dataset_name)
+    if len(shape) not in (3, 4):
+        raise ValueError(f"{plane_files[0]}: {dataset_name!r} is {shape}, not (T, [C,] Y, X)")
+    for path in plane_files[1:]:
+        other_shape, other_dtype = plane_layout(path, dataset_name)
+        if (other_shape, other_dtype) != (shape, dtype):
+            raise ValueError(
+                f"{path}: {dataset_name!r} is {other_shape} {other_dtype}, but "
+                f"{plane_files[0]} is {shape} {dtype}"
+            )
+    return shape, dtype
+
+
+def volume_layout(
+    master_folder: Path,
+    plane_files: list[Path],
+    dataset_name: str,
+    plane_shape: tuple[int, ...],
+    dtype: np.dtype,
+) -> h5py.VirtualLayout:
+    """Planes stacked on a Z axis placed after T (and C).
+
+    Source names are relative to the master's folder: HDF5 resolves a relative source
+    name against the folder of the file holding the virtual dataset, so the export
+    folder can be moved or read from any working directory.
+    """
+    z_axis = len(plane_shape) - 2
+    volume_shape = (*plane_shape[:z_axis], len(plane_files), *plane_shape[z_axis:])
+    layout = h5py.VirtualLayout(shape=volume_shape, dtype=dtype)
+    for z, path in enumerate(plane_files):
+        source = h5py.VirtualSource(
+            os.path.relpath(path, master_folder), dataset_name, shape=plane_shape, dtype=dtype
+        )
+        layout[(slice(None),) * z_axis + (z,)] = source
+    return layout
+
+
+def assemble_h5(
+    master_path: Path | str,
+    plane_files: Sequence[Path | str],
+    *,
+    dataset_name: str = "mov",
+    metadata: Mapping[str, Any],
+    plane_metadata: Sequence[Mapping[str, Any]],
+) -> None:
+    """Write the master file: a virtual dataset over ``plane_files`` (in written Z order).
+
+    The dataset is ``(T, Z, Y, X)``, or ``(T, C, Z, Y, X)`` for multi-channel planes.
+    Root attributes ``metadata`` (export level) and ``planes`` (one dict per plane, in
+    Z order) are stored through :func:`write_attrs`.
+    """
+    master = Path(master_path).absolute()
+    planes = [Path(path).absolute() for path in plane_files]
+    if not planes:
+        raise ValueError(f"{master}: no plane files to assemble")
+    if len(plane_metadata) != len(planes):
+        raise ValueError(
+            f"{master}: {len(plane_metadata)} plane metadata entries for {len(planes)} plane files"
+        )
+    shape, dtype = common_plane_layout(planes, dataset_name)
+    layout = volume_layout(master.parent, planes, dataset_name, shape, dtype)
+    temporary = temporary_sibling(master)
+    master.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with h5py.File(temporary, "w") as file:
+            file.create_virtual_dataset(dataset_name, layout)
+            write_attrs(file, {"metadata": dict(metadata), "planes": list(plane_metadata)})
+    except BaseException:
+        remove_path(temporary)
+        raise
+    commit_path(temporary, master)

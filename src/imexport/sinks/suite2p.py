@@ -1,0 +1,201 @@
+"""Suite2p plane folders: raw int16 binaries plus the ``ops.npy`` suite2p starts from.
+
+Each plane job writes one folder (``data_raw.bin``, optionally ``data_chan2.bin``, and
+``ops.npy``) under a hidden temporary name and swaps it into place as a whole on commit,
+so an overwrite never mixes files or ops keys from an older export.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from imexport.sinks.base import PlaneTarget, commit_path, remove_path, temporary_sibling
+
+DEFAULT_OUTPUT_NAME = "data_raw.bin"
+CHAN2_NAME = "data_chan2.bin"
+OPS_NAME = "ops.npy"
+MAX_CHANNELS = 2
+INT16_MIN = int(np.iinfo(np.int16).min)
+INT16_MAX = int(np.iinfo(np.int16).max)
+
+# suite2p reads the frame count under several names depending on version and tool
+# (suite2p itself, its GUI, downstream readers); all must agree with the binary.
+FRAME_COUNT_KEYS = ("nframes", "num_frames", "n_frames", "num_timepoints", "nt", "T", "timepoints")
+
+# The few suite2p settings a user needs to run suite2p straight on this folder; every
+# other setting is left to suite2p's own defaults, which it merges under ours.
+SUITE2P_DEFAULTS: dict[str, Any] = {
+    "input_format": "binary",  # the movie is already a binary: no tiff conversion
+    "do_registration": 1,  # exported frames are raw, so they still need registering
+    "nonrigid": True,
+    # registration rewrites reg_file; it equals raw_file so no second movie copy is
+    # made, i.e. the raw binary is replaced by the registered one
+    "keep_movie_raw": False,
+    "tau": 1.0,  # indicator decay (s); 1.0 is suite2p's GCaMP6s-like default
+    "diameter": 0,  # 0: let suite2p's sparse detection pick the cell scale
+    "functional_chan": 1,  # channel 1 (data_raw.bin) carries the activity signal
+    "align_by_chan": 1,  # register on the functional channel
+    "nplanes": 1,  # every plane folder is its own single-plane suite2p run
+}
+
+
+def to_int16(frames: np.ndarray) -> np.ndarray:
+    """Convert frames to int16 the way suite2p binaries expect.
+
+    * int16: unchanged.
+    * floating point: rounded half to even (``np.rint``), clipped to [-32768, 32767];
+      NaN becomes 0 because casting NaN to an integer is undefined.
+    * other integer (and bool) types: clipped to [-32768, 32767].
+    """
+    dtype = frames.dtype
+    if dtype == np.int16:
+        return frames
+    if np.issubdtype(dtype, np.floating):
+        # float16 cannot hold 32767 exactly (it would round up and overflow): widen it
+        rounded = np.rint(frames, dtype=np.result_type(dtype, np.float32))
+        np.clip(rounded, INT16_MIN, INT16_MAX, out=rounded)
+        return np.nan_to_num(rounded, copy=False, nan=0.0).astype(np.int16)
+    if np.can_cast(dtype, np.int16):
+        return frames.astype(np.int16)
+    if np.issubdtype(dtype, np.unsignedinteger):
+        # unsigned values are never below the int16 minimum, and a negative bound
+        # cannot be expressed in the unsigned dtype
+        return np.minimum(frames, np.array(INT16_MAX, dtype)).astype(np.int16)
+    if np.issubdtype(dtype, np.signedinteger):
+        low, high = np.array(INT16_MIN, dtype), np.array(INT16_MAX, dtype)
+        return np.clip(frames, low, high).astype(np.int16)
+    raise TypeError(f"cannot write {dtype} frames to a suite2p binary")
+
+
+def validated_output_name(options: dict[str, Any]) -> str:
+    name = options.get("output_name") or DEFAULT_OUTPUT_NAME
+    if not isinstance(name, str) or Path(name).name != name or name in (".", ".."):
+        raise ValueError(f"suite2p output_name must be a bare file name, got {name!r}")
+    if name in (CHAN2_NAME, OPS_NAME):
+        raise ValueError(f"suite2p output_name {name!r} collides with {CHAN2_NAME} or {OPS_NAME}")
+    return name
+
+
+def binary_names(options: dict[str, Any], n_channels: int) -> list[str]:
+    if n_channels > MAX_CHANNELS:
+        raise ValueError(
+            f"suite2p binaries hold at most {MAX_CHANNELS} colour channels, got {n_channels}"
+        )
+    return [validated_output_name(options), CHAN2_NAME][:n_channels]
+
+
+def source_parent_dirs(source_files: list[str]) -> list[str]:
+    return sorted({str(Path(path).parent) for path in source_files})
+
+
+def build_ops(target: PlaneTarget, binary_paths: list[Path], n_written: int) -> dict[str, Any]:
+    """The ops dict for the committed folder; every path is a final path."""
+    metadata = target.metadata
+    folder = Path(target.path).absolute()
+    ly, lx = target.frame_shape
+    fs = metadata["fs"]
+    dx, dy, dz = metadata["dx"], metadata["dy"], metadata["dz"]
+    source_files = [str(path) for path in metadata["source_files"]]
+    ops: dict[str, Any] = dict(SUITE2P_DEFAULTS)
+    ops.update({key: n_written for key in FRAME_COUNT_KEYS})
+    ops.update(
+        Ly=int(ly),
+        Lx=int(lx),
+        nchannels=len(binary_paths),
+        fs=1.0 if fs is None else float(fs),
+        # suite2p needs a number for fs; the flag keeps "unknown" apart from a real 1 Hz
+        fs_unknown=fs is None,
+        dx=dx,
+        dy=dy,
+        dz=dz,
+        umPerPixX=dx,
+        umPerPixY=dy,
+        umPerPixZ=dz,
+        plane=metadata["plane"],
+        raw_file=str(binary_paths[0]),
+        reg_file=str(binary_paths[0]),
+        save_path0=str(folder),
+        save_path=str(folder),
+        fast_disk=str(folder),
+        ops_path=str(folder / OPS_NAME),
+        data_path=source_parent_dirs(source_files),
+        tiff_list=source_files,
+        imexport=dict(metadata),
+    )
+    if len(binary_paths) == MAX_CHANNELS:
+        ops.update(raw_file_chan2=str(binary_paths[1]), reg_file_chan2=str(binary_paths[1]))
+    return ops
+
+
+class Suite2pPlaneSink:
+    """Streams one plane into a suite2p plane folder (``target.path``).
+
+    Channel 0 goes to ``data_raw.bin`` (or ``options["output_name"]``), channel 1 to
+    ``data_chan2.bin``, each as int16 frames in C order (frames x Ly x Lx); see
+    :func:`to_int16` for how other dtypes are converted. ``ops.npy`` is written on commit.
+    """
+
+    def __init__(self, target: PlaneTarget):
+        self.target = target
+        self.final = Path(target.path).absolute()
+        self.names = binary_names(target.options, target.n_channels)
+        self.temporary = temporary_sibling(self.final)
+        remove_path(self.temporary)  # leftover of a killed job that had this pid
+        self.temporary.mkdir(parents=True)
+        self.files: list[BinaryIO] = [open(self.temporary / name, "wb") for name in self.names]
+        self.n_written = 0
+
+    def write(self, chunk: np.ndarray) -> None:
+        self._check_chunk(chunk)
+        for channel, handle in enumerate(self.files):
+            handle.write(np.ascontiguousarray(to_int16(chunk[:, channel])).data)
+        self.n_written += chunk.shape[0]
+
+    def commit(self) -> None:
+        if self.n_written != self.target.n_frames:
+            self.abort()
+            raise ValueError(
+                f"{self.final}: {self.n_written} frames written, "
+                f"{self.target.n_frames} announced"
+            )
+        self._close_files()
+        final_binaries = [self.final / name for name in self.names]
+        ops = build_ops(self.target, final_binaries, self.n_written)
+        np.save(self.temporary / OPS_NAME, np.array(ops, dtype=object), allow_pickle=True)
+        commit_path(self.temporary, self.final)
+
+    def abort(self) -> None:
+        self._close_files()
+        remove_path(self.temporary)
+
+    def _check_chunk(self, chunk: np.ndarray) -> None:
+        expected = (self.target.n_channels, *self.target.frame_shape)
+        if chunk.ndim != 4 or tuple(chunk.shape[1:]) != expected:
+            raise ValueError(
+                f"{self.final}: chunk of shape {chunk.shape} does not match "
+                f"(n, {', '.join(map(str, expected))})"
+            )
+
+    def _close_files(self) -> None:
+        for handle in self.files:
+            handle.close()
+
+
+def read_suite2p_plane(folder: Path | str) -> tuple[list[np.memmap], dict[str, Any]]:
+    """Memory-map the binaries of a plane folder as ``(T, Ly, Lx)`` int16, one per channel.
+
+    The binaries are looked up by file name inside ``folder`` rather than through the
+    absolute paths in ops, so a moved folder still reads.
+    """
+    folder = Path(folder)
+    ops = np.load(folder / OPS_NAME, allow_pickle=True).item()
+    shape = (ops["nframes"], ops["Ly"], ops["Lx"])
+    keys = ["raw_file", "raw_file_chan2"][: ops["nchannels"]]
+    movies = [
+        np.memmap(folder / Path(ops[key]).name, dtype=np.int16, mode="r", shape=shape)
+        for key in keys
+    ]
+    return movies, ops

@@ -1,0 +1,114 @@
+"""One ImageJ hyperstack TIFF per plane (axes ``TYX``, or ``TCYX`` for several colours).
+
+tifffile writes a correct ImageJ header only when the whole shape is given up front
+with an iterator of pages, while the export pushes chunks as it reads them. A writer
+thread bridges the two through a small bounded queue, so memory stays at a couple of
+chunks whatever the recording length.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+
+import numpy as np
+import tifffile
+
+from .base import PlaneTarget, commit_path, remove_path, temporary_sibling
+
+_QUEUE_CHUNKS = 2
+_DONE = object()
+
+
+class _Aborted(Exception):
+    pass
+
+
+def imagej_metadata(md: dict, axes: str) -> tuple[dict, tuple[float, float] | None]:
+    """ImageJ header fields and the XY resolution (pixels per µm) from export metadata."""
+    ij = {"axes": axes, "unit": "um", "Info": json.dumps(md, default=str)}
+    if md.get("fs"):
+        ij["finterval"] = 1.0 / md["fs"]
+    if md.get("dz") and "Z" in axes:
+        ij["spacing"] = md["dz"]
+    resolution = (1.0 / md["dx"], 1.0 / md["dy"]) if md.get("dx") and md.get("dy") else None
+    return ij, resolution
+
+
+class TiffPlaneSink:
+    def __init__(self, target: PlaneTarget) -> None:
+        self.target = target
+        self.temporary = temporary_sibling(target.path)
+        self.temporary.parent.mkdir(parents=True, exist_ok=True)
+        self.frames_written = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE_CHUNKS)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"tiff-writer-{target.path.name}", daemon=True)
+        self._thread.start()
+
+    def _pages(self):
+        while True:
+            chunk = self._queue.get()
+            if chunk is _DONE:
+                return
+            if chunk is None:
+                raise _Aborted
+            for frame in chunk:
+                yield from frame
+
+    def _run(self) -> None:
+        t = self.target
+        axes = "TCYX" if t.n_channels > 1 else "TYX"
+        shape = (t.n_frames, t.n_channels, *t.frame_shape) if t.n_channels > 1 else (t.n_frames, *t.frame_shape)
+        metadata, resolution = imagej_metadata(t.metadata, axes)
+        try:
+            with tifffile.TiffWriter(self.temporary, bigtiff=bool(t.options.get("bigtiff", True)), imagej=True) as tw:
+                tw.write(self._pages(), shape=shape, dtype=t.dtype, resolution=resolution, metadata=metadata)
+        except BaseException as exc:  # handed to the producer thread, which re-raises it
+            self._error = exc
+            while True:  # unblock a producer waiting on a full queue
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
+
+    def _put(self, item) -> None:
+        while True:
+            if self._error is not None:
+                raise self._error
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                if not self._thread.is_alive():
+                    raise RuntimeError(f"TIFF writer for {self.target.path} stopped") from self._error
+
+    def write(self, chunk: np.ndarray) -> None:
+        expected = (self.target.n_channels, *self.target.frame_shape)
+        if chunk.shape[1:] != expected:
+            raise ValueError(f"{self.target.path}: chunk shape {chunk.shape[1:]} != {expected}")
+        if self.frames_written + len(chunk) > self.target.n_frames:
+            raise ValueError(f"{self.target.path}: more frames than the {self.target.n_frames} announced")
+        self._put(np.ascontiguousarray(chunk, dtype=self.target.dtype))
+        self.frames_written += len(chunk)
+
+    def commit(self) -> None:
+        if self.frames_written != self.target.n_frames:
+            self.abort()
+            raise ValueError(f"{self.target.path}: {self.frames_written} frames written, {self.target.n_frames} announced")
+        self._put(_DONE)
+        self._thread.join()
+        if self._error is not None:
+            remove_path(self.temporary)
+            raise self._error
+        commit_path(self.temporary, self.target.path)
+
+    def abort(self) -> None:
+        if self._thread.is_alive():
+            try:
+                self._put(None)
+            except BaseException:  # the writer already failed; nothing left to stop
+                pass
+            self._thread.join()
+        remove_path(self.temporary)

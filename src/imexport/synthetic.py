@@ -1,0 +1,334 @@
+"""Synthetic raw ScanImage acquisitions with the real on-disk layout and known content.
+
+tifffile can read but not write the ScanImage static header block, so the file is laid
+out here byte by byte: a little-endian BigTIFF header, the ScanImage block at byte 16
+(magic, version, frame-data text, ROI-group JSON), then one IFD + description + int16
+strip per page, pages interleaved frame-major, saved-channel-minor.
+
+The content is known in closed form, so tests compute expected pixels from the
+``AcquisitionSpec`` alone:
+
+* ``content="scene"``: every plane shows the same field of Gaussian "cells" translated
+  by ``plane_shifts[z]``, with per-cell activity over time; ROI ``r`` images columns
+  ``[r*W, (r+1)*W)`` of that field. Odd page rows can be displaced by ``phase_offset``
+  pixels to mimic bidirectional scan-phase error.
+* ``content="index"``: every pixel of page ``p`` (frame ``t``, saved channel ``ch``)
+  equals ``t * 64 + ch``, to prove the page mapping.
+
+Fly-to rows between ROI strips always hold ``FLY_TO_VALUE``.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FLY_TO_VALUE = -1
+SCANIMAGE_MAGIC = 117637889
+_DESCRIPTION_WIDTH = 200
+
+
+@dataclass
+class AcquisitionSpec:
+    n_frames: int = 24  # frames (volumes, for LBM) in the whole acquisition
+    n_planes: int = 4  # light beads per colour = z-planes
+    n_colors: int = 1  # colour channels (AI ports)
+    roi_heights: list[int] = field(default_factory=lambda: [40, 32])  # rows per ROI
+    width: int = 48  # pixels per line, the same for every ROI
+    fly_to_lines: int = 3
+    frames_per_file: int = 10
+    frame_rate: float = 9.6  # volume rate, Hz
+    line_period: float = 4.0e-5  # s
+    objective_resolution: float = 157.5  # µm per scan degree
+    deg_per_pixel: float = 0.0127  # ROI size in degrees = pixels * deg_per_pixel
+    plane_shifts: list[list[int]] | None = None  # per-plane [dy, dx] translation of the scene
+    phase_offset: float = 0.0  # displacement of odd page rows along X, pixels
+    trailing_pages: int = 0  # extra pages of an unfinished frame at the end of the last file
+    content: str = "scene"
+    n_cells: int = 40
+    noise: float = 0.0  # std of additive Gaussian noise
+    seed: int = 0
+    stem: str = "acq"
+
+    def __post_init__(self) -> None:
+        self.roi_heights = [int(h) for h in self.roi_heights]
+        if self.plane_shifts is None:
+            self.plane_shifts = [[0, 0] for _ in range(self.n_planes)]
+        self.plane_shifts = [[int(dy), int(dx)] for dy, dx in self.plane_shifts]
+        if len(self.plane_shifts) != self.n_planes:
+            raise ValueError("plane_shifts needs one [dy, dx] per plane")
+
+    @property
+    def n_rois(self) -> int:
+        return len(self.roi_heights)
+
+    @property
+    def n_saved(self) -> int:
+        return self.n_planes * self.n_colors
+
+    @property
+    def page_height(self) -> int:
+        return sum(self.roi_heights) + (self.n_rois - 1) * self.fly_to_lines
+
+    def roi_row_starts(self) -> list[int]:
+        starts, y = [], 0
+        for h in self.roi_heights:
+            starts.append(y)
+            y += h + self.fly_to_lines
+        return starts
+
+    def file_names(self) -> list[str]:
+        n_files = -(-self.n_frames // self.frames_per_file)
+        return [f"{self.stem}_{i + 1:05d}.tif" for i in range(n_files)]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- content
+
+
+def _cells(spec: AcquisitionSpec):
+    """Cell centres (in field coordinates), radii, amplitudes and activity phases."""
+    rng = np.random.default_rng(spec.seed)
+    field_h = max(spec.roi_heights)
+    field_w = spec.width * spec.n_rois
+    cy = rng.uniform(0, field_h, spec.n_cells)
+    cx = rng.uniform(0, field_w, spec.n_cells)
+    radius = rng.uniform(2.0, 4.0, spec.n_cells)
+    amplitude = rng.uniform(400, 1500, spec.n_cells)
+    frequency = rng.uniform(0.02, 0.2, spec.n_cells)
+    phase = rng.uniform(0, 2 * np.pi, spec.n_cells)
+    return cy, cx, radius, amplitude, frequency, phase
+
+
+def _cell_images(spec: AcquisitionSpec, z: int, r: int) -> np.ndarray:
+    """Each cell's footprint in ROI ``r`` of plane ``z``: ``(n_cells, H_r, W)``."""
+    cy, cx, radius, *_ = _cells(spec)
+    dy, dx = spec.plane_shifts[z]
+    rows = np.arange(spec.roi_heights[r], dtype=np.float64)[:, None]
+    cols = np.arange(spec.width, dtype=np.float64)[None, :] + r * spec.width
+    out = np.empty((spec.n_cells, rows.shape[0], cols.shape[1]), np.float32)
+    for k in range(spec.n_cells):
+        d2 = (rows - cy[k] - dy) ** 2 + (cols - cx[k] - dx) ** 2
+        out[k] = np.exp(-d2 / (2 * radius[k] ** 2))
+    return out
+
+
+def _activity(spec: AcquisitionSpec, frames: np.ndarray, c: int, z: int) -> np.ndarray:
+    """Per-frame cell brightness ``(n_frames, n_cells)``; planes and colours differ in gain."""
+    _, _, _, amplitude, frequency, phase = _cells(spec)
+    t = np.asarray(frames, dtype=np.float64)[:, None]
+    gain = (1.0 - 0.04 * z) * (1.0 - 0.3 * c)
+    return (amplitude * gain * (1.0 + 0.5 * np.sin(2 * np.pi * frequency * t + phase))).astype(np.float32)
+
+
+def expected_roi(spec: AcquisitionSpec, frames, c: int, z: int, r: int, cell_images=None) -> np.ndarray:
+    """Ground truth of ROI ``r`` for 0-based ``frames`` of colour ``c``, plane ``z``.
+
+    These are the pixels the generator puts into the page before any scan-phase
+    displacement: ``(len(frames), H_r, W)`` int16. ``cell_images`` may pass in a
+    precomputed ``_cell_images(spec, z, r)`` to save recomputing it.
+    """
+    frames = np.atleast_1d(np.asarray(frames, dtype=np.int64))
+    if spec.content == "index":
+        ch = c * spec.n_planes + z
+        values = (frames * 64 + ch).astype(np.int16)
+        return np.broadcast_to(values[:, None, None], (len(frames), spec.roi_heights[r], spec.width)).copy()
+    images = _cell_images(spec, z, r) if cell_images is None else cell_images
+    movie = np.tensordot(_activity(spec, frames, c, z), images, axes=(1, 0)) + 100.0
+    if spec.noise:
+        for i, t in enumerate(frames):
+            rng = np.random.default_rng([spec.seed, int(t), c, z, r])
+            movie[i] += rng.normal(0.0, spec.noise, movie.shape[1:])
+    return np.clip(np.rint(movie), -32768, 32767).astype(np.int16)
+
+
+def _displace_odd_rows(page: np.ndarray, offset: float) -> np.ndarray:
+    """Move odd page rows by ``offset`` px along X (linear interpolation, edge clamped)."""
+    cols = np.arange(page.shape[1], dtype=np.float64)
+    out = page.copy()
+    for y in range(1, page.shape[0], 2):
+        out[y] = np.rint(np.interp(cols - offset, cols, page[y].astype(np.float64)))
+    return out
+
+
+def _page(spec: AcquisitionSpec, roi_frames: list[np.ndarray], i: int) -> np.ndarray:
+    page = np.full((spec.page_height, spec.width), FLY_TO_VALUE, dtype=np.int16)
+    for y0, movie in zip(spec.roi_row_starts(), roi_frames):
+        page[y0 : y0 + movie.shape[1]] = movie[i]
+    if spec.phase_offset and spec.content == "scene":
+        page = _displace_odd_rows(page, spec.phase_offset)
+    return page
+
+
+# --------------------------------------------------------------------------- header
+
+
+def frame_data_text(spec: AcquisitionSpec) -> str:
+    """The non-varying ``SI.* = value`` header, as ScanImage writes it."""
+    saved = list(range(1, spec.n_saved + 1))
+    channel_save = str(saved[0]) if len(saved) == 1 else "[" + ";".join(map(str, saved)) + "]"
+    flyto_time = spec.fly_to_lines * spec.line_period
+    lines = [
+        "SI.VERSION_MAJOR = 2023",
+        "SI.VERSION_MINOR = 1",
+        "SI.imagingSystem = 'LBM'" if spec.n_planes > 1 else "SI.imagingSystem = 'ResScanner'",
+        f"SI.hChannels.channelSave = {channel_save}",
+        f"SI.hChannels.channelsActive = {channel_save}",
+        "SI.hChannels.channelsDataType = 'int16'",
+        f"SI.hRoiManager.scanFrameRate = {spec.frame_rate!r}",
+        f"SI.hRoiManager.scanFramePeriod = {1.0 / spec.frame_rate!r}",
+        f"SI.hRoiManager.linePeriod = {spec.line_period!r}",
+        f"SI.hRoiManager.linesPerFrame = {spec.page_height}",
+        f"SI.hRoiManager.pixelsPerLine = {spec.width}",
+        "SI.hRoiManager.mroiEnable = true" if spec.n_rois > 1 else "SI.hRoiManager.mroiEnable = false",
+        "SI.hRoiManager.scanZoomFactor = 1",
+        f"SI.hScan2D.flytoTimePerScanfield = {flyto_time!r}",
+        "SI.hScan2D.bidirectional = true",
+        "SI.hScan2D.scanMode = 'resonant'",
+        f"SI.hScan2D.logFramesPerFile = {spec.frames_per_file}",
+        "SI.hScan2D.logAverageFactor = 1",
+        "SI.hScan2D.uniformSampling = false",
+        f"SI.objectiveResolution = {spec.objective_resolution!r}",
+        "SI.hStackManager.enable = false",
+        "SI.hStackManager.numSlices = 1",
+        "SI.hStackManager.framesPerSlice = 1",
+        "SI.hFastZ.enable = false",
+        f"SI.hStackManager.actualNumVolumes = {spec.n_frames}",
+    ]
+    for ch in saved:
+        port = (ch - 1) // spec.n_planes
+        lines.append(f"SI.hScan2D.virtualChannelSettings__{ch}.source = 'AI{port}'")
+    return "\n".join(lines) + "\n"
+
+
+def roi_group_json(spec: AcquisitionSpec) -> str:
+    rois = []
+    for r, h in enumerate(spec.roi_heights):
+        size = [spec.width * spec.deg_per_pixel, h * spec.deg_per_pixel]
+        rois.append(
+            {
+                "ver": 1,
+                "classname": "scanimage.mroi.Roi",
+                "name": f"ROI {r + 1}",
+                "zs": 0,
+                "scanfields": {
+                    "classname": "scanimage.mroi.scanfield.fields.RotatedRectangle",
+                    "centerXY": [(r - (spec.n_rois - 1) / 2) * size[0], 0.0],
+                    "sizeXY": size,
+                    "rotationDegrees": 0,
+                    "pixelResolutionXY": [spec.width, h],
+                },
+            }
+        )
+    group = {"RoiGroups": {"imagingRoiGroup": {"ver": 1, "name": "Default", "rois": rois[0] if len(rois) == 1 else rois}}}
+    return json.dumps(group)
+
+
+# --------------------------------------------------------------------------- writer
+
+_TAGS_PER_PAGE = 13
+
+
+def _ifd_bytes(ifd_at: int, height: int, width: int, description: bytes, software: bytes, last: bool) -> tuple[bytes, int]:
+    """One BigTIFF IFD followed by its out-of-line strings; returns (bytes, data offset)."""
+    ifd_size = 8 + _TAGS_PER_PAGE * 20 + 8
+    desc_at = ifd_at + ifd_size
+    soft_at = desc_at + len(description)
+    data_at = soft_at + len(software)
+    nbytes = height * width * 2
+    entries = [
+        (256, 4, 1, width),
+        (257, 4, 1, height),
+        (258, 3, 1, 16),
+        (259, 3, 1, 1),
+        (262, 3, 1, 1),
+        (270, 2, len(description), desc_at),
+        (273, 16, 1, data_at),
+        (277, 3, 1, 1),
+        (278, 4, 1, height),
+        (279, 16, 1, nbytes),
+        (284, 3, 1, 1),
+        (305, 2, len(software), soft_at),
+        (339, 3, 1, 2),
+    ]
+    out = bytearray(struct.pack("<Q", len(entries)))
+    for tag, type_code, count, value in entries:
+        out += struct.pack("<HHQQ", tag, type_code, count, value)
+    out += struct.pack("<Q", 0 if last else data_at + nbytes)
+    return bytes(out) + description + software, data_at
+
+
+def _description(frame_number: int, t_seconds: float) -> bytes:
+    text = (
+        f"frameNumbers = {frame_number}\n"
+        f"acquisitionNumbers = 1\n"
+        f"frameNumberAcquisition = {frame_number}\n"
+        f"frameTimestamps_sec = {t_seconds:.6f}\n"
+        f"acqTriggerTimestamps_sec = \n"
+        f"nextFileMarkerTimestamps_sec = \n"
+        f"endOfAcquisition = 0\n"
+    )
+    return text.ljust(_DESCRIPTION_WIDTH).encode("ascii") + b"\0"
+
+
+def _write_file(path: Path, spec: AcquisitionSpec, pages, n_pages: int) -> None:
+    frame_text = frame_data_text(spec).encode("ascii") + b"\0"
+    roi_text = roi_group_json(spec).encode("ascii")
+    software = b"SI.VERSION_MAJOR = 2023\nSI.VERSION_MINOR = 1\0"
+    header_block = struct.pack("<IIII", SCANIMAGE_MAGIC, 3, len(frame_text), len(roi_text)) + frame_text + roi_text
+    first_ifd = 16 + len(header_block)
+    first_ifd += (-first_ifd) % 8
+    with open(path, "wb") as fh:
+        fh.write(b"II" + struct.pack("<HHHQ", 43, 8, 0, first_ifd))
+        fh.write(header_block)
+        fh.write(b"\0" * (first_ifd - fh.tell()))
+        for i, (frame_number, page) in enumerate(pages):
+            ifd, data_at = _ifd_bytes(
+                fh.tell(), spec.page_height, spec.width,
+                _description(frame_number, frame_number / spec.frame_rate), software, i == n_pages - 1,
+            )
+            fh.write(ifd)
+            assert fh.tell() == data_at
+            fh.write(np.ascontiguousarray(page, dtype="<i2").tobytes())
+
+
+def write_acquisition(spec: AcquisitionSpec, folder: str | Path) -> list[Path]:
+    """Write the acquisition as ``<stem>_00001.tif, …`` into ``folder``; returns the paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    names = spec.file_names()
+    cell_images = {}
+    if spec.content == "scene":
+        cell_images = {(z, r): _cell_images(spec, z, r) for z in range(spec.n_planes) for r in range(spec.n_rois)}
+    for f, name in enumerate(names):
+        frames = np.arange(f * spec.frames_per_file, min((f + 1) * spec.frames_per_file, spec.n_frames))
+        extra = spec.trailing_pages if f == len(names) - 1 else 0
+        n_pages = len(frames) * spec.n_saved + extra
+        paths.append(folder / name)
+        _write_file(folder / name, spec, _pages(spec, frames, extra, cell_images), n_pages)
+    return paths
+
+
+def _pages(spec: AcquisitionSpec, frames: np.ndarray, extra: int, cell_images: dict):
+    """Yield ``(frame_number, page)`` in file order, a block of frames at a time."""
+    block = 8
+    blocks = [frames[b0 : b0 + block] for b0 in range(0, len(frames), block)]
+    if extra:
+        blocks.append(np.array([frames[-1] + 1 if len(frames) else 0]))
+    for b, chunk in enumerate(blocks):
+        movies = {
+            (c, z): [expected_roi(spec, chunk, c, z, r, cell_images.get((z, r))) for r in range(spec.n_rois)]
+            for c in range(spec.n_colors)
+            for z in range(spec.n_planes)
+        }
+        partial = extra and b == len(blocks) - 1
+        for i, t in enumerate(chunk):
+            for ch in range(extra if partial else spec.n_saved):
+                yield int(t) + 1, _page(spec, movies[divmod(ch, spec.n_planes)], i)

@@ -1,0 +1,25 @@
+"""What the Snakefile needs at DAG-build time: the validated config and the plan."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import validate
+from .demo import demo_active, planned_demo_info
+from .plan import Plan, build_plan
+from .sources import inspect_input
+
+
+def plan_for_config(config: dict[str, Any]) -> tuple[dict[str, Any], Plan]:
+    resolved = validate(config)
+    if demo_active(resolved) and not _demo_present(resolved):
+        info = planned_demo_info(resolved)
+    else:
+        info = inspect_input(resolved["input"])
+    return resolved, build_plan(resolved, info)
+
+
+def _demo_present(config: dict[str, Any]) -> bool:
+    from .demo import demo_files
+
+    return all(p.exists() for p in demo_files(config))

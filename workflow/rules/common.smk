@@ -1,0 +1,34 @@
+# Config -> plan. Validation and planning happen here, before any job starts, so a bad
+# value or a bad input stops the run with a message naming the key or the file.
+import re
+
+from snakemake.exceptions import WorkflowError
+
+from imexport.workflow_plan import plan_for_config
+
+try:
+    RESOLVED, PLAN = plan_for_config(config)
+except ValueError as error:
+    raise WorkflowError(f"imexport: {error}") from None
+
+config.update(RESOLVED)
+OUT = PLAN.outdir
+WORK = PLAN.work
+SOURCE_JSON = f"{WORK}/source.json"
+PAGE_INDEX = f"{WORK}/page_index.npz"
+CHUNK_MB = float(RESOLVED["target_chunk_mb"])
+
+
+def keys_regex(kind):
+    """Wildcard constraint: exactly the planned job keys of one kind."""
+    keys = PLAN.jobs_of(kind)
+    return "|".join(re.escape(k) for k in keys) if keys else "(?!)"
+
+
+def plane_job(wildcards):
+    return PLAN.jobs[wildcards.key]
+
+
+def plane_job_mem_mb(wildcards, attempt):
+    """Two chunks in flight plus the interpreter, more on each retry."""
+    return int((3 * CHUNK_MB + 300) * attempt)

@@ -1,0 +1,41 @@
+# Source side: the optional demo acquisition, then one page index for all plane jobs.
+from imexport.demo import demo_active, demo_files
+
+
+localrules:
+    make_demo,
+    index_source,
+
+
+if demo_active(RESOLVED):
+
+    rule make_demo:
+        output:
+            [str(p.resolve()) for p in demo_files(RESOLVED)],
+        params:
+            spec={k: v for k, v in RESOLVED["demo"].items() if k not in ("generate", "folder")},
+            folder=RESOLVED["demo"]["folder"],
+        log:
+            f"{WORK}/logs/make_demo.log",
+        conda:
+            "../../envs/imexport.yaml"
+        script:
+            "../../scripts/make_demo.py"
+
+
+rule index_source:
+    input:
+        PLAN.source.files,
+    output:
+        source=SOURCE_JSON,
+        index=PAGE_INDEX,
+    params:
+        info=PLAN.source.to_json(),
+    log:
+        f"{WORK}/logs/index_source.log",
+    benchmark:
+        f"{WORK}/benchmarks/index_source.tsv"
+    conda:
+        "../../envs/imexport.yaml"
+    script:
+        "../../scripts/index_source.py"
