@@ -424,27 +424,33 @@ def one_node_cluster(
     # 0755: munged insists nobody else can write here; others may traverse so
     # non-root clients could reach the socket too.
     munge_dir.chmod(0o755)
-    key = munge_dir / "munge.key"
-    # 128 random bytes, like `mungekey`'s default 1024-bit key; fresh per
-    # cluster so no other munged can forge credentials for it.
-    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(os.urandom(128))
-    os.chown(key, munge_user.pw_uid, munge_user.pw_gid)
-    munge_socket = munge_dir / "munge.socket"
+    # Everything up to the daemons' start: on failure only the munge dir
+    # (outside workdir) needs cleaning up.
+    try:
+        key = munge_dir / "munge.key"
+        # 128 random bytes, like `mungekey`'s default 1024-bit key; fresh per
+        # cluster so no other munged can forge credentials for it.
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(os.urandom(128))
+        os.chown(key, munge_user.pw_uid, munge_user.pw_gid)
+        munge_socket = munge_dir / "munge.socket"
 
-    ctld_port, slurmd_port = _free_ports(2)
-    conf = _write_config(
-        workdir, cpus=cpus, real_memory_mb=real_memory_mb, munge_socket=munge_socket,
-        ctld_port=ctld_port, slurmd_port=slurmd_port, log_dir=log_dir,
-    )
-    shim_dir = _write_client_shims(workdir / "bin", conf, bins)
-    cluster = SlurmCluster(
-        workdir=workdir, conf=conf, log_dir=log_dir, munge_socket=munge_socket,
-        env={"SLURM_CONF": str(conf), "PATH": f"{shim_dir}{os.pathsep}{os.environ.get('PATH', os.defpath)}"},
-        cpus=cpus, real_memory_mb=real_memory_mb,
-        munge_dir=munge_dir,
-    )
+        ctld_port, slurmd_port = _free_ports(2)
+        conf = _write_config(
+            workdir, cpus=cpus, real_memory_mb=real_memory_mb, munge_socket=munge_socket,
+            ctld_port=ctld_port, slurmd_port=slurmd_port, log_dir=log_dir,
+        )
+        shim_dir = _write_client_shims(workdir / "bin", conf, bins)
+        cluster = SlurmCluster(
+            workdir=workdir, conf=conf, log_dir=log_dir, munge_socket=munge_socket,
+            env={"SLURM_CONF": str(conf), "PATH": f"{shim_dir}{os.pathsep}{os.environ.get('PATH', os.defpath)}"},
+            cpus=cpus, real_memory_mb=real_memory_mb,
+            munge_dir=munge_dir,
+        )
+    except BaseException:
+        shutil.rmtree(munge_dir, ignore_errors=True)
+        raise
 
     # A unique marker in the daemons' environment lets teardown find their
     # descendants (slurmstepd) by PID without matching on process names.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -145,3 +146,16 @@ def test_rejects_non_hyperstack_axes(tmp_path):
         assemble_volume_tiff(tmp_path / "v.tif", [path], metadata={})
     with pytest.raises(ValueError, match="at least one"):
         assemble_volume_tiff(tmp_path / "v.tif", [], metadata={})
+
+
+def test_memory_stays_near_one_t_chunk(tmp_path):
+    volume = random_volume((64, 4, 1, 256, 256))  # 32 MiB in all
+    planes = write_planes(tmp_path / "p", volume)
+    del volume
+    tracemalloc.start()
+    try:
+        assemble_volume_tiff(tmp_path / "v.tif", planes, metadata=METADATA, target_chunk_mb=1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20  # one 1 MiB T-chunk plus tifffile's page buffers

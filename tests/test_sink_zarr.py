@@ -219,6 +219,10 @@ def test_sink_rejects_mismatched_target(tmp_path):
     target.z_index = 2
     with pytest.raises(ValueError, match="z_index 2"):
         ZarrPlaneSink(store, target, 0.05)
+    target = plane_target(store, data, 0)
+    target.dtype = np.dtype(np.int16)
+    with pytest.raises(ValueError, match="dtype"):
+        ZarrPlaneSink(store, target, 0.05)
 
 
 def test_abort_removes_only_that_plane_marker(tmp_path):
@@ -529,6 +533,9 @@ def test_pyramid_max_layers_and_small_frames(tmp_path):
     small = random_data((2, 1, 1, 126, 400), np.uint8)
     final = export(tmp_path / "c", small, pyramid=True)
     assert _levels(final)[1] == [(2, 1, 126, 400)]  # 63 rows are not
+    group = zarr.open_group(str(final), mode="r")
+    assert "type" not in group.attrs["ome"]["multiscales"][0]
+    assert list(group.array_keys()) == ["0"]
     with pytest.raises(ValueError, match="pyramid_method"):
         export(tmp_path / "d", small, pyramid=True, pyramid_method="gaussian")
 

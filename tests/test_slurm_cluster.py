@@ -20,7 +20,6 @@ import contextlib
 import filecmp
 import os
 import re
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -240,32 +239,36 @@ def _snakemake_cmd(run_dir: Path, cfg: Path, *extra: str) -> list[str]:
     ]
 
 
-def test_demo_export_matches_local(tmp_path, request):
+def test_demo_export_matches_local(tmp_path):
     if not SNAKEFILE.exists():
         pytest.skip("workflow not present yet")
     assert (PROFILE / "config.yaml").exists(), "profiles/slurm/config.yaml missing"
 
-    # 1. Local reference run.
-    local_dir = tmp_path / "local"
-    local_dir.mkdir()
-    local_cfg, local_out = _write_config(local_dir)
-    rc, local_log = run_with_timeout(
-        _snakemake_cmd(local_dir, local_cfg, "--cores", "2"),
-        env=clean_environ(), log_path=tmp_path / "snakemake_local.log",
-        timeout=WORKFLOW_TIMEOUT_S, cwd=local_dir,
-    )
-    assert rc == 0, f"local run failed ({rc}):\n{_tail(local_log)}"
-
-    # 2. The same workflow through SLURM with the production profile.  The
-    # node is declared at least as big as anything the profile asks for
-    # (slurm.conf uses config_overrides and nothing enforces limits), and
-    # at least 64 GB so rule-level mem_mb callables fit too.
+    # The node is declared at least as big as anything the profile asks for
+    # (slurm.conf uses config_overrides and nothing enforces limits), and at
+    # least 64 GB so rule-level mem_mb callables fit too.  The cluster comes
+    # up first so that a machine without SLURM skips/fails before the
+    # (longer) local run.
     max_cpus, max_mem = _profile_maxima()
     with _cluster_or_skip(
         tmp_path / "cluster",
         cpus=max(os.cpu_count() or 1, max_cpus),
         real_memory_mb=max(64000, max_mem),
     ) as cluster:
+        # 1. Local reference run (no SLURM involved).
+        local_dir = tmp_path / "local"
+        local_dir.mkdir()
+        local_cfg, local_out = _write_config(local_dir)
+        t0 = time.monotonic()
+        rc, local_log = run_with_timeout(
+            _snakemake_cmd(local_dir, local_cfg, "--cores", "2"),
+            env=clean_environ(), log_path=tmp_path / "snakemake_local.log",
+            timeout=WORKFLOW_TIMEOUT_S, cwd=local_dir,
+        )
+        local_elapsed = time.monotonic() - t0
+        assert rc == 0, f"local run failed ({rc}):\n{_tail(local_log)}"
+
+        # 2. The same workflow through SLURM with the production profile.
         slurm_dir = tmp_path / "slurm"
         slurm_dir.mkdir()
         slurm_cfg, slurm_out = _write_config(slurm_dir)
@@ -304,7 +307,7 @@ def test_demo_export_matches_local(tmp_path, request):
         )
         assert cluster.submitted_job_ids_from_log() == sorted(submitted)
         print(
-            f"\nworkflow via SLURM: {len(submitted)} sbatch jobs "
+            f"\nworkflow: local {local_elapsed:.1f}s; via SLURM {len(submitted)} sbatch jobs "
             f"({sorted(set(remote_headers))}) in {elapsed:.1f}s"
         )
 

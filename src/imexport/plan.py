@@ -30,14 +30,23 @@ WORK_FOLDER = ".imexport"
 
 @dataclass
 class Export:
-    """One output of one format for one ROI (or the stitched view)."""
+    """One output of one format for one ROI (or the stitched view).
+
+    ``kind`` says how the plane jobs become the product: ``plane`` (the plane job's
+    output is the product), ``h5`` (a master file joins per-plane files), ``zarr``
+    (plane jobs fill a temporary store that is then finalised), ``tiff_volume``
+    (temporary per-plane TIFFs are joined into one hyperstack).
+    """
 
     format: str
+    kind: str
     roi: int | None
+    key: str  # path relative to outdir
     path: str  # the final product the user opens
     metadata: dict[str, Any]
-    plane_jobs: list[str] = field(default_factory=list)  # keys into Plan.jobs
-    store: str | None = None  # temporary container the plane jobs fill (zarr)
+    options: dict[str, Any] = field(default_factory=dict)
+    plane_jobs: list[str] = field(default_factory=list)  # keys into Plan.jobs, in written Z order
+    store: str | None = None  # temporary store the plane jobs fill (zarr)
 
 
 @dataclass
@@ -48,6 +57,7 @@ class Plan:
     frames: np.ndarray
     colors: np.ndarray
     rois: list[int | None]
+    target_chunk_mb: float
     exports: list[Export]
     jobs: dict[str, dict[str, Any]]
 
@@ -60,6 +70,15 @@ class Plan:
 
     def jobs_of(self, kind: str) -> dict[str, dict[str, Any]]:
         return {key: job for key, job in self.jobs.items() if job["kind"] == kind}
+
+    def exports_of(self, kind: str) -> dict[str, Export]:
+        return {e.key: e for e in self.exports if e.kind == kind}
+
+    def export(self, key: str) -> Export:
+        return next(e for e in self.exports if e.key == key)
+
+    def plane_outputs(self, key: str) -> list[str]:
+        return [self.jobs[k]["output"] for k in self.export(key).plane_jobs]
 
 
 def formats_of(config: dict[str, Any]) -> list[str]:
@@ -95,7 +114,9 @@ def build_plan(config: dict[str, Any], info: SourceInfo) -> Plan:
     outdir = Path(str(config["outdir"]))
     chunk_mb = float(config.get("target_chunk_mb", 100))
     color_tag = colors if C > 1 else None
-    plan = Plan(str(outdir), info, planes, frames, colors, rois, [], {})
+    plan = Plan(str(outdir), info, planes, frames, colors, rois, chunk_mb, [], {})
+    work = Path(plan.work)
+    tiff_layout = (config.get("tiff") or {}).get("layout", "plane")
 
     for fmt in formats_of(config):
         options = dict(config.get(fmt) or {})
@@ -109,11 +130,12 @@ def build_plan(config: dict[str, Any], info: SourceInfo) -> Plan:
             )
             volume_stem = naming.stem(planes=planes, frames=frames, channels=color_tag, suffix=suffix)
 
-            def job(kind: str, output: Path, z_index: int, store: str | None = None) -> dict[str, Any]:
+            def add_job(export: Export, kind: str, output: Path, z_index: int) -> None:
                 plane = int(planes[z_index])
-                return {
+                key = str(output.relative_to(outdir))
+                plan.jobs[key] = {
                     "kind": kind,
-                    "format": fmt,
+                    "format": "tiff" if fmt == "tiff" else fmt,
                     "output": str(output),
                     "plane": plane,
                     "z_index": z_index,
@@ -123,36 +145,34 @@ def build_plan(config: dict[str, Any], info: SourceInfo) -> Plan:
                     "roi": roi,
                     "target_chunk_mb": chunk_mb,
                     "options": options,
-                    "store": store,
+                    "store": export.store,
                     "metadata": plane_metadata(md, plane, z_index),
                 }
+                export.plane_jobs.append(key)
 
-            if fmt in ("tiff", "bin"):
+            def add_export(kind: str, final: Path, store: Path | None = None) -> Export:
+                export = Export(fmt, kind, roi, str(final.relative_to(outdir)), str(final), md, options,
+                                store=None if store is None else str(store))
+                plan.exports.append(export)
+                return export
+
+            if fmt == "tiff" and tiff_layout == "volume":
+                export = add_export("tiff_volume", base / f"{volume_stem}.tif")
+                for z_index, plane in enumerate(planes):
+                    add_job(export, "intermediate", work / "tiff_planes" / export.key / f"zplane{int(plane) + 1:02d}.tif", z_index)
+            elif fmt in ("tiff", "bin"):
                 for z_index, plane in enumerate(planes):
                     name = naming.stem(planes=np.array([plane]), frames=frames, channels=color_tag, suffix=suffix)
-                    path = base / (name + (".tif" if fmt == "tiff" else ""))
-                    export = Export(fmt, roi, str(path), md)
-                    key = str(path.relative_to(outdir))
-                    plan.jobs[key] = job("file" if fmt == "tiff" else "folder", path, z_index)
-                    export.plane_jobs.append(key)
-                    plan.exports.append(export)
+                    export = add_export("plane", base / (name + (".tif" if fmt == "tiff" else "")))
+                    add_job(export, "file" if fmt == "tiff" else "folder", Path(export.path), z_index)
             elif fmt == "h5":
-                master = base / f"{volume_stem}.h5"
-                export = Export(fmt, roi, str(master), md)
+                export = add_export("h5", base / f"{volume_stem}.h5")
                 for z_index, plane in enumerate(planes):
-                    path = base / f"{volume_stem}_planes" / f"zplane{int(plane) + 1:02d}.h5"
-                    key = str(path.relative_to(outdir))
-                    plan.jobs[key] = job("file", path, z_index)
-                    export.plane_jobs.append(key)
-                plan.exports.append(export)
+                    add_job(export, "file", base / f"{volume_stem}_planes" / f"zplane{int(plane) + 1:02d}.h5", z_index)
             else:  # zarr: plane jobs fill one temporary store, finalised as a whole
                 final = base / f"{volume_stem}.zarr"
-                store = Path(plan.work) / "zarr" / str(final.relative_to(outdir))
-                export = Export(fmt, roi, str(final), md, store=str(store))
-                for z_index, plane in enumerate(planes):
-                    marker = store.parent / f"{store.name}.planes" / f"z{z_index:04d}.done"
-                    key = str(marker.relative_to(outdir))
-                    plan.jobs[key] = job("slab", marker, z_index, store=str(store))
-                    export.plane_jobs.append(key)
-                plan.exports.append(export)
+                store = work / "zarr" / final.relative_to(outdir)
+                export = add_export("zarr", final, store)
+                for z_index in range(len(planes)):
+                    add_job(export, "slab", store.parent / f"{store.name}.planes" / f"z{z_index:04d}.done", z_index)
     return plan

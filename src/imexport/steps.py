@@ -6,6 +6,7 @@ Snakemake job and in-process.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ def index_source(info_json: str, source_out: str, index_out: str) -> None:
 
 
 def write_plane(job: dict[str, Any], source_json: str, index_path: str, *, show_progress: bool = False, progress=None) -> Path:
+    """One plane job. A zarr slab has no file of its own: a marker records its completion."""
     from .export import export_plane
 
     if progress is None and show_progress:
@@ -66,7 +68,48 @@ def write_plane(job: dict[str, Any], source_json: str, index_path: str, *, show_
             log.info("%s: %3.0f%%", Path(job["output"]).name, 100 * fraction)
 
     info = SourceInfo.from_json(Path(source_json).read_text())
-    return export_plane(info, load_page_index(Path(index_path)), job, progress=progress)
+    written = export_plane(info, load_page_index(Path(index_path)), job, progress=progress)
+    if job["kind"] == "slab":
+        marker = Path(job["output"])
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"z_index": job["z_index"], "plane": job["plane"] + 1}))
+    return written
+
+
+def prepare_zarr(export: dict[str, Any], n_frames: int, n_colors: int, n_planes: int, frame_shape, dtype: str, target_chunk_mb: float) -> None:
+    from .sinks.zarr_store import create_store
+
+    create_store(
+        Path(export["store"]), n_frames=n_frames, n_channels=n_colors, n_planes=n_planes,
+        frame_shape=tuple(frame_shape), dtype=dtype, target_chunk_mb=target_chunk_mb,
+        options=export["options"], metadata=export["metadata"], name=Path(export["path"]).stem,
+    )
+
+
+def finalize_zarr(export: dict[str, Any]) -> None:
+    from .sinks.zarr_store import finalize_store
+
+    options = export["options"]
+    finalize_store(
+        Path(export["store"]), Path(export["path"]), pyramid=options.get("pyramid", False),
+        pyramid_max_layers=options.get("pyramid_max_layers", 4), pyramid_method=options.get("pyramid_method", "mean"),
+    )
+
+
+def assemble_h5(export: dict[str, Any], plane_files: list[str], plane_metadata: list[dict]) -> None:
+    from .sinks.hdf5 import assemble_h5 as assemble
+
+    assemble(
+        Path(export["path"]), [Path(p) for p in plane_files],
+        dataset_name=export["options"].get("dataset_name", "mov"),
+        metadata=export["metadata"], plane_metadata=plane_metadata,
+    )
+
+
+def assemble_tiff_volume(export: dict[str, Any], plane_files: list[str], target_chunk_mb: float) -> None:
+    from .sinks.tiff_volume import assemble_volume_tiff
+
+    assemble_volume_tiff(Path(export["path"]), [Path(p) for p in plane_files], metadata=export["metadata"], target_chunk_mb=target_chunk_mb)
 
 
 def plan_summary(plan: Plan) -> str:

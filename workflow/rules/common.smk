@@ -32,3 +32,26 @@ def plane_job(wildcards):
 def plane_job_mem_mb(wildcards, attempt):
     """Two chunks in flight plus the interpreter, more on each retry."""
     return int((3 * CHUNK_MB + 300) * attempt)
+
+
+def exports_regex(kind):
+    keys = PLAN.exports_of(kind)
+    return "|".join(re.escape(k) for k in keys) if keys else "(?!)"
+
+
+def export_spec(wildcards):
+    """The export as plain data (a tracked param: any change of it reruns the step)."""
+    export = PLAN.export(wildcards.key)
+    return {"path": export.path, "store": export.store, "options": export.options, "metadata": export.metadata}
+
+
+def export_plane_outputs(wildcards):
+    return PLAN.plane_outputs(wildcards.key)
+
+
+def export_plane_metadata(wildcards):
+    return [PLAN.jobs[k]["metadata"] for k in PLAN.export(wildcards.key).plane_jobs]
+
+
+def store_of_slab(wildcards):
+    return PLAN.jobs[wildcards.key]["store"]

@@ -5,6 +5,8 @@ from imexport.demo import demo_active, demo_files
 localrules:
     make_demo,
     index_source,
+    zarr_prepare,
+    assemble_h5,
 
 
 if demo_active(RESOLVED):

@@ -48,3 +48,137 @@ rule write_plane_folder:
         "../../envs/imexport.yaml"
     script:
         "../../scripts/write_plane.py"
+
+
+rule write_plane_intermediate:
+    input:
+        source=SOURCE_JSON,
+        index=PAGE_INDEX,
+    output:
+        temp(f"{OUT}/{{key}}"),
+    wildcard_constraints:
+        key=keys_regex("intermediate"),
+    params:
+        job=plane_job,
+        debug=RESOLVED["debug"],
+        show_progress=RESOLVED["show_progress"],
+    resources:
+        mem_mb=plane_job_mem_mb,
+    log:
+        f"{WORK}/logs/write/{{key}}.log",
+    benchmark:
+        f"{WORK}/benchmarks/write/{{key}}.tsv"
+    conda:
+        "../../envs/imexport.yaml"
+    script:
+        "../../scripts/write_plane.py"
+
+
+rule assemble_tiff_volume:
+    input:
+        export_plane_outputs,
+    output:
+        f"{OUT}/{{key}}",
+    wildcard_constraints:
+        key=exports_regex("tiff_volume"),
+    params:
+        export=export_spec,
+        target_chunk_mb=CHUNK_MB,
+    resources:
+        mem_mb=plane_job_mem_mb,
+    log:
+        f"{WORK}/logs/assemble/{{key}}.log",
+    benchmark:
+        f"{WORK}/benchmarks/assemble/{{key}}.tsv"
+    conda:
+        "../../envs/imexport.yaml"
+    script:
+        "../../scripts/assemble_tiff_volume.py"
+
+
+rule assemble_h5:
+    input:
+        export_plane_outputs,
+    output:
+        f"{OUT}/{{key}}",
+    wildcard_constraints:
+        key=exports_regex("h5"),
+    params:
+        export=export_spec,
+        plane_metadata=export_plane_metadata,
+    log:
+        f"{WORK}/logs/assemble/{{key}}.log",
+    benchmark:
+        f"{WORK}/benchmarks/assemble/{{key}}.tsv"
+    conda:
+        "../../envs/imexport.yaml"
+    script:
+        "../../scripts/assemble_h5.py"
+
+
+rule zarr_prepare:
+    output:
+        temp(directory(f"{WORK}/zarr/{{key}}")),
+    wildcard_constraints:
+        key=exports_regex("zarr"),
+    params:
+        export=export_spec,
+        n_frames=len(PLAN.frames),
+        n_colors=len(PLAN.colors),
+        n_planes=len(PLAN.planes),
+        frame_shape=lambda w: PLAN.source.layout.output_shape(PLAN.export(w.key).roi),
+        dtype=PLAN.source.dtype,
+        target_chunk_mb=CHUNK_MB,
+    log:
+        f"{WORK}/logs/zarr_prepare/{{key}}.log",
+    conda:
+        "../../envs/imexport.yaml"
+    script:
+        "../../scripts/zarr_prepare.py"
+
+
+rule write_plane_slab:
+    input:
+        source=SOURCE_JSON,
+        index=PAGE_INDEX,
+        store=store_of_slab,
+    output:
+        temp(f"{OUT}/{{key}}"),
+    wildcard_constraints:
+        key=keys_regex("slab"),
+    params:
+        job=plane_job,
+        debug=RESOLVED["debug"],
+        show_progress=RESOLVED["show_progress"],
+    resources:
+        mem_mb=plane_job_mem_mb,
+    log:
+        f"{WORK}/logs/write/{{key}}.log",
+    benchmark:
+        f"{WORK}/benchmarks/write/{{key}}.tsv"
+    conda:
+        "../../envs/imexport.yaml"
+    script:
+        "../../scripts/write_plane.py"
+
+
+rule zarr_finalize:
+    input:
+        store=lambda w: PLAN.export(w.key).store,
+        planes=export_plane_outputs,
+    output:
+        directory(f"{OUT}/{{key}}"),
+    wildcard_constraints:
+        key=exports_regex("zarr"),
+    params:
+        export=export_spec,
+    resources:
+        mem_mb=plane_job_mem_mb,
+    log:
+        f"{WORK}/logs/zarr_finalize/{{key}}.log",
+    benchmark:
+        f"{WORK}/benchmarks/zarr_finalize/{{key}}.tsv"
+    conda:
+        "../../envs/imexport.yaml"
+    script:
+        "../../scripts/zarr_finalize.py"

@@ -57,8 +57,10 @@ class PlaneTiff:
 
 def _normalised_shape(path: Path, axes: str, shape: Sequence[int]) -> tuple[int, ...]:
     # tifffile drops length-1 axes of ImageJ files (one frame, one channel): put them back
-    if not axes.endswith("YX") or any(a not in PLANE_AXES for a in axes) or len(set(axes)) != len(axes):
-        raise ValueError(f"{path}: expected an ImageJ hyperstack with axes TYX or TCYX, found {axes}")
+    if axes not in {"YX", "CYX", "TYX", "TCYX"}:
+        raise ValueError(
+            f"{path}: expected an ImageJ hyperstack with axes TYX or TCYX, found {axes}"
+        )
     sizes = dict(zip(axes, shape))
     return tuple(int(sizes.get(a, 1)) for a in PLANE_AXES)
 

@@ -107,7 +107,7 @@ def resolve_compression(options: dict[str, Any]) -> tuple[str, int | None]:
     if level is None:
         return name, DEFAULT_LEVELS[name]
     low, high = LEVEL_RANGES[name]
-    if isinstance(level, bool) or not isinstance(level, numbers.Integral) or not low <= level <= high:
+    if not _is_int(level) or not low <= level <= high:
         raise ValueError(
             f"zarr.compression_level for {name} must be an integer from {low} to {high}; "
             f"got {level!r}"
@@ -130,8 +130,13 @@ def compression_codecs(compressor: str, level: int | None, dtype: Any) -> list[A
     return [BloscCodec(cname=cname, clevel=level, shuffle=shuffle, typesize=itemsize)]
 
 
+def _is_int(value: Any) -> bool:
+    # bool is an Integral too, but True as a level or a size is a config mistake
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    if not _is_int(value) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
@@ -272,7 +277,9 @@ class ZarrPlaneSink:
         self._dtype = np.dtype(self._array.dtype)
         frame_bytes = target.frame_shape[0] * target.frame_shape[1] * self._dtype.itemsize
         shards = self._array.shards
-        self._block_t = shards[0] if shards else shard_frames(self._n_total, frame_bytes, target_chunk_mb)
+        self._block_t = (
+            shards[0] if shards else shard_frames(self._n_total, frame_bytes, target_chunk_mb)
+        )
         self._buffer: np.ndarray | None = None
         self._filled = 0
         self._flushed = 0
@@ -299,20 +306,27 @@ class ZarrPlaneSink:
             )
         if not 0 <= t.z_index < shape[-3]:
             raise ValueError(f"z_index {t.z_index} outside the store's {shape[-3]} planes")
+        if np.dtype(t.dtype) != self._array.dtype:
+            raise ValueError(f"plane dtype {t.dtype} differs from the store's {self._array.dtype}")
 
     def write(self, chunk: np.ndarray) -> None:
         chunk = np.asarray(chunk)
         expected = (self._target.n_channels, *self._target.frame_shape)
         if chunk.ndim != 4 or chunk.shape[1:] != expected:
-            raise ValueError(f"chunk shape {chunk.shape} is not (n, {', '.join(map(str, expected))})")
+            raise ValueError(
+                f"chunk shape {chunk.shape} is not (n, C, Y, X) with C, Y, X = {expected}"
+            )
         if self._flushed + self._filled + len(chunk) > self._n_total:
-            raise ValueError(f"plane z={self._target.z_index} receives more than {self._n_total} frames")
+            raise ValueError(
+                f"plane z={self._target.z_index} receives more than {self._n_total} frames"
+            )
         if self._buffer is None:
             self._buffer = np.empty((self._block_t, *expected), self._dtype)
         start = 0
         while start < len(chunk):
             take = min(len(chunk) - start, self._block_t - self._filled)
-            np.copyto(self._buffer[self._filled : self._filled + take], chunk[start : start + take], casting="same_kind")
+            free = self._buffer[self._filled : self._filled + take]
+            np.copyto(free, chunk[start : start + take], casting="same_kind")
             self._filled += take
             start += take
             if self._filled == self._block_t:
@@ -375,18 +389,21 @@ def finalize_store(
     ``extra_attrs`` are merged into the group attributes last (top-level keys replace).
     """
     if pyramid_method not in PYRAMID_METHODS:
-        raise ValueError(f"pyramid_method must be one of {', '.join(PYRAMID_METHODS)}; got {pyramid_method!r}")
-    if isinstance(pyramid_max_layers, bool) or not isinstance(pyramid_max_layers, numbers.Integral) or pyramid_max_layers < 0:
-        raise ValueError(f"pyramid_max_layers must be a non-negative integer, got {pyramid_max_layers!r}")
+        raise ValueError(
+            f"pyramid_method must be one of {', '.join(PYRAMID_METHODS)}; got {pyramid_method!r}"
+        )
+    if not _is_int(pyramid_max_layers) or pyramid_max_layers < 0:
+        raise ValueError(
+            f"pyramid_max_layers must be a non-negative integer, got {pyramid_max_layers!r}"
+        )
     tmp_path = Path(tmp_path)
     group = zarr.open_group(str(tmp_path), mode="r+")
     planes = collect_planes(tmp_path, group[ARRAY_PATH].shape[-3])
     ome = group.attrs["ome"]
     multiscale = ome["multiscales"][0]
-    if pyramid:
-        multiscale["datasets"] = multiscale["datasets"][:1] + build_pyramid(
-            group, pyramid_max_layers, pyramid_method
-        )
+    levels = build_pyramid(group, pyramid_max_layers, pyramid_method) if pyramid else []
+    multiscale["datasets"] = multiscale["datasets"][:1] + levels
+    if levels:
         multiscale["type"] = pyramid_method
     group.attrs.update({"ome": ome, "imexport_planes": planes, **(extra_attrs or {})})
     remove_path(tmp_path / PLANES_DIR)
@@ -437,7 +454,9 @@ def _level_factors(shape: tuple[int, ...], scale: list[float], z_known: bool) ->
     return [1] * (len(shape) - 3) + [fz, 2, 2]
 
 
-def _create_level(group: zarr.Group, path: str, source: zarr.Array, factors: list[int], recipe: dict[str, Any]) -> zarr.Array:
+def _create_level(
+    group: zarr.Group, path: str, source: zarr.Array, factors: list[int], recipe: dict[str, Any]
+) -> zarr.Array:
     shape = [-(-n // f) for n, f in zip(source.shape, factors)]
     n_channels = shape[1] if source.ndim == 5 else 1
     layout = zarr_layout(
@@ -457,10 +476,10 @@ def _create_level(group: zarr.Group, path: str, source: zarr.Array, factors: lis
 
 
 def _reduce_level(source: zarr.Array, target: zarr.Array, factors: list[int], method: str) -> None:
-    """Fill ``target`` one output shard at a time, reading ``source`` one source shard at a time.
+    """Fill ``target`` one output shard at a time from source blocks of a shard's T-extent.
 
-    Peak memory: one output shard plus the source frames feeding one source shard
-    (two planes when Z halves) and the reduction's working copy of them.
+    Peak memory: one output shard, one source shard's worth of frames (two planes when
+    Z halves) and the reduction's working copy of them; never a whole level.
     """
     out_t = (target.shards or target.chunks)[0]
     in_t = (source.shards or source.chunks)[0]
@@ -476,7 +495,9 @@ def _reduce_level(source: zarr.Array, target: zarr.Array, factors: list[int], me
             target[(slice(t0, t1), *lead, z_sources[0] // factors[-3])] = out
 
 
-def _plane_pairs(source_shape, target_shape, fz: int) -> Iterator[tuple[tuple[int, ...], list[int]]]:
+def _plane_pairs(
+    source_shape: tuple[int, ...], target_shape: tuple[int, ...], fz: int
+) -> Iterator[tuple[tuple[int, ...], list[int]]]:
     """(channel index or nothing, source planes) for every plane of the target level."""
     channels = [(c,) for c in range(source_shape[1])] if len(source_shape) == 5 else [()]
     for lead in channels:
