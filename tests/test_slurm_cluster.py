@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import filecmp
+import importlib.util
 import os
 import re
 import sys
@@ -68,6 +69,10 @@ def _cluster_or_skip(workdir: Path, **kwargs):
     """one_node_cluster, turning a failed bring-up into skip (local) / fail (CI)."""
     with contextlib.ExitStack() as stack:
         try:
+            if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+                raise ClusterUnavailable(
+                    "snakemake-executor-plugin-slurm is not installed (bash tests/install_slurm.sh)"
+                )
             cluster = stack.enter_context(one_node_cluster(workdir, **kwargs))
         except ClusterUnavailable as exc:
             msg = f"one-node SLURM cluster unavailable: {exc}"
@@ -159,12 +164,20 @@ def test_harness_runs_snakemake_jobs_through_sbatch(tmp_path):
 # Test 2: the real workflow, locally and through SLURM, byte-identical.
 # ---------------------------------------------------------------------------
 
-# Outputs that legitimately differ between two runs (timestamps, run ids).
+# Files that legitimately differ between two runs: Snakemake's bookkeeping,
+# timestamped run records (history, manifests) and per-job logs/benchmarks
+# (wall-clock times, hostnames, SLURM job ids).
 def _skip_output(rel: Path) -> bool:
-    if ".snakemake" in rel.parts:
+    parts = set(rel.parts)
+    if ".snakemake" in parts or parts & {"logs", "benchmarks"}:
         return True
     name = rel.name
-    return name == ".snakemake_timestamp" or "history" in name or name.startswith("manifest")
+    return (
+        name == ".snakemake_timestamp"
+        or "history" in name
+        or name.startswith("manifest")
+        or name.endswith(".log")
+    )
 
 
 def _output_files(root: Path) -> set[Path]:
@@ -175,39 +188,34 @@ def _output_files(root: Path) -> set[Path]:
     }
 
 
-def _rebase_paths(node, run_dir: Path):
-    """Copy of the config with every ``outdir`` / ``input`` path moved into
-    ``run_dir`` (absolute), wherever in the config it appears, so the two runs
-    cannot share or overwrite each other's files and nothing lands in the repo."""
+def _rebase_paths(node):
+    """Copy of the config in which absolute paths into the repository become
+    relative, so that (like the relative ones) they resolve inside the run
+    directory (snakemake --directory) and nothing is read from or written to
+    the checkout.  Relative paths are kept as they are: the workflow may
+    compare them (e.g. ``input`` against ``demo.folder``)."""
     if isinstance(node, dict):
-        out = {}
-        for key, value in node.items():
-            if key in ("outdir", "input") and isinstance(value, str) and value:
-                p = Path(value)
-                if p.is_absolute():
-                    with contextlib.suppress(ValueError):
-                        p = p.relative_to(REPO)
-                    if p.is_absolute():
-                        p = Path(p.name)
-                out[key] = str(run_dir / p)
-            else:
-                out[key] = _rebase_paths(value, run_dir)
-        return out
+        return {k: _rebase_paths(v) for k, v in node.items()}
     if isinstance(node, list):
-        return [_rebase_paths(v, run_dir) for v in node]
+        return [_rebase_paths(v) for v in node]
+    if isinstance(node, str) and node.startswith(str(REPO) + os.sep):
+        return str(Path(node).relative_to(REPO))
     return node
 
 
-def _write_config(run_dir: Path) -> tuple[Path, Path]:
+def _write_config(dest: Path) -> Path:
+    """The repo's config with ``outdir`` (and any repo path) inside the run
+    directory.  Returns the outdir relative to the run directory."""
     import yaml
 
     cfg = yaml.safe_load(REPO_CONFIG.read_text()) if REPO_CONFIG.exists() else {}
-    cfg = _rebase_paths(cfg or {}, run_dir)
-    outdir = run_dir / "results"
+    cfg = _rebase_paths(cfg or {})
+    outdir = Path(str(cfg.get("outdir") or "results"))
+    if outdir.is_absolute():
+        outdir = Path("results")
     cfg["outdir"] = str(outdir)
-    path = run_dir / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path, outdir
+    dest.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return outdir
 
 
 def _profile_maxima() -> tuple[int, int]:
@@ -255,27 +263,33 @@ def test_demo_export_matches_local(tmp_path):
         cpus=max(os.cpu_count() or 1, max_cpus),
         real_memory_mb=max(64000, max_mem),
     ) as cluster:
-        # 1. Local reference run (no SLURM involved).
+        # Both runs use the same config and the same run directory path, so
+        # absolute paths that end up inside outputs (metadata often records
+        # the source file) are identical; the local results are moved aside
+        # before the SLURM run.
+        cfg = tmp_path / "config.yaml"
+        outdir_rel = _write_config(cfg)
+        run_dir = tmp_path / "run"
         local_dir = tmp_path / "local"
-        local_dir.mkdir()
-        local_cfg, local_out = _write_config(local_dir)
+
+        # 1. Local reference run (no SLURM involved).
+        run_dir.mkdir()
         t0 = time.monotonic()
         rc, local_log = run_with_timeout(
-            _snakemake_cmd(local_dir, local_cfg, "--cores", "2"),
+            _snakemake_cmd(run_dir, cfg, "--cores", "2"),
             env=clean_environ(), log_path=tmp_path / "snakemake_local.log",
-            timeout=WORKFLOW_TIMEOUT_S, cwd=local_dir,
+            timeout=WORKFLOW_TIMEOUT_S, cwd=run_dir,
         )
         local_elapsed = time.monotonic() - t0
         assert rc == 0, f"local run failed ({rc}):\n{_tail(local_log)}"
+        run_dir.rename(local_dir)
 
         # 2. The same workflow through SLURM with the production profile.
-        slurm_dir = tmp_path / "slurm"
-        slurm_dir.mkdir()
-        slurm_cfg, slurm_out = _write_config(slurm_dir)
+        run_dir.mkdir()
         t0 = time.monotonic()
         rc, slurm_log = run_with_timeout(
             _snakemake_cmd(
-                slurm_dir, slurm_cfg,
+                run_dir, cfg,
                 "--profile", str(PROFILE),
                 *SLURM_TEST_OPTIONS,
                 "--slurm-logdir", str(tmp_path / "slurm_logs"),
@@ -284,7 +298,7 @@ def test_demo_export_matches_local(tmp_path):
                 "--latency-wait", "5",
             ),
             env=cluster.environ(), log_path=tmp_path / "snakemake_slurm.log",
-            timeout=WORKFLOW_TIMEOUT_S, cwd=slurm_dir,
+            timeout=WORKFLOW_TIMEOUT_S, cwd=run_dir,
         )
         elapsed = time.monotonic() - t0
         report = _failure_report(cluster, slurm_log)
@@ -312,6 +326,8 @@ def test_demo_export_matches_local(tmp_path):
         )
 
     # 3. Byte-for-byte comparison of everything the two runs wrote.
+    local_out = local_dir / outdir_rel
+    slurm_out = run_dir / outdir_rel
     local_files = _output_files(local_out)
     slurm_files = _output_files(slurm_out)
     assert local_files, f"local run wrote nothing under {local_out}"

@@ -1,0 +1,115 @@
+"""Profile driver: one plane job of imexport, run in-process, without Snakemake.
+
+Meant to be run under cProfile, with the page index built beforehand so that only the
+plane job is in the profile:
+
+    python benchmarks/profile_plane.py --input RAW --workdir W --prepare          # index only
+    python -m cProfile -o W/plane.prof benchmarks/profile_plane.py --input RAW --workdir W
+
+The second call reuses ``W/.imexport/{source.json,page_index.npz}`` (written by
+``imexport.steps.index_source``) and calls ``imexport.steps.write_plane`` for one plane,
+exactly what the ``write_plane_*`` Snakemake rules run.
+
+cProfile sees only the main thread. Sinks that write from a helper thread (the TIFF
+sink's tifffile writer) are profiled too with ``--thread-profiles``: every thread
+started during the job dumps its own ``<prefix>.<thread name>.prof``.
+
+Prints one JSON line: wall seconds of the plane job, exact peak RSS of this process
+(``ru_maxrss``), output bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import re
+import resource
+import shutil
+import threading
+import time
+from pathlib import Path
+
+
+def _thread_profiles(prefix: str) -> None:
+    """Give every thread started from now on its own cProfile, dumped when it ends."""
+    original_run = threading.Thread.run
+
+    def run(self):  # noqa: ANN001 - replaces Thread.run
+        profile = cProfile.Profile()
+        profile.enable()
+        try:
+            original_run(self)
+        finally:
+            profile.disable()
+            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.name)[:80]
+            profile.dump_stats(f"{prefix}.{name}.prof")
+
+    threading.Thread.run = run
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", required=True, help="raw ScanImage folder / file / glob")
+    parser.add_argument("--workdir", required=True, help="output folder of this profile run")
+    parser.add_argument("--format", default="tiff", choices=["tiff", "bin", "zarr", "h5"])
+    parser.add_argument("--plane", type=int, default=1, help="1-based plane to export")
+    parser.add_argument("--target-chunk-mb", type=float, default=None)
+    parser.add_argument("--prepare", action="store_true", help="only build the page index, then exit")
+    parser.add_argument("--thread-profiles", default=None, metavar="PREFIX",
+                        help="profile helper threads too, into PREFIX.<thread>.prof")
+    args = parser.parse_args()
+
+    from imexport import steps
+    from imexport.config import validate
+    from imexport.plan import build_plan
+    from imexport.sources import inspect_input
+
+    workdir = Path(args.workdir).resolve()
+    outdir = workdir / "out"
+    config = {"input": str(Path(args.input).resolve()), "outdir": str(outdir), "format": args.format,
+              "planes": [args.plane], "overwrite": True, "show_progress": False}
+    if args.target_chunk_mb is not None:
+        config["target_chunk_mb"] = args.target_chunk_mb
+    config = validate(config)
+    info = inspect_input(config["input"])
+    plan = build_plan(config, info)
+    source_json = Path(plan.work) / "source.json"
+    index_path = Path(plan.work) / "page_index.npz"
+    if args.prepare or not index_path.exists():
+        Path(plan.work).mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        steps.index_source(info.to_json(), str(source_json), str(index_path))
+        print(json.dumps({"index_s": round(time.perf_counter() - t0, 3)}))
+        if args.prepare:
+            return
+    if len(plan.jobs) != 1:
+        raise SystemExit(f"expected one plane job for format {args.format}, the plan has {len(plan.jobs)}")
+    (key, job), = plan.jobs.items()
+    output = Path(job["output"])
+    if output.exists():
+        shutil.rmtree(output) if output.is_dir() else output.unlink()
+
+    if args.thread_profiles:
+        _thread_profiles(args.thread_profiles)
+    t0 = time.perf_counter()
+    steps.write_plane(job, str(source_json), str(index_path), show_progress=False)
+    wall = time.perf_counter() - t0
+    print(json.dumps({
+        "job": key,
+        "write_plane_s": round(wall, 3),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "output_bytes": _size(output),
+        "pid": os.getpid(),
+    }))
+
+
+if __name__ == "__main__":
+    main()
