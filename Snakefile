@@ -13,6 +13,7 @@ configfile: Path(workflow.basedir) / "config" / "config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/inspect.smk"
+include: "workflow/rules/register.smk"
 include: "workflow/rules/write.smk"
 
 

@@ -7,8 +7,10 @@ plane job is in the profile:
     python -m cProfile -o W/plane.prof benchmarks/profile_plane.py --input RAW --workdir W
 
 The second call reuses ``W/.imexport/{source.json,page_index.npz}`` (written by
-``imexport.steps.index_source``) and calls ``imexport.steps.write_plane`` for one plane,
-exactly what the ``write_plane_*`` Snakemake rules run.
+``imexport.steps.index_source``) and the scan-phase / axial records the plan asks for
+(written by ``steps.scan_phase`` / ``steps.axial_shifts`` in the first call), and calls
+``imexport.steps.write_plane`` for one plane, exactly what the ``write_plane_*``
+Snakemake rules run.
 
 cProfile sees only the main thread. Sinks that write from a helper thread (the TIFF
 sink's tifffile writer) are profiled too with ``--thread-profiles``: every thread
@@ -55,6 +57,32 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def prepare(plan, info, source_json: Path, index_path: Path) -> None:
+    """Everything a plane job reads: the page index, and the correction records the plan asks for.
+
+    Mirrors the workflow's jobs before ``write_plane``: ``index_source``, then
+    ``scan_phase`` per plane and ``axial_shifts`` per view when the config enables them
+    (plans without corrections have neither).
+    """
+    from imexport import steps
+
+    timings = {}
+    Path(plan.work).mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    steps.index_source(info.to_json(), str(source_json), str(index_path))
+    timings["index_s"] = round(time.perf_counter() - t0, 3)
+    for name, tasks in (("scan_phase", getattr(plan, "phase_tasks", {})), ("axial_shifts", getattr(plan, "axial_tasks", {}))):
+        if not tasks:
+            continue
+        t0 = time.perf_counter()
+        for record, task in tasks.items():
+            getattr(steps, name)(task, str(source_json), str(index_path), record)
+        timings[f"{name}_s"] = round(time.perf_counter() - t0, 3)
+        timings[f"{name}_records"] = [json.loads(Path(r).read_text()).get("offset") if name == "scan_phase" else r
+                                      for r in tasks]
+    print(json.dumps(timings, default=str))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", required=True, help="raw ScanImage folder / file / glob")
@@ -84,10 +112,7 @@ def main() -> None:
     source_json = Path(plan.work) / "source.json"
     index_path = Path(plan.work) / "page_index.npz"
     if args.prepare or not index_path.exists():
-        Path(plan.work).mkdir(parents=True, exist_ok=True)
-        t0 = time.perf_counter()
-        steps.index_source(info.to_json(), str(source_json), str(index_path))
-        print(json.dumps({"index_s": round(time.perf_counter() - t0, 3)}))
+        prepare(plan, info, source_json, index_path)
         if args.prepare:
             return
     if len(plan.jobs) != 1:

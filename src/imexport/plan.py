@@ -47,6 +47,8 @@ class Export:
     options: dict[str, Any] = field(default_factory=dict)
     plane_jobs: list[str] = field(default_factory=list)  # keys into Plan.jobs, in written Z order
     store: str | None = None  # temporary store the plane jobs fill (zarr)
+    phase_records: list[str] = field(default_factory=list)  # per written plane, Z order
+    axial_record: str | None = None
 
 
 @dataclass
@@ -60,6 +62,8 @@ class Plan:
     target_chunk_mb: float
     exports: list[Export]
     jobs: dict[str, dict[str, Any]]
+    phase_tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # record path -> task
+    axial_tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # record path -> task
 
     @property
     def work(self) -> str:
@@ -116,6 +120,7 @@ def build_plan(config: dict[str, Any], info: SourceInfo) -> Plan:
     color_tag = colors if C > 1 else None
     plan = Plan(str(outdir), info, planes, frames, colors, rois, chunk_mb, [], {})
     work = Path(plan.work)
+    phase_records, axial_records = _plan_corrections(plan, config)
     tiff_layout = (config.get("tiff") or {}).get("layout", "plane")
 
     for fmt in formats_of(config):
@@ -146,13 +151,17 @@ def build_plan(config: dict[str, Any], info: SourceInfo) -> Plan:
                     "target_chunk_mb": chunk_mb,
                     "options": options,
                     "store": export.store,
+                    "phase_record": phase_records.get((plane, roi)),
+                    "axial_record": axial_records.get(roi),
                     "metadata": plane_metadata(md, plane, z_index),
                 }
                 export.plane_jobs.append(key)
 
             def add_export(kind: str, final: Path, store: Path | None = None) -> Export:
                 export = Export(fmt, kind, roi, str(final.relative_to(outdir)), str(final), md, options,
-                                store=None if store is None else str(store))
+                                store=None if store is None else str(store),
+                                phase_records=[phase_records[(int(p), roi)] for p in planes if (int(p), roi) in phase_records],
+                                axial_record=axial_records.get(roi))
                 plan.exports.append(export)
                 return export
 
@@ -176,3 +185,37 @@ def build_plan(config: dict[str, Any], info: SourceInfo) -> Plan:
                 for z_index in range(len(planes)):
                     add_job(export, "slab", store.parent / f"{store.name}.planes" / f"z{z_index:04d}.done", z_index)
     return plan
+
+
+def _view(roi: int | None) -> str:
+    return "stitched" if roi is None else naming.roi_folder(roi)
+
+
+def _plan_corrections(plan: Plan, config: dict[str, Any]) -> tuple[dict, dict]:
+    """Scan-phase records per (plane, ROI view) and axial records per view.
+
+    Axial registration needs every source plane, so it asks for their phase records too.
+    """
+    phase_options = dict(config.get("scan_phase") or {})
+    register = bool(config.get("register_z"))
+    axial_options = dict(config.get("axial") or {})
+    color = int(plan.colors[0])
+    work = Path(plan.work)
+    phase_records: dict[tuple[int, int | None], str] = {}
+    axial_records: dict[int | None, str] = {}
+    planes = range(plan.source.n_planes) if register else [int(p) for p in plan.planes]
+    for roi in plan.rois:
+        if phase_options.get("fix_phase"):
+            for plane in planes:
+                path = str(work / "scan_phase" / _view(roi) / f"zplane{plane + 1:02d}.json")
+                phase_records[(plane, roi)] = path
+                plan.phase_tasks[path] = {"plane": plane, "roi": roi, "color": color,
+                                          "frames": to_runs(plan.frames), "options": phase_options}
+        if register:
+            path = str(work / "axial" / f"{_view(roi)}.json")
+            axial_records[roi] = path
+            plan.axial_tasks[path] = {
+                "roi": roi, "color": color, "options": axial_options,
+                "phase_records": [phase_records.get((z, roi)) for z in range(plan.source.n_planes)],
+            }
+    return phase_records, axial_records

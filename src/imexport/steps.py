@@ -11,7 +11,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from .corrections import compute_axial_shifts, estimate_scan_phase, phase_corrector, shift_metadata
 from .plan import Plan
+from .selection import from_runs
 from .sinks.base import commit_path, temporary_sibling
 from .sources.scanimage import SourceInfo, build_page_index, load_page_index, save_page_index
 from .synthetic import AcquisitionSpec, write_acquisition
@@ -68,7 +72,11 @@ def write_plane(job: dict[str, Any], source_json: str, index_path: str, *, show_
             log.info("%s: %3.0f%%", Path(job["output"]).name, 100 * fraction)
 
     info = SourceInfo.from_json(Path(source_json).read_text())
-    written = export_plane(info, load_page_index(Path(index_path)), job, progress=progress)
+    phase_record = _read_json(job.get("phase_record"))
+    job = {**job, "metadata": {**job["metadata"], **correction_metadata(
+        [phase_record] if phase_record else [], job.get("axial_record"), job["metadata"]["planes"])}}
+    correct = phase_corrector(phase_record, info, job["roi"], from_runs(job["frames"]))
+    written = export_plane(info, load_page_index(Path(index_path)), job, correct=correct, progress=progress)
     if job["kind"] == "slab":
         marker = Path(job["output"])
         marker.parent.mkdir(parents=True, exist_ok=True)
@@ -76,9 +84,64 @@ def write_plane(job: dict[str, Any], source_json: str, index_path: str, *, show_
     return written
 
 
+def _read_json(path: str | None) -> Any:
+    return json.loads(Path(path).read_text()) if path else None
+
+
+def correction_metadata(phase_records: list[dict], axial_path: str | None, planes_1based: list[int]) -> dict[str, Any]:
+    """Metadata keys recording the corrections: offsets used and plane shifts."""
+    md: dict[str, Any] = {}
+    if phase_records:
+        md["scan_phase"] = phase_records[0] if len(phase_records) == 1 else phase_records
+    if axial_path:
+        md.update(shift_metadata(_read_json(axial_path), np.asarray(planes_1based) - 1))
+    return md
+
+
+def _with_corrections(export: dict[str, Any]) -> dict[str, Any]:
+    records = [_read_json(p) for p in export.get("phase_records") or []]
+    extra = correction_metadata(records, export.get("axial_record"), export["metadata"]["planes"])
+    if len(records) == 1:  # a one-plane export still lists its record per plane
+        extra["scan_phase"] = records
+    return {**export, "metadata": {**export["metadata"], **extra}}
+
+
+def scan_phase(task: dict[str, Any], source_json: str, index_path: str, out: str) -> None:
+    info = SourceInfo.from_json(Path(source_json).read_text())
+    record = estimate_scan_phase(
+        info, load_page_index(Path(index_path)), plane=task["plane"], roi=task["roi"], color=task["color"],
+        frames_runs=task["frames"], options=task["options"],
+    )
+    _write_json_atomic(Path(out), record)
+    log.info("scan phase of plane %d: %s", task["plane"] + 1, record.get("offset", "per frame"))
+
+
+def axial_shifts(task: dict[str, Any], source_json: str, index_path: str, out: str) -> None:
+    info = SourceInfo.from_json(Path(source_json).read_text())
+    record = compute_axial_shifts(
+        info, load_page_index(Path(index_path)), roi=task["roi"], color=task["color"],
+        phase_records=[_read_json(p) for p in task["phase_records"]], options=task["options"],
+    )
+    if record["at_search_limit"]:
+        log.warning(
+            "axial registration: the step into plane(s) %s peaks at the search limit max_reg_xy=%d; "
+            "the true step may be larger (raise axial.max_reg_xy)", record["at_search_limit"], record["params"]["max_reg_xy"],
+        )
+    _write_json_atomic(Path(out), record)
+    log.info("plane shifts: %s", record["shifts"])
+
+
+def _write_json_atomic(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(path)
+    tmp.write_text(json.dumps(value, indent=1))
+    commit_path(tmp, path)
+
+
 def prepare_zarr(export: dict[str, Any], n_frames: int, n_colors: int, n_planes: int, frame_shape, dtype: str, target_chunk_mb: float) -> None:
     from .sinks.zarr_store import create_store
 
+    export = _with_corrections(export)
     create_store(
         Path(export["store"]), n_frames=n_frames, n_channels=n_colors, n_planes=n_planes,
         frame_shape=tuple(frame_shape), dtype=dtype, target_chunk_mb=target_chunk_mb,
@@ -99,6 +162,7 @@ def finalize_zarr(export: dict[str, Any]) -> None:
 def assemble_h5(export: dict[str, Any], plane_files: list[str], plane_metadata: list[dict]) -> None:
     from .sinks.hdf5 import assemble_h5 as assemble
 
+    export = _with_corrections(export)
     assemble(
         Path(export["path"]), [Path(p) for p in plane_files],
         dataset_name=export["options"].get("dataset_name", "mov"),
@@ -109,6 +173,7 @@ def assemble_h5(export: dict[str, Any], plane_files: list[str], plane_metadata: 
 def assemble_tiff_volume(export: dict[str, Any], plane_files: list[str], target_chunk_mb: float) -> None:
     from .sinks.tiff_volume import assemble_volume_tiff
 
+    export = _with_corrections(export)
     assemble_volume_tiff(Path(export["path"]), [Path(p) for p in plane_files], metadata=export["metadata"], target_chunk_mb=target_chunk_mb)
 
 

@@ -51,6 +51,7 @@ class AcquisitionSpec:
     content: str = "scene"
     n_cells: int = 40
     noise: float = 0.0  # std of additive Gaussian noise
+    texture: float = 0.0  # std of the static background texture that moves with plane_shifts
     seed: int = 0
     stem: str = "acq"
 
@@ -119,6 +120,25 @@ def _cell_images(spec: AcquisitionSpec, z: int, r: int) -> np.ndarray:
     return out
 
 
+def _texture(spec: AcquisitionSpec, z: int, r: int) -> np.ndarray:
+    """Static neuropil-like texture of ROI ``r`` in plane ``z``, translated with the scene.
+
+    Low-pass filtered noise on a field padded by the largest plane shift, sampled at
+    integer offsets, so every plane sees exactly the same texture moved by its shift.
+    """
+    pad = 1 + max((max(abs(dy), abs(dx)) for dy, dx in spec.plane_shifts), default=0)
+    height, width = max(spec.roi_heights) + 2 * pad, spec.width * spec.n_rois + 2 * pad
+    rng = np.random.default_rng([spec.seed, 7])
+    spectrum = np.fft.rfft2(rng.normal(size=(height, width)))
+    fy = np.fft.fftfreq(height)[:, None]
+    fx = np.fft.rfftfreq(width)[None, :]
+    field = np.fft.irfft2(spectrum * np.exp(-2 * (np.pi * 1.5) ** 2 * (fy**2 + fx**2)), s=(height, width))
+    field *= spec.texture / field.std()
+    dy, dx = spec.plane_shifts[z]
+    y0, x0 = pad - dy, pad - dx + r * spec.width
+    return field[y0 : y0 + spec.roi_heights[r], x0 : x0 + spec.width].astype(np.float32)
+
+
 def _activity(spec: AcquisitionSpec, frames: np.ndarray, c: int, z: int) -> np.ndarray:
     """Per-frame cell brightness ``(n_frames, n_cells)``; planes and colours differ in gain."""
     _, _, _, amplitude, frequency, phase = _cells(spec)
@@ -140,7 +160,9 @@ def expected_roi(spec: AcquisitionSpec, frames, c: int, z: int, r: int, cell_ima
         values = (frames * 64 + ch).astype(np.int16)
         return np.broadcast_to(values[:, None, None], (len(frames), spec.roi_heights[r], spec.width)).copy()
     images = _cell_images(spec, z, r) if cell_images is None else cell_images
-    movie = np.tensordot(_activity(spec, frames, c, z), images, axes=(1, 0)) + 100.0
+    movie = np.tensordot(_activity(spec, frames, c, z), images, axes=(1, 0)) + 300.0
+    if spec.texture:
+        movie += _texture(spec, z, r) * (1.0 - 0.3 * c)
     if spec.noise:
         for i, t in enumerate(frames):
             rng = np.random.default_rng([spec.seed, int(t), c, z, r])

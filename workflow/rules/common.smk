@@ -1,6 +1,7 @@
 # Config -> plan. Validation and planning happen here, before any job starts, so a bad
 # value or a bad input stops the run with a message naming the key or the file.
 import re
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
@@ -42,7 +43,26 @@ def exports_regex(kind):
 def export_spec(wildcards):
     """The export as plain data (a tracked param: any change of it reruns the step)."""
     export = PLAN.export(wildcards.key)
-    return {"path": export.path, "store": export.store, "options": export.options, "metadata": export.metadata}
+    return {
+        "path": export.path, "store": export.store, "options": export.options, "metadata": export.metadata,
+        "phase_records": export.phase_records, "axial_record": export.axial_record,
+    }
+
+
+def export_correction_records(wildcards):
+    export = PLAN.export(wildcards.key)
+    return export.phase_records + ([export.axial_record] if export.axial_record else [])
+
+
+def job_correction_records(wildcards):
+    job = PLAN.jobs[wildcards.key]
+    return [p for p in (job["phase_record"], job["axial_record"]) if p]
+
+
+def records_regex(tasks):
+    """Wildcard constraint for correction records: their paths relative to the work folder."""
+    keys = [str(Path(p).relative_to(WORK)) for p in tasks]
+    return "|".join(re.escape(k) for k in keys) if keys else "(?!)"
 
 
 def export_plane_outputs(wildcards):

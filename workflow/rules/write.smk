@@ -6,6 +6,7 @@ rule write_plane_file:
     input:
         source=SOURCE_JSON,
         index=PAGE_INDEX,
+        corrections=job_correction_records,
     output:
         f"{OUT}/{{key}}",
     wildcard_constraints:
@@ -30,6 +31,7 @@ rule write_plane_folder:
     input:
         source=SOURCE_JSON,
         index=PAGE_INDEX,
+        corrections=job_correction_records,
     output:
         directory(f"{OUT}/{{key}}"),
     wildcard_constraints:
@@ -54,6 +56,7 @@ rule write_plane_intermediate:
     input:
         source=SOURCE_JSON,
         index=PAGE_INDEX,
+        corrections=job_correction_records,
     output:
         temp(f"{OUT}/{{key}}"),
     wildcard_constraints:
@@ -76,7 +79,8 @@ rule write_plane_intermediate:
 
 rule assemble_tiff_volume:
     input:
-        export_plane_outputs,
+        planes=export_plane_outputs,
+        corrections=export_correction_records,
     output:
         f"{OUT}/{{key}}",
     wildcard_constraints:
@@ -98,7 +102,8 @@ rule assemble_tiff_volume:
 
 rule assemble_h5:
     input:
-        export_plane_outputs,
+        planes=export_plane_outputs,
+        corrections=export_correction_records,
     output:
         f"{OUT}/{{key}}",
     wildcard_constraints:
@@ -117,6 +122,8 @@ rule assemble_h5:
 
 
 rule zarr_prepare:
+    input:
+        export_correction_records,
     output:
         temp(directory(f"{WORK}/zarr/{{key}}")),
     wildcard_constraints:
@@ -142,6 +149,7 @@ rule write_plane_slab:
         source=SOURCE_JSON,
         index=PAGE_INDEX,
         store=store_of_slab,
+        corrections=job_correction_records,
     output:
         temp(f"{OUT}/{{key}}"),
     wildcard_constraints:

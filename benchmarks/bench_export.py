@@ -1,0 +1,871 @@
+#!/usr/bin/env python
+"""End-to-end export benchmark of imexport: the real Snakemake workflow vs a plain copy.
+
+    python benchmarks/bench_export.py [--frames 300] [--planes 14] [--formats tiff,bin,zarr,h5]
+                                      [--workdir /tmp/imexport-bench] [--keep]
+                                      [--reference-python PATH] [--profile]
+
+What it does (see benchmarks/README.md for how to read the table):
+
+1. generates a realistic raw ScanImage LBM acquisition with ``imexport.synthetic``
+   (cached in the workdir, keyed by the spec; generation time printed on its own);
+2. measures the copy ceiling: a plain sequential read+write copy of the raw bytes to the
+   same disk, fsync'ed, cold (page cache dropped) and warm;
+3. runs the real workflow (``python -m snakemake --snakefile <repo>/Snakefile ...``) once
+   per format, plus TIFF with ``--cores 1`` and TIFF on a warm cache; a format that is not
+   wired yet gives an "n/a (error ...)" row instead of stopping the benchmark;
+4. optionally runs mbo_utilities (``--reference-python``) on the same data;
+5. prints one table (also ``<workdir>/bench_table.md``, raw numbers in
+   ``<workdir>/bench_results.json``) and checks each plane job's peak RSS against
+   ``2 x target_chunk_mb + 300`` MiB;
+6. optionally (``--profile``) profiles one TIFF plane job with cProfile
+   (benchmarks/profile_plane.py) and prints the top functions.
+
+Only the generated acquisition is kept between runs unless ``--keep`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import platform
+import pstats
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILE_DRIVER = Path(__file__).resolve().with_name("profile_plane.py")
+DEFAULT_WORKDIR = Path("/tmp/imexport-bench")
+ALL_FORMATS = ("tiff", "bin", "zarr", "h5")
+REFERENCE_EXT = {"tiff": ".tiff", "bin": ".bin", "zarr": ".zarr", "h5": ".h5"}
+COPY_BUFFER = 16 * 2**20
+MB = 1e6
+MIB = 2**20
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def log(message: str = "") -> None:
+    print(message, flush=True)
+
+
+def fmt_num(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}×"
+
+
+def machine_info(workdir: Path) -> dict[str, str]:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = "?"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram = f"{int(line.split()[1]) / 2**20:.1f} GiB"
+                break
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    disk = "?"
+    try:
+        st = os.statvfs(workdir)
+        disk = f"{st.f_bavail * st.f_frsize / 1e9:.0f} GB free"
+        device = subprocess.run(["df", "--output=source,fstype", str(workdir)], capture_output=True, text=True)
+        if device.returncode == 0:
+            disk = " ".join(device.stdout.splitlines()[-1].split()) + f", {disk}"
+    except (OSError, IndexError):
+        pass
+    versions = {}
+    for name in ("numpy", "tifffile", "zarr", "h5py", "snakemake"):
+        try:
+            module = __import__(name)
+            versions[name] = getattr(module, "__version__", "?")
+        except Exception:  # noqa: BLE001 - a broken optional module must not stop the benchmark
+            versions[name] = "missing"
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return {
+        "cpu": cpu,
+        "nproc": str(usable),
+        "ram": ram,
+        "disk": disk,
+        "python": platform.python_version(),
+        "versions": ", ".join(f"{k} {v}" for k, v in versions.items()),
+        "commit": commit.stdout.strip() if commit.returncode == 0 else "?",
+    }
+
+
+def tree_bytes(root: Path, skip: tuple[str, ...] = (".imexport", ".snakemake")) -> int:
+    """Bytes of the files under ``root``, not counting folders named in ``skip``."""
+    total = 0
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in skip]
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+# --------------------------------------------------------------------------- page cache
+
+
+class PageCache:
+    """Cold-cache control: ``drop_caches`` if writable, else fadvise(DONTNEED) on the raw files."""
+
+    def __init__(self, raw_files: list[Path]) -> None:
+        self.raw_files = raw_files
+        self.method = self._probe()
+
+    def _drop_all(self) -> bool:
+        os.sync()
+        try:
+            with open("/proc/sys/vm/drop_caches", "w") as fh:
+                fh.write("3\n")
+            return True
+        except OSError:
+            return False
+
+    def _fadvise(self) -> None:
+        os.sync()
+        for path in self.raw_files:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+    def _probe(self) -> str:
+        if self._drop_all():
+            return "drop_caches"
+        if hasattr(os, "posix_fadvise"):
+            self._fadvise()
+            resident = self.resident_fraction()
+            if resident is not None and resident < 0.05:
+                return "fadvise"
+        return "none"
+
+    @property
+    def cold_possible(self) -> bool:
+        return self.method != "none"
+
+    @property
+    def label(self) -> str:
+        return {
+            "drop_caches": "cold = page cache dropped (echo 3 > /proc/sys/vm/drop_caches) before the run",
+            "fadvise": "cold = raw files evicted with posix_fadvise(DONTNEED) before the run (drop_caches not writable)",
+            "none": "warm cache (could not drop the page cache: every row reads from RAM when the data fit)",
+        }[self.method]
+
+    def drop(self) -> None:
+        if self.method == "drop_caches":
+            self._drop_all()
+        elif self.method == "fadvise":
+            self._fadvise()
+        else:
+            os.sync()
+
+    def resident_fraction(self) -> float | None:
+        """Fraction of the raw bytes in the page cache (util-linux ``fincore``), or None."""
+        if not shutil.which("fincore"):
+            return None
+        cached = total = 0
+        for path in self.raw_files:
+            out = subprocess.run(["fincore", "--bytes", "--noheadings", "--raw", "--output", "RES,SIZE", str(path)],
+                                 capture_output=True, text=True)
+            if out.returncode != 0 or not out.stdout.split():
+                return None
+            res, size = out.stdout.split()[:2]
+            cached += int(res)
+            total += int(size)
+        return cached / total if total else None
+
+    def warm(self) -> None:
+        """Read every raw byte once so the next run finds them in RAM."""
+        buf = bytearray(COPY_BUFFER)
+        for path in self.raw_files:
+            with open(path, "rb", buffering=0) as fh:
+                while fh.readinto(buf):
+                    pass
+
+
+# --------------------------------------------------------------------------- acquisition
+
+
+def acquisition_spec(frames: int, planes: int, phase_offset: float = 0.0) -> dict:
+    return {
+        "width": 224,
+        "roi_heights": [448, 448],
+        "fly_to_lines": 16,
+        "n_planes": planes,
+        "n_frames": frames,
+        "frames_per_file": 100,
+        "noise": 20.0,
+        "phase_offset": float(phase_offset),
+    }
+
+
+def ensure_acquisition(workdir: Path, settings: dict) -> tuple[Path, list[Path], float | None]:
+    """The raw folder for ``settings`` (generated once); returns (folder, files, generation s or None)."""
+    from imexport.synthetic import AcquisitionSpec, write_acquisition
+
+    spec = AcquisitionSpec(**settings)
+    key = hashlib.sha1(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+    folder = workdir / "acquisitions" / f"f{spec.n_frames}-z{spec.n_planes}-{key}"
+    raw = folder / "raw"
+    marker = folder / "spec.json"
+    if marker.exists() and all((raw / name).exists() for name in spec.file_names()):
+        return raw, [raw / name for name in spec.file_names()], None
+    # an older cache entry of the same size (the generator gained a field since): replace it
+    for stale in folder.parent.glob(f"f{spec.n_frames}-z{spec.n_planes}-*"):
+        if stale.is_dir() and stale.name.split("-")[-1].split(".")[0] != key:
+            try:
+                old = json.loads((stale / "spec.json").read_text())["spec"]
+            except (OSError, ValueError, KeyError):
+                old = None
+            if old is None or all(old.get(k) == v for k, v in settings.items()):
+                remove(stale)
+    remove(folder)
+    staging = folder.with_name(folder.name + f".partial-{os.getpid()}")
+    remove(staging)
+    t0 = time.perf_counter()
+    write_acquisition(spec, staging / "raw")
+    elapsed = time.perf_counter() - t0
+    (staging / "spec.json").write_text(json.dumps({"spec": spec.to_dict(), "generation_s": elapsed}, indent=1))
+    os.replace(staging, folder)
+    return raw, [raw / name for name in spec.file_names()], elapsed
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+@dataclass
+class Row:
+    label: str
+    kind: str  # "ceiling" | "export" | "reference"
+    fmt: str | None = None
+    cache: str = "cold"
+    cores: int | None = None
+    bytes: int | None = None
+    wall_s: float | None = None
+    sync_s: float | None = None
+    peak_rss_mib: float | None = None
+    peak_rss_job: str | None = None
+    jobs_s_sum: float | None = None
+    status: str = "ok"  # "ok" | "n/a (error ...)" | "not run (...)"
+    notes: list[str] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def mb_s(self) -> float | None:
+        if not self.ok or not self.wall_s or self.bytes is None:
+            return None
+        return self.bytes / MB / self.wall_s
+
+
+def copy_ceiling(raw_files: list[Path], dest: Path, cache: PageCache, state: str) -> Row:
+    """Sequential copy of every raw byte to ``dest`` (same disk as the exports), fsync'ed."""
+    remove(dest)
+    dest.mkdir(parents=True)
+    if state == "cold":
+        cache.drop()
+    else:
+        cache.warm()
+        os.sync()
+    resident = cache.resident_fraction()
+    buf = bytearray(COPY_BUFFER)
+    view = memoryview(buf)
+    total = 0
+    t0 = time.perf_counter()
+    for path in raw_files:
+        with open(path, "rb", buffering=0) as src, open(dest / path.name, "wb", buffering=0) as dst:
+            while True:
+                n = src.readinto(buf)
+                if not n:
+                    break
+                dst.write(view[:n])
+                total += n
+            os.fsync(dst.fileno())
+    wall = time.perf_counter() - t0
+    remove(dest)
+    row = Row(f"copy ceiling ({state})", "ceiling", cache=state, bytes=total, wall_s=wall)
+    row.notes.append("read+write 16 MiB buffers, fsync per file (included)")
+    if resident is not None:
+        row.extra["raw_resident_before"] = resident
+    return row
+
+
+def _vm_hwm_kib(pid: int) -> int | None:
+    """Peak resident set size of a live process (``VmHWM`` in ``/proc/<pid>/status``), KiB."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+class HwmMonitor:
+    """Polls every descendant of the Snakemake process for its kernel peak RSS (VmHWM).
+
+    Snakemake's benchmark ``max_rss`` is a *sampled* sum over the job's process tree
+    (every 0.5 s for the first ~15 s, then every 30 s), so it can miss short peaks.
+    VmHWM is the kernel's own high-water mark of each process: reading it shortly
+    before the process exits gives its true peak (growth in the last poll interval
+    can be missed). One process per plane job runs the ``write_plane`` script.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        import threading
+
+        self.pid = pid
+        self.interval = interval
+        self.hwm_kib: dict[int, int] = {}
+        self.cmdlines: dict[int, str] = {}
+        self.root_hwm_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hwm-monitor", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            import psutil
+        except ImportError:
+            return
+        try:
+            root = psutil.Process(self.pid)
+        except psutil.Error:
+            return
+        while not self._stop.is_set():
+            try:
+                children = root.children(recursive=True)
+            except psutil.Error:
+                break
+            hwm = _vm_hwm_kib(self.pid)
+            if hwm:
+                self.root_hwm_kib = max(self.root_hwm_kib, hwm)
+            for child in children:
+                try:
+                    if child.pid not in self.cmdlines:
+                        self.cmdlines[child.pid] = " ".join(child.cmdline())
+                except psutil.Error:
+                    continue
+                hwm = _vm_hwm_kib(child.pid)
+                if hwm:
+                    self.hwm_kib[child.pid] = max(self.hwm_kib.get(child.pid, 0), hwm)
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _pids(self, select) -> list[int]:
+        return [pid for pid, cmd in self.cmdlines.items() if select(cmd) and pid in self.hwm_kib]
+
+    def peak(self, select) -> int | None:
+        """Largest VmHWM (KiB) among processes whose command line passes ``select``."""
+        pids = self._pids(select)
+        return max(self.hwm_kib[p] for p in pids) if pids else None
+
+    def count(self, select) -> int:
+        return len(self._pids(select))
+
+
+def benchmark_records(work: Path) -> list[dict]:
+    records = []
+    for tsv in sorted((work / "benchmarks").rglob("*.tsv")):
+        try:
+            with open(tsv, newline="") as fh:
+                for rec in csv.DictReader(fh, delimiter="\t"):
+                    rec["_file"] = str(tsv.relative_to(work / "benchmarks"))
+                    records.append(rec)
+        except OSError:
+            continue
+    return records
+
+
+def _float(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def error_summary(log_text: str) -> str:
+    """The most telling line of a failed Snakemake run, shortened for a table cell."""
+    lines = [line.strip() for line in log_text.splitlines() if line.strip()]
+    keys = ("Error", "Exception", "error:", "imexport:")
+    picked = None
+    for i, line in enumerate(lines):
+        if any(k in line for k in keys) and not line.startswith(("Traceback", "File ")):
+            picked = line
+            # "MissingInputException in rule all ...:" is followed by the reason
+            if line.endswith(":") and i + 1 < len(lines):
+                picked = f"{line} {lines[i + 1]}"
+            break
+    if picked is None:
+        picked = lines[-1] if lines else "no output"
+    picked = " ".join(picked.split())
+    return picked if len(picked) <= 110 else picked[:107] + "..."
+
+
+def run_workflow(fmt: str, raw: Path, workdir: Path, cores: int, cache: PageCache, state: str,
+                 chunk_mb: float | None, logs: Path, label: str) -> tuple[Row, Path]:
+    run_dir = workdir / f"run_{label.replace(' ', '_').replace('-', '')}"
+    remove(run_dir)
+    run_dir.mkdir(parents=True)
+    outdir = run_dir / "out"
+    config = {"input": str(raw), "outdir": str(outdir), "format": fmt}
+    if chunk_mb is not None:
+        config["target_chunk_mb"] = chunk_mb
+    cfg = run_dir / "bench_config.yaml"
+    cfg.write_text(json.dumps(config, indent=1))  # JSON is YAML
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(run_dir),
+           "--cores", str(cores), "--workflow-profile", "none", "--configfile", str(cfg)]
+    if state == "cold":
+        cache.drop()
+    else:
+        cache.warm()
+        os.sync()
+    resident = cache.resident_fraction()
+    log_file = logs / f"{label.replace(' ', '_').replace('-', '')}.log"
+    t0 = time.perf_counter()
+    with open(log_file, "w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=run_dir)
+        monitor = HwmMonitor(proc.pid)
+        proc.wait()
+    wall = time.perf_counter() - t0
+    monitor.stop()
+    t1 = time.perf_counter()
+    os.sync()
+    sync_s = time.perf_counter() - t1
+    row = Row(label, "export", fmt=fmt, cache=state, cores=cores, wall_s=wall, sync_s=sync_s)
+    row.extra.update({"command": " ".join(cmd), "log": str(log_file), "returncode": proc.returncode})
+    if resident is not None:
+        row.extra["raw_resident_before"] = resident
+    if proc.returncode != 0:
+        row.status = f"n/a (error: {error_summary(log_file.read_text(errors='replace'))})"
+        row.notes.append(f"log: {log_file}")
+    else:
+        row.bytes = tree_bytes(outdir)
+        records = benchmark_records(outdir / ".imexport")
+        plane = [r for r in records if r["_file"].startswith("write")]
+        rss = [(v, r["_file"]) for r in plane if (v := _float(r.get("max_rss"))) is not None]
+        if rss:
+            row.peak_rss_mib, row.peak_rss_job = max(rss)
+        others = [(v, r["_file"]) for r in records if r not in plane and (v := _float(r.get("max_rss"))) is not None]
+        if others:
+            row.extra["other_jobs_max_rss"] = max(others)
+        for rule in sorted({r["_file"].split("/")[0].removesuffix(".tsv") for r in records if r not in plane}):
+            of_rule = [r for r in records if r["_file"].split("/")[0].removesuffix(".tsv") == rule]
+            row.extra.setdefault("other_jobs_s", {})[rule] = round(sum(_float(r.get("s")) or 0.0 for r in of_rule), 2)
+        row.jobs_s_sum = sum(_float(r.get("s")) or 0.0 for r in plane) or None
+        row.extra["n_plane_jobs"] = len(plane)
+        row.extra["max_plane_job_s"] = max((_float(r.get("s")) or 0.0 for r in plane), default=None)
+        row.extra["benchmarks"] = [{k: r.get(k) for k in ("_file", "s", "max_rss", "io_in", "io_out", "mean_load")}
+                                   for r in records]
+        plane_hwm = monitor.peak(lambda cmdline: "write_plane" in cmdline)
+        if plane_hwm:
+            row.extra["plane_job_hwm_mib"] = plane_hwm / 1024
+            row.extra["plane_job_processes_seen"] = monitor.count(lambda cmdline: "write_plane" in cmdline)
+        phase_hwm = monitor.peak(lambda cmdline: "scan_phase" in cmdline)
+        if phase_hwm:
+            row.extra["scan_phase_job_hwm_mib"] = phase_hwm / 1024
+        if monitor.root_hwm_kib:
+            row.extra["snakemake_main_hwm_mib"] = monitor.root_hwm_kib / 1024
+        if row.bytes == 0:
+            row.status = "n/a (error: the run succeeded but wrote no output bytes)"
+    return row, run_dir
+
+
+REFERENCE_SCRIPT = textwrap.dedent('''\
+    """Written by imexport's benchmarks/bench_export.py: one mbo_utilities export, timed."""
+    import json, resource, sys, time
+    raw, out, ext = sys.argv[1:4]
+    t0 = time.perf_counter()
+    import mbo_utilities
+    t1 = time.perf_counter()
+    arr = mbo_utilities.imread(raw)
+    t2 = time.perf_counter()
+    mbo_utilities.imwrite(arr, out, ext=ext)
+    t3 = time.perf_counter()
+    print("BENCH_RESULT " + json.dumps({
+        "import_s": t1 - t0, "imread_s": t2 - t1, "imwrite_s": t3 - t2,
+        "shape": [int(n) for n in getattr(arr, "shape", ())],
+        "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    }))
+''')
+
+
+def reference_available(python: str | None) -> tuple[bool, str]:
+    if not python:
+        return False, "not run (pass --reference-python)"
+    try:
+        probe = subprocess.run([python, "-c", "import mbo_utilities"], capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"not run ({python}: {exc})"
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["import failed"])[-1]
+        return False, f"not run (import mbo_utilities fails in {python}: {last[:80]})"
+    return True, "ok"
+
+
+def run_reference(python: str, fmt: str, raw: Path, workdir: Path, cache: PageCache, state: str, logs: Path) -> Row:
+    script = workdir / "reference_export.py"
+    script.write_text(REFERENCE_SCRIPT)
+    out = workdir / f"ref_{fmt}"
+    remove(out)
+    out.mkdir(parents=True)
+    if state == "cold":
+        cache.drop()
+    else:
+        cache.warm()
+        os.sync()
+    log_file = logs / f"reference_{fmt}.log"
+    t0 = time.perf_counter()
+    with open(log_file, "w") as fh:
+        proc = subprocess.run([python, str(script), str(raw), str(out), REFERENCE_EXT[fmt]],
+                              stdout=fh, stderr=subprocess.STDOUT, cwd=out)
+    wall = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    os.sync()
+    row = Row(f"reference {fmt} (mbo_utilities)", "reference", fmt=fmt, cache=state, wall_s=wall,
+              sync_s=time.perf_counter() - t1)
+    text = log_file.read_text(errors="replace")
+    if proc.returncode != 0:
+        row.status = f"n/a (error: {error_summary(text)})"
+        row.notes.append(f"log: {log_file}")
+    else:
+        row.bytes = tree_bytes(out, skip=())
+        for line in text.splitlines():
+            if line.startswith("BENCH_RESULT "):
+                result = json.loads(line.split(" ", 1)[1])
+                row.peak_rss_mib = result["maxrss_kib"] / 1024
+                row.extra.update(result)
+                row.notes.append(f"import {result['import_s']:.1f} s, imread {result['imread_s']:.1f} s")
+    remove(out)
+    return row
+
+
+# --------------------------------------------------------------------------- report
+
+
+def job_peak_mib(row: Row) -> float | None:
+    """The larger of Snakemake's sampled max_rss and the VmHWM of the plane-job processes."""
+    values = [v for v in (row.peak_rss_mib, row.extra.get("plane_job_hwm_mib")) if v is not None]
+    return max(values) if values else None
+
+
+def build_table(rows: list[Row], machine: dict, header: dict) -> tuple[str, str]:
+    ceilings = {r.cache: r for r in rows if r.kind == "ceiling" and r.ok}
+    references = {r.fmt: r for r in rows if r.kind == "reference" and r.ok}
+    columns = ["row", "MB/s", "× copy ceiling", "× reference", "peak RSS/job (MiB)", "wall s", "notes"]
+    body = []
+    for r in rows:
+        if not r.ok:
+            body.append([r.label, r.status, "—", "—", "—", fmt_num(r.wall_s) if r.kind != "reference" else "—", "; ".join(r.notes)])
+            continue
+        ceiling = ceilings.get(r.cache)
+        vs_ceiling = r.mb_s / ceiling.mb_s if (ceiling and r.kind != "ceiling" and ceiling.mb_s) else None
+        ref = references.get(r.fmt) if r.kind == "export" else None
+        vs_ref = r.mb_s / ref.mb_s if (ref and ref.mb_s) else None
+        notes = list(r.notes)
+        if r.sync_s is not None and r.kind != "ceiling":
+            notes.append(f"+{r.sync_s:.1f} s sync after exit")
+        rss_cell = fmt_num(r.peak_rss_mib, 0)
+        worst = job_peak_mib(r)
+        if r.kind == "export" and r.extra.get("plane_job_hwm_mib") is not None:
+            rss_cell += f" (HWM {r.extra['plane_job_hwm_mib']:.0f})"
+        if worst is not None and r.kind == "export":
+            verdict = "ok" if worst <= header["rss_limit_mib"] else "OVER"
+            notes.append(f"≤ {header['rss_limit_mib']:.0f} MiB: {verdict}")
+        body.append([
+            r.label, fmt_num(r.mb_s), fmt_ratio(vs_ceiling), fmt_ratio(vs_ref),
+            rss_cell, fmt_num(r.wall_s, 2), "; ".join(notes),
+        ])
+    title = [
+        f"imexport export benchmark — {header['spec_line']}",
+        f"machine: {machine['nproc']} CPUs ({machine['cpu']}), {machine['ram']} RAM, disk {machine['disk']}; "
+        f"Python {machine['python']}; {machine['versions']}; imexport {machine['commit']}",
+        f"cache: {header['cache_label']}",
+        f"target_chunk_mb {header['chunk_mb']:g} → per-job RSS limit 2×chunk+300 = {header['rss_limit_mib']:.0f} MiB; "
+        f"MB = 10^6 bytes of output written (copy ceiling: raw bytes copied); MiB = 2^20",
+    ]
+    widths = [max(len(str(x)) for x in col) for col in zip(columns, *body)]
+    sep = "-+-".join("-" * w for w in widths)
+
+    def line(cells):
+        return " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+    text = "\n".join(title + ["", line(columns), sep] + [line(b) for b in body])
+    md = "\n".join(
+        [f"### {title[0]}", ""] + [f"- {t}" for t in title[1:]] + [""]
+        + ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+        + ["| " + " | ".join(str(c).replace("|", "\\|") for c in b) + " |" for b in body]
+    )
+    return text, md
+
+
+def summary_lines(rows: list[Row]) -> list[str]:
+    out = []
+    two = next((r for r in rows if r.kind == "export" and r.fmt == "tiff" and r.cache == "cold" and r.cores and r.cores > 1 and r.ok), None)
+    one = next((r for r in rows if r.kind == "export" and r.fmt == "tiff" and r.cores == 1 and r.ok), None)
+    if one and two:
+        out.append(f"tiff speed-up --cores {two.cores} vs --cores 1: {one.wall_s / two.wall_s:.2f}× "
+                   f"({one.wall_s:.1f} s → {two.wall_s:.1f} s wall)")
+    for r in rows:
+        if r.kind == "export" and r.ok and r.jobs_s_sum:
+            overhead = r.wall_s - r.jobs_s_sum / (r.cores or 1)
+            out.append(f"{r.label}: {r.extra.get('n_plane_jobs')} plane jobs, Σ job s {r.jobs_s_sum:.1f} "
+                       f"(max {r.extra.get('max_plane_job_s') or 0:.1f} s); wall − Σjob/cores ≈ {overhead:.1f} s "
+                       f"of Snakemake start-up, DAG and non-plane jobs; plane-job max_rss in {r.peak_rss_job}"
+                       + "".join(f"; {rule} jobs Σ {sec:.1f} s" for rule, sec in (r.extra.get("other_jobs_s") or {}).items())
+                       + (f"; other jobs max_rss {r.extra['other_jobs_max_rss'][0]:.0f} MiB" if r.extra.get("other_jobs_max_rss") else "")
+                       + (f"; Snakemake main process HWM {r.extra['snakemake_main_hwm_mib']:.0f} MiB"
+                          if r.extra.get("snakemake_main_hwm_mib") else ""))
+    return out
+
+
+# --------------------------------------------------------------------------- profile
+
+
+_NOT_IMPORT = r"^(?!.*(importlib|<frozen|<module>|builtins\.exec|__import__|_imp\.|marshal\.|builtins\.compile|sre_|_compiler\.py|_parser\.py))"
+
+
+def profile_plane(raw: Path, workdir: Path, chunk_mb: float | None, top: int = 10) -> str:
+    prof_dir = workdir / "profile"
+    remove(prof_dir)
+    prof_dir.mkdir(parents=True)
+    base = [sys.executable, str(PROFILE_DRIVER), "--input", str(raw), "--workdir", str(prof_dir), "--format", "tiff"]
+    if chunk_mb is not None:
+        base += ["--target-chunk-mb", str(chunk_mb)]
+    prep = subprocess.run(base + ["--prepare"], capture_output=True, text=True)
+    if prep.returncode != 0:
+        return f"profile: index step failed:\n{prep.stderr[-2000:]}"
+    main_prof = workdir / "plane_main.prof"
+    thread_prefix = str(workdir / "plane_thread")
+    for old in workdir.glob("plane_thread.*.prof"):
+        old.unlink()
+    cmd = [sys.executable, "-m", "cProfile", "-o", str(main_prof), *base[1:], "--thread-profiles", thread_prefix]
+    t0 = time.perf_counter()
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if run.returncode != 0:
+        return f"profile: plane job failed:\n{run.stderr[-2000:]}"
+    result = next((json.loads(line) for line in run.stdout.splitlines() if line.startswith("{\"job\"")), {})
+    prepared = next((line for line in prep.stdout.splitlines() if line.startswith("{")), "{}")
+    parts = [
+        f"prepared with steps.index_source (+ the correction records the plan asks for): {prepared}",
+        f"profile of one TIFF plane job ({result.get('job')}), warm cache, in-process (no Snakemake): "
+        f"write_plane {result.get('write_plane_s')} s, process wall {wall:.1f} s, "
+        f"exact peak RSS {result.get('peak_rss_mib')} MiB, {result.get('output_bytes', 0) / MB:.1f} MB written",
+        f"main thread: {main_prof}",
+    ]
+    import io
+
+    def top_text(path: Path, sort: str) -> str:
+        stream = io.StringIO()
+        stats = pstats.Stats(str(path), stream=stream)
+        # hide the interpreter's start-up and import frames: they are not the plane job
+        stats.strip_dirs().sort_stats(sort).print_stats(_NOT_IMPORT, top)
+        text = stream.getvalue()
+        start = text.find("   ncalls")
+        return text[start:].rstrip() if start >= 0 else text.rstrip()
+
+    parts.append(f"-- main thread, top {top} by cumulative time (import machinery hidden) --\n"
+                 f"{top_text(main_prof, 'cumulative')}")
+    parts.append(f"-- main thread, top {top} by own time --\n{top_text(main_prof, 'tottime')}")
+    for thread_prof in sorted(workdir.glob("plane_thread.*.prof")):
+        parts.append(f"-- thread {thread_prof.name}, top {top} by cumulative time --\n{top_text(thread_prof, 'cumulative')}")
+        parts.append(f"-- thread {thread_prof.name}, top {top} by own time --\n{top_text(thread_prof, 'tottime')}")
+    remove(prof_dir)
+    return "\n\n".join(parts)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=300, help="frames (volumes) of the generated acquisition")
+    parser.add_argument("--planes", type=int, default=14, help="z-planes of the generated acquisition")
+    parser.add_argument("--formats", default=",".join(ALL_FORMATS), help="comma-separated: tiff,bin,zarr,h5")
+    parser.add_argument("--phase-offset", type=float, default=0.0,
+                        help="bidirectional scan-phase error of the generated data, px (0 = none: the "
+                             "workflow's phase correction then finds nothing to apply)")
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    parser.add_argument("--keep", action="store_true", help="keep the exported outputs (default: delete after measuring)")
+    parser.add_argument("--reference-python", default=None, help="interpreter where `import mbo_utilities` works")
+    parser.add_argument("--cores", type=int, default=None, help="--cores of the main runs (default: all usable CPUs)")
+    parser.add_argument("--target-chunk-mb", type=float, default=None,
+                        help="target_chunk_mb of the runs (default: the workflow default)")
+    parser.add_argument("--no-cores1", action="store_true", help="skip the tiff --cores 1 row")
+    parser.add_argument("--no-warm", action="store_true", help="skip the warm-cache tiff row")
+    parser.add_argument("--profile", action="store_true", help="also cProfile one tiff plane job (benchmarks/profile_plane.py)")
+    args = parser.parse_args()
+    args.formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    unknown = [f for f in args.formats if f not in ALL_FORMATS]
+    if unknown:
+        parser.error(f"--formats: unknown {unknown}; valid: {', '.join(ALL_FORMATS)}")
+    if args.frames < 1 or args.planes < 1:
+        parser.error("--frames and --planes must be >= 1")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    workdir = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    logs = workdir / "logs"
+    logs.mkdir(exist_ok=True)
+    machine = machine_info(workdir)
+    usable = int(machine["nproc"])
+    cores = args.cores or usable
+
+    from imexport.config import validate
+
+    chunk_mb = float(args.target_chunk_mb if args.target_chunk_mb is not None
+                     else validate({})["target_chunk_mb"])
+    rss_limit = 2 * chunk_mb + 300
+
+    settings = acquisition_spec(args.frames, args.planes, args.phase_offset)
+    log(f"acquisition: AcquisitionSpec({', '.join(f'{k}={v}' for k, v in settings.items())})")
+    raw, raw_files, gen_s = ensure_acquisition(workdir, settings)
+    raw_bytes = sum(p.stat().st_size for p in raw_files)
+    out_h, out_w = max(settings["roi_heights"]), settings["width"] * len(settings["roi_heights"])
+    expected_out = args.frames * args.planes * out_h * out_w * 2
+    gen_line = (f"generated in {gen_s:.1f} s" if gen_s is not None else "cached (generated earlier, see spec.json)")
+    log(f"raw: {raw} — {len(raw_files)} files, {raw_bytes / 1e9:.2f} GB; {gen_line}")
+    log(f"output per format: {args.planes} planes × {args.frames} frames × {out_h}×{out_w} int16 "
+        f"= {expected_out / 1e9:.2f} GB")
+    if gen_s is None:
+        try:
+            gen_s_cached = json.loads((raw.parent / "spec.json").read_text()).get("generation_s")
+        except (OSError, ValueError):
+            gen_s_cached = None
+    else:
+        gen_s_cached = gen_s
+
+    cache = PageCache(raw_files)
+    log(f"cache: {cache.label}")
+    rows: list[Row] = []
+    kept: list[Path] = []
+
+    # copy ceiling
+    states = ["cold", "warm"] if cache.cold_possible else ["warm"]
+    main_state = "cold" if cache.cold_possible else "warm"
+    for state in states:
+        row = copy_ceiling(raw_files, workdir / "copy_ceiling", cache, state)
+        log(f"  {row.label}: {row.mb_s:.0f} MB/s ({row.wall_s:.2f} s)")
+        rows.append(row)
+
+    ref_ok, ref_status = reference_available(args.reference_python)
+
+    # one workflow run per format
+    plan = [(fmt, cores, main_state, f"{fmt} --cores {cores}") for fmt in args.formats]
+    if "tiff" in args.formats and not args.no_cores1 and cores > 1:
+        plan.append(("tiff", 1, main_state, "tiff --cores 1"))
+    if "tiff" in args.formats and not args.no_warm and main_state == "cold":
+        plan.append(("tiff", cores, "warm", f"tiff --cores {cores} (warm)"))
+    for fmt, n_cores, state, label in plan:
+        log(f"running {label}{'' if '(warm)' in label else f' ({state})'} ...")
+        row, run_dir = run_workflow(fmt, raw, workdir, n_cores, cache, state, args.target_chunk_mb, logs, label)
+        rows.append(row)
+        if row.ok:
+            log(f"  {row.bytes / 1e9:.2f} GB in {row.wall_s:.1f} s = {row.mb_s:.0f} MB/s, "
+                f"peak RSS/job {fmt_num(row.peak_rss_mib, 0)} MiB, sync +{row.sync_s:.1f} s")
+        else:
+            log(f"  {row.status}")
+        if args.keep:
+            kept.append(run_dir)
+        else:
+            remove(run_dir)
+
+    # reference rows
+    for fmt in args.formats:
+        if ref_ok:
+            log(f"running reference {fmt} ...")
+            row = run_reference(args.reference_python, fmt, raw, workdir, cache, main_state, logs)
+            log(f"  {row.status if not row.ok else f'{row.mb_s:.0f} MB/s'}")
+        else:
+            row = Row(f"reference {fmt} (mbo_utilities)", "reference", fmt=fmt, status=ref_status)
+        rows.append(row)
+
+    header = {
+        "spec_line": f"{args.planes} planes × {args.frames} frames, 2 ROIs of 224×448 → {out_h}×{out_w} int16, "
+                     f"{expected_out / 1e9:.2f} GB output / {raw_bytes / 1e9:.2f} GB raw; --cores {cores}",
+        "cache_label": cache.label,
+        "chunk_mb": chunk_mb,
+        "rss_limit_mib": rss_limit,
+    }
+    text, md = build_table(rows, machine, header)
+    extra = summary_lines(rows)
+    gen_note = "generation of the acquisition: " + (f"{gen_s_cached:.1f} s" if gen_s_cached is not None else "time unknown")
+    gen_note += " (not part of any ratio" + ("; reused from the cache this run)" if gen_s is None else ")")
+    log("")
+    log(text)
+    log("")
+    for line in [gen_note, *extra]:
+        log(line)
+    checked = [r for r in rows if r.kind == "export" and job_peak_mib(r) is not None]
+    over = [r for r in checked if job_peak_mib(r) > rss_limit]
+    memory_line = (f"memory check (peak RSS per plane job ≤ 2×{chunk_mb:g}+300 = {rss_limit:.0f} MiB, "
+                   f"max of Snakemake max_rss and VmHWM, {args.frames} frames): "
+                   + ("no successful export to check" if not checked else "PASS" if not over else
+                      "FAIL: " + ", ".join(f"{r.label} {job_peak_mib(r):.0f} MiB" for r in over)))
+    extra.append(memory_line)
+    log(memory_line)
+    (workdir / "bench_table.md").write_text(
+        md + "\n\n" + "\n".join(f"- {line}" for line in [gen_note, *extra]) + "\n"
+    )
+    results = {
+        "machine": machine, "header": header, "raw": str(raw), "raw_bytes": raw_bytes, "generation_s": gen_s_cached,
+        "rows": [{**{k: v for k, v in r.__dict__.items()}, "mb_s": r.mb_s} for r in rows],
+    }
+    (workdir / "bench_results.json").write_text(json.dumps(results, indent=1, default=str))
+    log(f"\ntable: {workdir / 'bench_table.md'}; raw numbers: {workdir / 'bench_results.json'}; logs: {logs}")
+
+    if args.profile:
+        log("\nprofiling one tiff plane job ...")
+        report = profile_plane(raw, workdir, args.target_chunk_mb)
+        (workdir / "profile.txt").write_text(report + "\n")
+        log(report)
+    if kept:
+        log("kept: " + ", ".join(str(p) for p in kept))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Shared fixtures: small synthetic ScanImage acquisitions and real Snakemake runs.
+
+* ``make_acquisition(folder, **spec_overrides) -> (spec, paths)`` writes a small raw
+  ScanImage acquisition (``imexport.synthetic``) into ``folder/raw`` (``subdir=`` picks
+  another sub-folder) and returns its ``AcquisitionSpec`` and file paths.
+* ``run_snakemake(workdir, config, *extra_args, expect_ok=True)`` writes ``config`` to
+  ``workdir/config.yaml`` and runs the repository's Snakefile on it in a subprocess.
+  The returned ``CompletedProcess`` has ``stdout`` and ``stderr`` captured and an extra
+  attribute ``output`` = both together. ``expect_ok=True`` asserts exit status 0,
+  ``False`` asserts a failure, ``None`` asserts nothing.
+
+Markers: ``slurm`` (brings up a SLURM cluster), ``gpu`` (needs a CUDA device).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from imexport.synthetic import AcquisitionSpec, write_acquisition
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO_ROOT / "Snakefile"
+DEFAULT_CONFIG = REPO_ROOT / "config" / "config.yaml"
+SNAKEMAKE_TIMEOUT_S = 300
+
+# Small enough that every test stays fast; each test overrides what it needs.
+SMALL_SPEC = dict(
+    n_frames=7,
+    n_planes=3,
+    roi_heights=[6, 4],
+    width=12,
+    fly_to_lines=2,
+    frames_per_file=3,
+    n_cells=8,
+)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slurm: brings up a throw-away SLURM cluster (slow, needs root and the Debian packages)")
+    config.addinivalue_line("markers", "gpu: needs a CUDA device and cupy")
+
+
+def make_acquisition_in(folder, subdir: str = "raw", **spec_overrides):
+    """Write a small synthetic acquisition into ``folder/subdir``; ``(spec, paths)``."""
+    spec = AcquisitionSpec(**{**SMALL_SPEC, **spec_overrides})
+    paths = write_acquisition(spec, Path(folder) / subdir)
+    return spec, paths
+
+
+def run_snakemake_in(workdir, config: dict, *extra_args: str, expect_ok: bool | None = True,
+                     timeout: float = SNAKEMAKE_TIMEOUT_S) -> subprocess.CompletedProcess:
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    configfile = workdir / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config, sort_keys=False))
+    cmd = [
+        sys.executable, "-m", "snakemake",
+        "--snakefile", str(SNAKEFILE),
+        "--directory", str(workdir),
+        "--cores", "2",
+        "--workflow-profile", "none",
+        "--configfile", str(configfile),
+        *extra_args,
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir)
+    result.output = result.stdout + result.stderr
+    if expect_ok is True:
+        assert result.returncode == 0, f"snakemake failed ({result.returncode}):\n{result.output[-6000:]}"
+    elif expect_ok is False:
+        assert result.returncode != 0, f"snakemake unexpectedly succeeded:\n{result.output[-6000:]}"
+    return result
+
+
+@pytest.fixture
+def make_acquisition():
+    """``make_acquisition(folder, **spec_overrides) -> (spec, paths)``."""
+    return make_acquisition_in
+
+
+@pytest.fixture
+def run_snakemake():
+    """``run_snakemake(workdir, config, *extra_args, expect_ok=True) -> CompletedProcess``."""
+    return run_snakemake_in

@@ -1,0 +1,49 @@
+# Corrections computed once and recorded: the scan-phase offset of each plane (per ROI
+# view) and the axial plane shifts of each view. Plane jobs apply the phase offsets and
+# copy both records into their metadata.
+
+
+rule scan_phase:
+    input:
+        source=SOURCE_JSON,
+        index=PAGE_INDEX,
+    output:
+        f"{WORK}/{{record}}",
+    wildcard_constraints:
+        record=records_regex(PLAN.phase_tasks),
+    params:
+        task=lambda w: PLAN.phase_tasks[f"{WORK}/{w.record}"],
+    resources:
+        mem_mb=plane_job_mem_mb,
+    log:
+        f"{WORK}/logs/{{record}}.log",
+    benchmark:
+        f"{WORK}/benchmarks/{{record}}.tsv"
+    conda:
+        "../../envs/imexport.yaml"
+    script:
+        "../../scripts/scan_phase.py"
+
+
+rule axial_shifts:
+    input:
+        source=SOURCE_JSON,
+        index=PAGE_INDEX,
+        phase=lambda w: [p for p in PLAN.axial_tasks[f"{WORK}/{w.record}"]["phase_records"] if p],
+    output:
+        f"{WORK}/{{record}}",
+    wildcard_constraints:
+        record=records_regex(PLAN.axial_tasks),
+    params:
+        task=lambda w: PLAN.axial_tasks[f"{WORK}/{w.record}"],
+    resources:
+        mem_mb=plane_job_mem_mb,
+        gpu=1 if str(RESOLVED["axial"]["gpu"]).lower() == "true" else 0,
+    log:
+        f"{WORK}/logs/{{record}}.log",
+    benchmark:
+        f"{WORK}/benchmarks/{{record}}.tsv"
+    conda:
+        "../../envs/imexport.yaml"
+    script:
+        "../../scripts/axial_shifts.py"
