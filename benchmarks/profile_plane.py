@@ -16,8 +16,12 @@ cProfile sees only the main thread. Sinks that write from a helper thread (the T
 sink's tifffile writer) are profiled too with ``--thread-profiles``: every thread
 started during the job dumps its own ``<prefix>.<thread name>.prof``.
 
-Prints one JSON line: wall seconds of the plane job, exact peak RSS of this process
-(``ru_maxrss``), output bytes.
+``--plane all`` instead builds the index and records and runs every plane job of the
+plan one after the other in this one process: the export without Snakemake, for the
+benchmark's in-process row.
+
+Prints one JSON line: wall seconds of the plane job(s), exact peak RSS of this process
+(``VmHWM``), output bytes.
 """
 
 from __future__ import annotations
@@ -83,14 +87,33 @@ def prepare(plan, info, source_json: Path, index_path: Path) -> None:
     print(json.dumps(timings, default=str))
 
 
+def peak_rss_mib() -> float:
+    """This process' peak RSS: ``VmHWM`` (reset at exec), else ``ru_maxrss``.
+
+    ``ru_maxrss`` survives ``execve``: a process started by a big parent (vfork/fork +
+    exec, as ``subprocess`` does) reports the parent's size if that was larger.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", required=True, help="raw ScanImage folder / file / glob")
     parser.add_argument("--workdir", required=True, help="output folder of this profile run")
-    parser.add_argument("--format", default="tiff", choices=["tiff", "bin", "zarr", "h5"])
-    parser.add_argument("--plane", type=int, default=1, help="1-based plane to export")
+    parser.add_argument("--format", default="tiff", choices=["tiff", "bin"],
+                        help="formats whose plane jobs need no store/assembly step")
+    parser.add_argument("--plane", default="1",
+                        help="1-based plane to export, or 'all': every plane job of the plan in a row, "
+                             "after building the index and records in the same process")
     parser.add_argument("--target-chunk-mb", type=float, default=None)
-    parser.add_argument("--prepare", action="store_true", help="only build the page index, then exit")
+    parser.add_argument("--prepare", action="store_true", help="only build the page index (and records), then exit")
     parser.add_argument("--thread-profiles", default=None, metavar="PREFIX",
                         help="profile helper threads too, into PREFIX.<thread>.prof")
     args = parser.parse_args()
@@ -100,10 +123,12 @@ def main() -> None:
     from imexport.plan import build_plan
     from imexport.sources import inspect_input
 
+    t_start = time.perf_counter()
+    every = args.plane == "all"
     workdir = Path(args.workdir).resolve()
     outdir = workdir / "out"
     config = {"input": str(Path(args.input).resolve()), "outdir": str(outdir), "format": args.format,
-              "planes": [args.plane], "overwrite": True, "show_progress": False}
+              "planes": None if every else [int(args.plane)], "overwrite": True, "show_progress": False}
     if args.target_chunk_mb is not None:
         config["target_chunk_mb"] = args.target_chunk_mb
     config = validate(config)
@@ -111,27 +136,33 @@ def main() -> None:
     plan = build_plan(config, info)
     source_json = Path(plan.work) / "source.json"
     index_path = Path(plan.work) / "page_index.npz"
-    if args.prepare or not index_path.exists():
+    if args.prepare or every or not index_path.exists():
         prepare(plan, info, source_json, index_path)
         if args.prepare:
             return
-    if len(plan.jobs) != 1:
+    if not every and len(plan.jobs) != 1:
         raise SystemExit(f"expected one plane job for format {args.format}, the plan has {len(plan.jobs)}")
-    (key, job), = plan.jobs.items()
-    output = Path(job["output"])
-    if output.exists():
-        shutil.rmtree(output) if output.is_dir() else output.unlink()
+    for job in plan.jobs.values():
+        output = Path(job["output"])
+        if output.exists():
+            shutil.rmtree(output) if output.is_dir() else output.unlink()
 
     if args.thread_profiles:
         _thread_profiles(args.thread_profiles)
     t0 = time.perf_counter()
-    steps.write_plane(job, str(source_json), str(index_path), show_progress=False)
+    written = 0
+    for job in plan.jobs.values():
+        steps.write_plane(job, str(source_json), str(index_path), show_progress=False)
+        written += _size(Path(job["output"]))
     wall = time.perf_counter() - t0
     print(json.dumps({
-        "job": key,
+        "job": "all" if every else next(iter(plan.jobs)),
+        "n_jobs": len(plan.jobs),
         "write_plane_s": round(wall, 3),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "output_bytes": _size(output),
+        "total_s": round(time.perf_counter() - t_start, 3),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "ru_maxrss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "output_bytes": written,
         "pid": os.getpid(),
     }))
 

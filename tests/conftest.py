@@ -78,13 +78,13 @@ def run_snakemake_in(workdir, config: dict, *extra_args: str, expect_ok: bool | 
     return result
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_acquisition():
     """``make_acquisition(folder, **spec_overrides) -> (spec, paths)``."""
     return make_acquisition_in
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def run_snakemake():
     """``run_snakemake(workdir, config, *extra_args, expect_ok=True) -> CompletedProcess``."""
     return run_snakemake_in

@@ -521,7 +521,9 @@ def one_node_cluster(
 
     t0 = time.monotonic()
     deadline = t0 + timeout
-    body_error = False
+    # Set only when the body finished normally: a teardown problem then
+    # fails loudly, otherwise it must not mask the exception in flight.
+    clean_exit = False
     try:
         # In the foreground munged logs to stderr, i.e. to logs/munged.out.
         start(
@@ -539,11 +541,8 @@ def one_node_cluster(
         start("slurmd", [bins["slurmd"], "-D", "-N", NODE, "-f", str(conf)])
         wait_for(f"node {NODE} to be idle (sinfo)", node_idle, deadline)
         cluster.bringup_seconds = time.monotonic() - t0
-        try:
-            yield cluster
-        except BaseException:
-            body_error = True
-            raise
+        yield cluster
+        clean_exit = True
     finally:
         problems = _teardown(cluster, procs, marker, bins)
         for fh in open_files:
@@ -551,11 +550,9 @@ def one_node_cluster(
         shutil.rmtree(munge_dir, ignore_errors=True)
         if problems:
             msg = "SLURM test cluster teardown left processes running: " + "; ".join(problems)
-            if body_error:
-                # Do not mask the test's own exception.
-                warnings.warn(msg)
-            else:
+            if clean_exit:
                 raise RuntimeError(msg)
+            warnings.warn(msg)
 
 
 def _teardown(cluster: SlurmCluster, procs: dict[str, subprocess.Popen], marker: bytes, bins: dict[str, str]) -> list[str]:

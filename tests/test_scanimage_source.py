@@ -332,3 +332,23 @@ def test_page_index_detects_a_changed_page_size(tmp_path, make_acquisition):
     with pytest.raises(SourceError, match="changed") as err:
         build_page_index(info)
     assert str(paths[0].resolve()) in str(err.value)
+
+
+def test_inspect_counts_exactly_when_one_description_is_longer(tmp_path, make_acquisition, monkeypatch):
+    spec, paths = make_acquisition(tmp_path, subdir="plain", n_frames=4, frames_per_file=4, n_planes=2)
+    with tifffile.TiffFile(paths[0]) as tf:
+        stride = tf.pages[1].offset - tf.pages[0].offset
+    original, calls = synthetic._description, []
+
+    def one_long_description(frame_number, t_seconds):
+        text = original(frame_number, t_seconds)
+        calls.append(frame_number)
+        return text[:-1] + b" " * stride + b"\0" if len(calls) == 4 else text
+
+    monkeypatch.setattr(synthetic, "_description", one_long_description)
+    _, odd = make_acquisition(tmp_path, subdir="odd", n_frames=4, frames_per_file=4, n_planes=2)
+    with tifffile.TiffFile(odd[0]) as tf:
+        assert len(tf.pages) == 8
+    info = inspect_acquisition(odd)
+    assert info.pages_per_file == [8]
+    build_page_index(info)

@@ -203,12 +203,15 @@ def test_non_uniform_tags_never_collide():
     rng = np.random.default_rng(0)
     selections = set()
     # same first and last element, same count: only the inner elements differ
-    for count in (3, 4, 5, 8):
-        while len([s for s in selections if len(s) == count]) < 60:
+    for i in range(1, 40):  # every 3-element selection 0, i, 40 except the uniform 0, 20, 40
+        if i != 20:
+            selections.add((0, i, 40))
+    for count in (4, 5, 8):
+        for _ in range(80):
             inner = tuple(sorted(int(i) for i in rng.choice(np.arange(1, 40), count - 2, replace=False)))
-            sel = (0, *inner, 40)
-            if uniform_step(np.array(sel)) is None:
-                selections.add(sel)
+            selections.add((0, *inner, 40))
+    assert all(uniform_step(np.array(sel)) is None for sel in selections)
+    assert len(selections) > 250
     tags = {}
     for sel in selections:
         t = tag("tp", np.array(sel))

@@ -206,6 +206,7 @@ def _plan_corrections(plan: Plan, config: dict[str, Any]) -> tuple[dict, dict]:
     planes = range(plan.source.n_planes) if register else [int(p) for p in plan.planes]
     for roi in plan.rois:
         if phase_options.get("fix_phase"):
+            _check_phase_border(plan.source, roi, int(phase_options.get("border", 3)))
             for plane in planes:
                 path = str(work / "scan_phase" / _view(roi) / f"zplane{plane + 1:02d}.json")
                 phase_records[(plane, roi)] = path
@@ -219,3 +220,15 @@ def _plan_corrections(plan: Plan, config: dict[str, Any]) -> tuple[dict, dict]:
                 "phase_records": [phase_records.get((z, roi)) for z in range(plan.source.n_planes)],
             }
     return phase_records, axial_records
+
+
+def _check_phase_border(info: SourceInfo, roi: int | None, border: int) -> None:
+    """Stop before any job if the border crop leaves nothing to estimate the phase on."""
+    strips = info.layout.strips if roi is None else [info.layout.strips[roi]]
+    usable = [s for s in strips if s.height // 2 > 2 * border and s.width > 2 * border]
+    if not usable:
+        heights = [s.height for s in strips]
+        raise SelectionError(
+            f"scan_phase.border: {border} crops away every row of the ROI strips (heights {heights}, "
+            f"width {strips[0].width}); use a smaller scan_phase.border or scan_phase.fix_phase: false"
+        )
