@@ -17,6 +17,7 @@ rule write_plane_file:
         show_progress=RESOLVED["show_progress"],
     resources:
         mem_mb=plane_job_mem_mb,
+        io_slots=1,
     log:
         f"{WORK}/logs/write/{{key}}.log",
     benchmark:
@@ -42,6 +43,7 @@ rule write_plane_folder:
         show_progress=RESOLVED["show_progress"],
     resources:
         mem_mb=plane_job_mem_mb,
+        io_slots=1,
     log:
         f"{WORK}/logs/write/{{key}}.log",
     benchmark:
@@ -67,6 +69,7 @@ rule write_plane_intermediate:
         show_progress=RESOLVED["show_progress"],
     resources:
         mem_mb=plane_job_mem_mb,
+        io_slots=1,
     log:
         f"{WORK}/logs/write/{{key}}.log",
     benchmark:
@@ -160,6 +163,7 @@ rule write_plane_slab:
         show_progress=RESOLVED["show_progress"],
     resources:
         mem_mb=plane_job_mem_mb,
+        io_slots=1,
     log:
         f"{WORK}/logs/write/{{key}}.log",
     benchmark:
