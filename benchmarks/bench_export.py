@@ -3,7 +3,7 @@
 
     python benchmarks/bench_export.py [--frames 300] [--planes 14] [--formats tiff,bin,zarr,h5]
                                       [--workdir /tmp/imexport-bench] [--keep]
-                                      [--reference-python PATH] [--profile]
+                                      [--reference-python PATH] [--profile] [--repeat N]
 
 What it does (see benchmarks/README.md for how to read the table):
 
@@ -12,8 +12,9 @@ What it does (see benchmarks/README.md for how to read the table):
 2. measures the copy ceiling: a plain sequential read+write copy of the raw bytes to the
    same disk, fsync'ed, cold (page cache dropped) and warm;
 3. runs the real workflow (``python -m snakemake --snakefile <repo>/Snakefile ...``) once
-   per format, plus TIFF with ``--cores 1`` and TIFF on a warm cache; a format that is not
-   wired yet gives an "n/a (error ...)" row instead of stopping the benchmark;
+   per format, plus TIFF with ``--cores 1``, TIFF on a warm cache, and every TIFF plane job
+   in one Python process without Snakemake (benchmarks/profile_plane.py --plane all); a
+   format that is not wired yet gives an "n/a (error ...)" row instead of stopping;
 4. optionally runs mbo_utilities (``--reference-python``) on the same data;
 5. prints one table (also ``<workdir>/bench_table.md``, raw numbers in
    ``<workdir>/bench_results.json``) and checks each plane job's peak RSS against
@@ -33,6 +34,7 @@ import json
 import os
 import platform
 import pstats
+import re
 import shutil
 import subprocess
 import sys
@@ -521,7 +523,8 @@ def error_summary(log_text: str) -> str:
 
 def run_workflow(fmt: str, raw: Path, workdir: Path, cores: int, cache: PageCache, state: str,
                  chunk_mb: float | None, logs: Path, label: str) -> tuple[Row, Path]:
-    run_dir = workdir / f"run_{label.replace(' ', '_').replace('-', '')}"
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", label).strip("_")  # "tiff --cores 2 (warm)" -> tiff_cores_2_warm
+    run_dir = workdir / f"run_{slug}"
     remove(run_dir)
     run_dir.mkdir(parents=True)
     outdir = run_dir / "out"
@@ -538,7 +541,7 @@ def run_workflow(fmt: str, raw: Path, workdir: Path, cores: int, cache: PageCach
         cache.warm()
         os.sync()
     resident = cache.resident_fraction()
-    log_file = logs / f"{label.replace(' ', '_').replace('-', '')}.log"
+    log_file = logs / f"{slug}.log"
     t0 = time.perf_counter()
     with open(log_file, "w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=run_dir)

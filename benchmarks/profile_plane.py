@@ -136,7 +136,9 @@ def main() -> None:
     plan = build_plan(config, info)
     source_json = Path(plan.work) / "source.json"
     index_path = Path(plan.work) / "page_index.npz"
-    if args.prepare or every or not index_path.exists():
+    needed = [index_path, *(Path(r) for job in plan.jobs.values()
+                            for r in (job.get("phase_record"), job.get("axial_record")) if r)]
+    if args.prepare or every or not all(p.exists() for p in needed):
         prepare(plan, info, source_json, index_path)
         if args.prepare:
             return

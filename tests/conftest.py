@@ -7,7 +7,8 @@
   ``workdir/config.yaml`` and runs the repository's Snakefile on it in a subprocess.
   The returned ``CompletedProcess`` has ``stdout`` and ``stderr`` captured and an extra
   attribute ``output`` = both together. ``expect_ok=True`` asserts exit status 0,
-  ``False`` asserts a failure, ``None`` asserts nothing.
+  ``False`` asserts a failure, ``None`` asserts nothing. ``preexec_fn`` runs in the
+  snakemake process before it starts (e.g. to set resource limits).
 
 Markers: ``slurm`` (brings up a SLURM cluster), ``gpu`` (needs a CUDA device).
 """
@@ -54,7 +55,7 @@ def make_acquisition_in(folder, subdir: str = "raw", **spec_overrides):
 
 
 def run_snakemake_in(workdir, config: dict, *extra_args: str, expect_ok: bool | None = True,
-                     timeout: float = SNAKEMAKE_TIMEOUT_S) -> subprocess.CompletedProcess:
+                     timeout: float = SNAKEMAKE_TIMEOUT_S, preexec_fn=None) -> subprocess.CompletedProcess:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     configfile = workdir / "config.yaml"
@@ -69,7 +70,8 @@ def run_snakemake_in(workdir, config: dict, *extra_args: str, expect_ok: bool | 
         *extra_args,
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir)
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir,
+                            preexec_fn=preexec_fn)
     result.output = result.stdout + result.stderr
     if expect_ok is True:
         assert result.returncode == 0, f"snakemake failed ({result.returncode}):\n{result.output[-6000:]}"

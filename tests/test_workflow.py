@@ -62,11 +62,13 @@ def plane_file(plane: int, frames_1based: list[int], suffix: str = "") -> str:
 
 
 def user_files(outdir: Path) -> set[str]:
-    """Output files, relative to outdir, outside the internal work folder."""
+    """Output files, relative to outdir, outside the internal work folder; the provenance
+    files (run manifest, TIFF history sidecars) are the subject of test_history.py."""
     return {
         str(p.relative_to(outdir))
         for p in outdir.rglob("*")
         if p.is_file() and ".imexport" not in p.relative_to(outdir).parts
+        and p.name != "imexport_manifest.json" and not p.name.endswith(".history.json")
     }
 
 

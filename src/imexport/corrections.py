@@ -25,7 +25,8 @@ import numpy as np
 from . import axial, geometry, phase
 from .backend import array_module
 from .selection import from_runs, to_runs
-from .sources.scanimage import PlaneReader, SourceInfo
+from .sources import open_plane_reader
+from .sources.scanimage import SourceInfo
 
 SNAP_PX = 0.1
 PHASE_KEYS = ("phasecorr_method", "use_fft", "border", "max_offset", "window_frames")
@@ -43,7 +44,7 @@ def _strips(info: SourceInfo, roi: int | None) -> list[geometry.RoiStrip]:
     return list(layout.strips) if roi is None else [layout.strips[roi]]
 
 
-def _window_image(reader: PlaneReader, frames: np.ndarray, color: int, plane: int, method: str, chunk: int) -> np.ndarray:
+def _window_image(reader, frames: np.ndarray, color: int, plane: int, method: str, chunk: int) -> np.ndarray:
     """The window reduced to one page image, streamed ``chunk`` frames at a time."""
     total = total_sq = peak = first = None
     for start in range(0, len(frames), chunk):
@@ -75,7 +76,7 @@ def estimate_scan_phase(
     strips = _strips(info, roi)
     kwargs = {"use_fft": options["use_fft"], "border": options["border"], "max_offset": options["max_offset"]}
     record: dict[str, Any] = {"plane": plane + 1, "roi": None if roi is None else roi + 1, "params": params}
-    with PlaneReader(info, offsets) as reader:
+    with open_plane_reader(info, offsets) as reader:
         if method == "frame":
             frames = from_runs(frames_runs)
             per_frame = []
@@ -141,7 +142,7 @@ def compute_axial_shifts(
 
     def read_frames(indices: np.ndarray) -> np.ndarray:
         planes = []
-        with PlaneReader(info, offsets) as reader:
+        with open_plane_reader(info, offsets) as reader:
             for z in range(info.n_planes):
                 pages = reader.read(indices, [color], z)
                 if correctors[z] is not None:

@@ -16,7 +16,8 @@ import numpy as np
 from . import geometry
 from .selection import from_runs
 from .sinks.base import PlaneSink, PlaneTarget
-from .sources.scanimage import PlaneReader, SourceInfo
+from .sources import open_plane_reader
+from .sources.scanimage import SourceInfo
 
 log = logging.getLogger(__name__)
 MIB = 2**20
@@ -56,6 +57,7 @@ def export_plane(
 ) -> Path:
     """Write the output described by ``job`` (a plan entry, see ``plan.PlaneJob``).
 
+    ``offsets``: the source's saved index (see ``sources.open_plane_reader``).
     ``correct(pages, first_frame_position, plane)`` may transform raw pages (scan
     phase) before they are cut into ROIs.
     """
@@ -80,7 +82,7 @@ def export_plane(
     store = Path(job["store"]) if job.get("store") else None
     sink = open_sink(job["format"], target, store=store, target_chunk_mb=job["target_chunk_mb"])
     try:
-        with PlaneReader(info, offsets) as reader:
+        with open_plane_reader(info, offsets) as reader:
             for start in range(0, len(frames), step):
                 pages = reader.read(frames[start : start + step], colors, job["plane"])
                 if correct is not None:

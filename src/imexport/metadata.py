@@ -51,7 +51,7 @@ def export_metadata(
     md.update(
         {
             "imexport_version": __version__,
-            "source_format": "scanimage",
+            "source_format": info.kind,
             "source_files": list(info.files),
             "source_shape": list(info.shape()),
             "stack_type": info.stack_type,

@@ -13,6 +13,7 @@ Layout under ``outdir`` (``roiNN/`` first in ``separate`` mode):
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from .sources.scanimage import SourceInfo
 
 FORMATS = ("tiff", "bin", "zarr", "h5")
 WORK_FOLDER = ".imexport"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -64,6 +66,7 @@ class Plan:
     jobs: dict[str, dict[str, Any]]
     phase_tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # record path -> task
     axial_tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # record path -> task
+    notes: list[str] = field(default_factory=list)  # settings the plan had to set aside, for the summary
 
     @property
     def work(self) -> str:
@@ -204,8 +207,14 @@ def _plan_corrections(plan: Plan, config: dict[str, Any]) -> tuple[dict, dict]:
     phase_records: dict[tuple[int, int | None], str] = {}
     axial_records: dict[int | None, str] = {}
     planes = range(plan.source.n_planes) if register else [int(p) for p in plan.planes]
+    fix_phase = bool(phase_options.get("fix_phase"))
+    reason = _no_scan_phase(plan.source) if fix_phase else None
+    if reason:
+        fix_phase = False
+        plan.notes.append(f"scan_phase.fix_phase ignored: {reason}")
+        log.info("scan_phase.fix_phase ignored: %s", reason)
     for roi in plan.rois:
-        if phase_options.get("fix_phase"):
+        if fix_phase:
             _check_phase_border(plan.source, roi, int(phase_options.get("border", 3)))
             for plane in planes:
                 path = str(work / "scan_phase" / _view(roi) / f"zplane{plane + 1:02d}.json")
@@ -220,6 +229,19 @@ def _plan_corrections(plan: Plan, config: dict[str, Any]) -> tuple[dict, dict]:
                 "phase_records": [phase_records.get((z, roi)) for z in range(plan.source.n_planes)],
             }
     return phase_records, axial_records
+
+
+def _no_scan_phase(info: SourceInfo) -> str | None:
+    """Why the scan-phase correction cannot apply to this source, or None when it can.
+
+    The odd-row offset is a property of bidirectional raw scanning; any other source
+    has been processed (or was scanned one way) and its rows must not be moved.
+    """
+    if info.kind != "scanimage":
+        return f"the source is {info.kind}, not a raw ScanImage recording"
+    if not info.scanimage.get("SI.hScan2D.bidirectional", True):  # absent: ScanImage's resonant default
+        return "the recording was scanned unidirectionally (SI.hScan2D.bidirectional = false)"
+    return None
 
 
 def _check_phase_border(info: SourceInfo, roi: int | None, border: int) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ from .corrections import compute_axial_shifts, estimate_scan_phase, phase_correc
 from .plan import Plan
 from .selection import from_runs
 from .sinks.base import commit_path, temporary_sibling
-from .sources.scanimage import SourceInfo, build_page_index, load_page_index, save_page_index
+from .sources import build_index
+from .sources.scanimage import SourceInfo, check_page_index, load_page_index, save_page_index
 from .synthetic import AcquisitionSpec, write_acquisition
 
 log = logging.getLogger("imexport")
@@ -51,16 +53,21 @@ def make_demo(spec_settings: dict[str, Any], folder: str) -> list[Path]:
 
 
 def index_source(info_json: str, source_out: str, index_out: str) -> None:
-    """Walk every raw file's IFD chain once; plane jobs read pages by these offsets."""
+    """Walk every raw file's IFD chain once; plane jobs read pages by these offsets.
+
+    Other kinds need no offsets: their files are checked against the plan, and the saved
+    index holds only the file sizes.
+    """
     info = SourceInfo.from_json(info_json)
-    offsets = build_page_index(info)
+    offsets = build_index(info)
+    Path(index_out).parent.mkdir(parents=True, exist_ok=True)
     tmp_index = temporary_sibling(Path(index_out))
     save_page_index(tmp_index, info, offsets)
     commit_path(tmp_index, Path(index_out))
     tmp_source = temporary_sibling(Path(source_out))
     tmp_source.write_text(info.to_json())
     commit_path(tmp_source, Path(source_out))
-    log.info("indexed %d pages in %d files", sum(len(o) for o in offsets), len(offsets))
+    log.info("%s source: indexed %d pages in %d files", info.kind, sum(len(o) for o in offsets), len(info.files))
 
 
 def write_plane(job: dict[str, Any], source_json: str, index_path: str, *, show_progress: bool = False, progress=None) -> Path:
@@ -71,17 +78,42 @@ def write_plane(job: dict[str, Any], source_json: str, index_path: str, *, show_
         def progress(fraction: float) -> None:
             log.info("%s: %3.0f%%", Path(job["output"]).name, 100 * fraction)
 
-    info = SourceInfo.from_json(Path(source_json).read_text())
+    info = _unchanged_source(source_json, index_path)
     phase_record = _read_json(job.get("phase_record"))
     job = {**job, "metadata": {**job["metadata"], **correction_metadata(
         [phase_record] if phase_record else [], job.get("axial_record"), job["metadata"]["planes"])}}
     correct = phase_corrector(phase_record, info, job["roi"], from_runs(job["frames"]))
-    written = export_plane(info, load_page_index(Path(index_path)), job, correct=correct, progress=progress)
+    try:
+        written = export_plane(info, load_page_index(Path(index_path)), job, correct=correct, progress=progress)
+    except OSError as exc:
+        raise OSError(_write_failure(Path(job.get("store") or job["output"]), exc)) from exc
     if job["kind"] == "slab":
         marker = Path(job["output"])
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps({"z_index": job["z_index"], "plane": job["plane"] + 1}))
     return written
+
+
+def _write_failure(target: Path, exc: OSError) -> str:
+    """What to tell the user when writing stopped: the output, the cause, the free space.
+
+    A full disk or a file size limit often surfaces as a short write deep inside a
+    library ("4608 requested and 8 written"), which names neither.
+    """
+    folder = next(p for p in (target, *target.parents) if p.exists())
+    message = (
+        f"{target} not written: {exc}. {shutil.disk_usage(folder).free / 2**20:.0f} MiB are free on its file system "
+        f"(a full disk or a file size limit, ulimit -f, cuts writes short)"
+    )
+    log.error(message)
+    return message
+
+
+def _unchanged_source(source_json: str, index_path: str) -> SourceInfo:
+    """The indexed source, once every input file is checked to be as it was indexed."""
+    info = SourceInfo.from_json(Path(source_json).read_text())
+    check_page_index(Path(index_path), info)
+    return info
 
 
 def _read_json(path: str | None) -> Any:
@@ -107,7 +139,7 @@ def _with_corrections(export: dict[str, Any]) -> dict[str, Any]:
 
 
 def scan_phase(task: dict[str, Any], source_json: str, index_path: str, out: str) -> None:
-    info = SourceInfo.from_json(Path(source_json).read_text())
+    info = _unchanged_source(source_json, index_path)
     record = estimate_scan_phase(
         info, load_page_index(Path(index_path)), plane=task["plane"], roi=task["roi"], color=task["color"],
         frames_runs=task["frames"], options=task["options"],
@@ -117,7 +149,7 @@ def scan_phase(task: dict[str, Any], source_json: str, index_path: str, out: str
 
 
 def axial_shifts(task: dict[str, Any], source_json: str, index_path: str, out: str) -> None:
-    info = SourceInfo.from_json(Path(source_json).read_text())
+    info = _unchanged_source(source_json, index_path)
     record = compute_axial_shifts(
         info, load_page_index(Path(index_path)), roi=task["roi"], color=task["color"],
         phase_records=[_read_json(p) for p in task["phase_records"]], options=task["options"],
@@ -180,9 +212,10 @@ def assemble_tiff_volume(export: dict[str, Any], plane_files: list[str], target_
 def plan_summary(plan: Plan) -> str:
     info = plan.source
     lines = [
-        f"source: {len(info.files)} file(s), {info.stack_type}, shape (T, C, Z, Y, X) = {info.shape()}, "
-        f"{info.n_rois} ROI(s), {info.fly_to_lines} fly-to lines",
+        f"source: {info.kind} ({info.stack_type}), {len(info.files)} file(s), shape (T, C, Z, Y, X) = "
+        f"{info.shape()} {info.dtype}, {info.n_rois} ROI(s), {info.fly_to_lines} fly-to lines",
         f"export: {len(plan.planes)} plane(s) x {len(plan.frames)} frame(s) x {len(plan.colors)} channel(s), "
         f"{len(plan.exports)} output(s), {len(plan.jobs)} plane job(s) in {plan.outdir}",
+        *(f"note: {note}" for note in plan.notes),
     ]
     return "\n".join(lines)

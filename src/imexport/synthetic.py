@@ -16,6 +16,10 @@ The content is known in closed form, so tests compute expected pixels from the
   equals ``t * 64 + ch``, to prove the page mapping.
 
 Fly-to rows between ROI strips always hold ``FLY_TO_VALUE``.
+
+Piezo stacks (``piezo_slices > 0``, one bead per colour) log ``frames_per_volume``
+frames per volume in ScanImage's order (volume, slice, repeat); ``n_frames`` then counts
+volumes, and "frame" in the content rules above means the logged frame.
 """
 
 from __future__ import annotations
@@ -54,8 +58,14 @@ class AcquisitionSpec:
     texture: float = 0.0  # std of the static background texture that moves with plane_shifts
     seed: int = 0
     stem: str = "acq"
+    piezo_slices: int = 0  # > 0: a piezo z-stack (SI.hStackManager.enable) of this many slices
+    frames_per_slice: int = 1  # SI.hStackManager.framesPerSlice
+    log_average_factor: int = 1  # SI.hScan2D.logAverageFactor; > 1 logs one averaged frame per slice
+    z_step: float = 2.0  # SI.hStackManager.actualStackZStepSize, µm
 
     def __post_init__(self) -> None:
+        if self.piezo_slices and self.n_planes != 1:
+            raise ValueError("a piezo stack has one bead per colour: n_planes must be 1")
         self.roi_heights = [int(h) for h in self.roi_heights]
         if self.plane_shifts is None:
             self.plane_shifts = [[0, 0] for _ in range(self.n_planes)]
@@ -72,6 +82,17 @@ class AcquisitionSpec:
         return self.n_planes * self.n_colors
 
     @property
+    def frames_per_volume(self) -> int:
+        """Logged frames per volume (1 without a piezo stack)."""
+        if not self.piezo_slices:
+            return 1
+        return self.piezo_slices * (self.frames_per_slice if self.log_average_factor == 1 else 1)
+
+    @property
+    def n_logged_frames(self) -> int:
+        return self.n_frames * self.frames_per_volume
+
+    @property
     def page_height(self) -> int:
         return sum(self.roi_heights) + (self.n_rois - 1) * self.fly_to_lines
 
@@ -83,7 +104,7 @@ class AcquisitionSpec:
         return starts
 
     def file_names(self) -> list[str]:
-        n_files = -(-self.n_frames // self.frames_per_file)
+        n_files = -(-self.n_logged_frames // self.frames_per_file)
         return [f"{self.stem}_{i + 1:05d}.tif" for i in range(n_files)]
 
     def to_dict(self) -> dict:
@@ -214,12 +235,13 @@ def frame_data_text(spec: AcquisitionSpec) -> str:
         "SI.hScan2D.bidirectional = true",
         "SI.hScan2D.scanMode = 'resonant'",
         f"SI.hScan2D.logFramesPerFile = {spec.frames_per_file}",
-        "SI.hScan2D.logAverageFactor = 1",
+        f"SI.hScan2D.logAverageFactor = {spec.log_average_factor}",
         "SI.hScan2D.uniformSampling = false",
         f"SI.objectiveResolution = {spec.objective_resolution!r}",
-        "SI.hStackManager.enable = false",
-        "SI.hStackManager.numSlices = 1",
-        "SI.hStackManager.framesPerSlice = 1",
+        f"SI.hStackManager.enable = {'true' if spec.piezo_slices else 'false'}",
+        f"SI.hStackManager.numSlices = {max(1, spec.piezo_slices)}",
+        f"SI.hStackManager.framesPerSlice = {spec.frames_per_slice}",
+        f"SI.hStackManager.actualStackZStepSize = {spec.z_step!r}",
         "SI.hFastZ.enable = false",
         f"SI.hStackManager.actualNumVolumes = {spec.n_frames}",
     ]
@@ -330,7 +352,7 @@ def write_acquisition(spec: AcquisitionSpec, folder: str | Path) -> list[Path]:
     if spec.content == "scene":
         cell_images = {(z, r): _cell_images(spec, z, r) for z in range(spec.n_planes) for r in range(spec.n_rois)}
     for f, name in enumerate(names):
-        frames = np.arange(f * spec.frames_per_file, min((f + 1) * spec.frames_per_file, spec.n_frames))
+        frames = np.arange(f * spec.frames_per_file, min((f + 1) * spec.frames_per_file, spec.n_logged_frames))
         extra = spec.trailing_pages if f == len(names) - 1 else 0
         n_pages = len(frames) * spec.n_saved + extra
         paths.append(folder / name)

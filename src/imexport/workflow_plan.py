@@ -6,6 +6,7 @@ from typing import Any
 
 from .config import validate
 from .demo import demo_active, planned_demo_info
+from .guard import check_outdir
 from .plan import Plan, build_plan
 from .sources import inspect_input
 
@@ -15,8 +16,10 @@ def plan_for_config(config: dict[str, Any]) -> tuple[dict[str, Any], Plan]:
     if demo_active(resolved) and not _demo_present(resolved):
         info = planned_demo_info(resolved)
     else:
-        info = inspect_input(resolved["input"])
-    return resolved, build_plan(resolved, info)
+        info = inspect_input(resolved["input"], **resolved["input_options"])
+    plan = build_plan(resolved, info)
+    check_outdir(plan.outdir, plan.source.files)
+    return resolved, plan
 
 
 def _demo_present(config: dict[str, Any]) -> bool:

@@ -1,10 +1,12 @@
 # Config -> plan. Validation and planning happen here, before any job starts, so a bad
 # value or a bad input stops the run with a message naming the key or the file.
 import re
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from imexport.steps import plan_summary
 from imexport.workflow_plan import plan_for_config
 
 try:
@@ -13,6 +15,9 @@ except ValueError as error:
     raise WorkflowError(f"imexport: {error}") from None
 
 config.update(RESOLVED)
+if workflow.is_main_process:  # jobs a cluster runs parse this file again: say it once
+    # what was detected (format, shape, dtype) and what the plan set aside, dry run included
+    print("\n".join(f"imexport: {line}" for line in plan_summary(PLAN).splitlines()), file=sys.stderr)
 OUT = PLAN.outdir
 WORK = PLAN.work
 SOURCE_JSON = f"{WORK}/source.json"

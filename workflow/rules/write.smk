@@ -1,5 +1,7 @@
 # One job per output plane (x ROI x format). Every writer is atomic: it writes a hidden
 # temporary sibling and renames it into place as its last step.
+# Every job writing an output depends on that output's record (guard.smk), so a changed
+# fingerprint rewrites the output.
 
 
 rule write_plane_file:
@@ -7,6 +9,7 @@ rule write_plane_file:
         source=SOURCE_JSON,
         index=PAGE_INDEX,
         corrections=job_correction_records,
+        record=lambda w: RECORD_OF[w.key],
     output:
         f"{OUT}/{{key}}",
     wildcard_constraints:
@@ -33,6 +36,7 @@ rule write_plane_folder:
         source=SOURCE_JSON,
         index=PAGE_INDEX,
         corrections=job_correction_records,
+        record=lambda w: RECORD_OF[w.key],
     output:
         directory(f"{OUT}/{{key}}"),
     wildcard_constraints:
@@ -59,6 +63,7 @@ rule write_plane_intermediate:
         source=SOURCE_JSON,
         index=PAGE_INDEX,
         corrections=job_correction_records,
+        record=lambda w: RECORD_OF[w.key],
     output:
         temp(f"{OUT}/{{key}}"),
     wildcard_constraints:
@@ -84,6 +89,7 @@ rule assemble_tiff_volume:
     input:
         planes=export_plane_outputs,
         corrections=export_correction_records,
+        record=lambda w: RECORD_OF[w.key],
     output:
         f"{OUT}/{{key}}",
     wildcard_constraints:
@@ -107,6 +113,7 @@ rule assemble_h5:
     input:
         planes=export_plane_outputs,
         corrections=export_correction_records,
+        record=lambda w: RECORD_OF[w.key],
     output:
         f"{OUT}/{{key}}",
     wildcard_constraints:
@@ -127,6 +134,7 @@ rule assemble_h5:
 rule zarr_prepare:
     input:
         export_correction_records,
+        record=lambda w: RECORD_OF[w.key],
     output:
         temp(directory(f"{WORK}/zarr/{{key}}")),
     wildcard_constraints:
@@ -153,6 +161,7 @@ rule write_plane_slab:
         index=PAGE_INDEX,
         store=store_of_slab,
         corrections=job_correction_records,
+        record=lambda w: RECORD_OF[w.key],
     output:
         temp(f"{OUT}/{{key}}"),
     wildcard_constraints:

@@ -8,7 +8,15 @@ Two steps, matching the workflow:
   every page; ``PlaneReader`` then reads only the pages of one plane, by offset.
 
 Page ``p`` of a file holds frame ``p // n_saved`` of that file and saved channel
-``p % n_saved``; saved channel ``c * n_planes + z`` is colour ``c``, z-plane ``z``.
+``p % n_saved``; saved channel ``c * n_beads + b`` is colour ``c``, light bead ``b``
+(``n_beads = n_saved // n_colors``). For LBM and single-plane recordings the bead is the
+z-plane and a frame is a volume. Piezo stacks (``SI.hStackManager.enable``) have one
+bead and move z between logged frames instead: volume ``v``, slice ``s``, repeat ``r``
+is logged frame ``v*numSlices*framesPerSlice + s*framesPerSlice + r``, or
+``v*numSlices + s`` when ScanImage already averaged the repeats
+(``hScan2D.logAverageFactor > 1``). With ``piezo_average`` (default) the repeats of a
+slice are averaged (rounded to the raw dtype) and Z = numSlices; without it every
+repeat is its own plane, Z = numSlices * framesPerSlice (plane ``s*framesPerSlice + r``).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import json
 import logging
 import os
 import re
+import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +37,7 @@ from ..geometry import PageLayout, page_layout
 from .tiff_index import TiffLayoutError, count_pages, index_pages
 
 log = logging.getLogger(__name__)
+SCANIMAGE_MAGIC = 117637889  # first uint32 of the ScanImage static header block, at byte 16
 
 
 class SourceError(ValueError):
@@ -56,10 +66,14 @@ class SourceInfo:
     dz: float | None
     rois: list[dict[str, Any]] = field(default_factory=list)
     scanimage: dict[str, Any] = field(default_factory=dict)  # selected header fields
+    kind: str = "scanimage"  # which reader opens it (sources.open_plane_reader)
+    # what that reader needs beyond the fields above (piezo stack, array axes, dataset, ...);
+    # "n_frames" is set where frames and files do not map one to one (piezo, plane grids)
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_frames(self) -> int:
-        return sum(self.frames_per_file)
+        return int(self.options.get("n_frames", sum(self.frames_per_file)))
 
     @property
     def layout(self) -> PageLayout:
@@ -137,7 +151,30 @@ def _color_count(frame: dict, saved: list[int]) -> int:
     return 2 if len(saved) == 2 else 1
 
 
-def parse_header(frame: dict, roi_groups: dict, where: str) -> dict[str, Any]:
+def _piezo_stack(frame: dict, where: str, average: bool) -> dict[str, Any]:
+    """How logged frames map to volumes and slices of a piezo stack."""
+    try:
+        slices = int(frame.get("SI.hStackManager.numSlices", 1))
+        per_slice = int(frame.get("SI.hStackManager.framesPerSlice", 1))
+        log_average = int(frame.get("SI.hScan2D.logAverageFactor", 1) or 1)
+    except (TypeError, ValueError):
+        raise SourceError(f"{where}: the piezo stack settings (SI.hStackManager.numSlices, framesPerSlice) are not numbers") from None
+    if slices < 1 or per_slice < 1:
+        raise SourceError(f"{where}: piezo stack with numSlices = {slices}, framesPerSlice = {per_slice}")
+    # ScanImage logs one frame per slice when it averages the repeats itself
+    repeats = per_slice if log_average == 1 else 1
+    average = bool(average) and repeats > 1
+    return {
+        "slices": slices,
+        "frames_per_slice": per_slice,
+        "log_average_factor": log_average,
+        "frames_per_volume": slices * repeats,  # logged frames
+        "average": average,
+        "n_planes": slices if average or repeats == 1 else slices * repeats,
+    }
+
+
+def parse_header(frame: dict, roi_groups: dict, where: str, *, piezo_average: bool = True) -> dict[str, Any]:
     """ScanImage ``FrameData`` + ``RoiGroups`` → the fields we export with."""
     if "SI.hChannels.channelSave" not in frame:
         raise SourceError(f"{where}: ScanImage header lacks SI.hChannels.channelSave")
@@ -145,12 +182,14 @@ def parse_header(frame: dict, roi_groups: dict, where: str) -> dict[str, Any]:
         saved = _flat_numbers(frame["SI.hChannels.channelSave"])
     except (TypeError, ValueError):
         raise SourceError(f"{where}: SI.hChannels.channelSave = {frame['SI.hChannels.channelSave']!r} is not a channel list") from None
-    if bool(frame.get("SI.hStackManager.enable", False)):
-        raise SourceError(f"{where}: piezo z-stacks (SI.hStackManager.enable = true) are not supported yet")
     n_colors = _color_count(frame, saved)
     if len(saved) % n_colors:
         raise SourceError(f"{where}: {len(saved)} saved channels cannot be split over {n_colors} colour channels")
-    n_planes = len(saved) // n_colors
+    n_beads = len(saved) // n_colors
+    piezo = _piezo_stack(frame, where, piezo_average) if bool(frame.get("SI.hStackManager.enable", False)) else None
+    if piezo and n_beads > 1:
+        raise SourceError(f"{where}: LBM beads combined with a piezo stack (SI.hStackManager.enable) are not supported")
+    n_planes = piezo["n_planes"] if piezo else n_beads
     try:
         rois = roi_groups["RoiGroups"]["imagingRoiGroup"]["rois"]
     except (KeyError, TypeError):
@@ -181,7 +220,17 @@ def parse_header(frame: dict, roi_groups: dict, where: str) -> dict[str, Any]:
     rate = frame.get("SI.hRoiManager.scanFrameRate")
     if not rate and frame.get("SI.hRoiManager.scanFramePeriod"):
         rate = 1.0 / float(frame["SI.hRoiManager.scanFramePeriod"])
-    stack_type = "lbm" if n_planes > 1 else "single_plane"
+    dz = None  # LBM bead spacing is not in the header; users supply metadata.dz
+    if piezo:
+        stack_type = "piezo"
+        # a volume takes numSlices x framesPerSlice acquired frames, averaged or not
+        rate = float(rate) / (piezo["slices"] * piezo["frames_per_slice"]) if rate else None
+        step = frame.get("SI.hStackManager.actualStackZStepSize") or frame.get("SI.hStackManager.stackZStepSize")
+        # repeats exposed as planes sit at the same z: no single spacing describes them
+        if step and piezo["n_planes"] == piezo["slices"]:
+            dz = abs(float(step))
+    else:
+        stack_type = "lbm" if n_planes > 1 else "single_plane"
     return {
         "n_saved": len(saved),
         "n_colors": n_colors,
@@ -192,7 +241,7 @@ def parse_header(frame: dict, roi_groups: dict, where: str) -> dict[str, Any]:
         "fs": float(rate) if rate else None,
         "dx": dx,
         "dy": dy,
-        "dz": None,  # LBM bead spacing is not in the header; users supply metadata.dz
+        "dz": dz,
         "rois": roi_info,
         "scanimage": {
             key: frame[key]
@@ -200,14 +249,24 @@ def parse_header(frame: dict, roi_groups: dict, where: str) -> dict[str, Any]:
                 "SI.VERSION_MAJOR", "SI.VERSION_MINOR", "SI.imagingSystem", "SI.hChannels.channelSave",
                 "SI.hRoiManager.scanFrameRate", "SI.hRoiManager.linePeriod", "SI.hScan2D.flytoTimePerScanfield",
                 "SI.hScan2D.bidirectional", "SI.objectiveResolution", "SI.hRoiManager.scanZoomFactor",
-                "SI.hScan2D.logFramesPerFile",
+                "SI.hScan2D.logFramesPerFile", "SI.hStackManager.enable", "SI.hStackManager.numSlices",
+                "SI.hStackManager.framesPerSlice", "SI.hScan2D.logAverageFactor",
+                "SI.hStackManager.actualStackZStepSize", "SI.hStackManager.stackZStepSize",
             )
             if key in frame
         },
+        "options": {"piezo": piezo} if piezo else {},
     }
 
 
-def read_header(path: Path) -> dict[str, Any]:
+def is_raw_scanimage(path: Path) -> bool:
+    """A little-endian BigTIFF with the ScanImage static header block at byte 16."""
+    with open(path, "rb") as fh:
+        head = fh.read(20)
+    return len(head) == 20 and head[:4] == b"II+\0" and struct.unpack_from("<I", head, 16)[0] == SCANIMAGE_MAGIC
+
+
+def read_header(path: Path, *, piezo_average: bool = True) -> dict[str, Any]:
     with open(path, "rb") as fh:
         try:
             frame, roi_groups, _ = tifffile.read_scanimage_metadata(fh)
@@ -217,21 +276,25 @@ def read_header(path: Path) -> dict[str, Any]:
             ) from None
         except Exception as exc:  # damaged JSON or text inside a real header block
             raise SourceError(f"{path}: the ScanImage header is corrupt ({type(exc).__name__}: {exc})") from None
-    return parse_header(frame, roi_groups, str(path))
+    return parse_header(frame, roi_groups, str(path), piezo_average=piezo_average)
 
 
 # --------------------------------------------------------------------------- inspect
 
 
-def inspect_acquisition(paths: list[Path]) -> SourceInfo:
+def inspect_acquisition(paths: list[Path], *, piezo_average: bool = True) -> SourceInfo:
     """Header of the first file + page count of every file (validated stride)."""
     paths = sorted((Path(p).resolve() for p in paths), key=natural_key)
     if not paths:
         raise SourceError("input: no TIFF files found")
     check_series(paths)
-    header = read_header(paths[0])
+    header = read_header(paths[0], piezo_average=piezo_average)
     pages, geometry = [], None
     for path in paths:
+        # only the first header is parsed: a plain TIFF slipped into the series would
+        # otherwise be read as raw pages
+        if path != paths[0] and not is_raw_scanimage(path):
+            raise SourceError(f"{path}: not a raw ScanImage TIFF (no ScanImage header block), but {paths[0].name} is: not one acquisition")
         try:
             n, height, width, dtype = count_pages(path)
         except TiffLayoutError as exc:
@@ -255,6 +318,14 @@ def _info(paths: list[Path], pages: list[int], geometry: tuple, header: dict) ->
             log.warning("%s ends on an unfinished frame: %d trailing page(s) dropped", path, n % n_saved)
     if sum(frames) == 0:
         raise SourceError(f"{paths[0]}: fewer pages than one frame ({n_saved} saved channels)")
+    piezo = header["options"].get("piezo")
+    if piezo:
+        volumes, left = divmod(sum(frames), piezo["frames_per_volume"])
+        if volumes == 0:
+            raise SourceError(f"{paths[0]}: fewer frames than one piezo volume ({piezo['frames_per_volume']} frames)")
+        if left:
+            log.warning("%s ends on an unfinished volume: %d trailing frame(s) dropped", paths[-1], left)
+        header = {**header, "options": {**header["options"], "n_frames": volumes}}
     info = SourceInfo(
         files=[str(p) for p in paths],
         pages_per_file=list(pages),
@@ -301,8 +372,31 @@ def build_page_index(info: SourceInfo) -> list[np.ndarray]:
 
 
 def save_page_index(path: Path, info: SourceInfo, offsets: list[np.ndarray]) -> None:
+    stats = [os.stat(f) for f in info.files]  # what check_page_index compares against later
     with open(path, "wb") as fh:  # a file object: numpy must not append ".npz" to a temporary name
-        np.savez(fh, **{f"file{i:05d}": o for i, o in enumerate(offsets)}, sizes=np.array([os.path.getsize(f) for f in info.files]))
+        np.savez(fh, **{f"file{i:05d}": o for i, o in enumerate(offsets)}, sizes=np.array([s.st_size for s in stats]),
+                 mtimes=np.array([s.st_mtime_ns for s in stats]))
+
+
+def check_page_index(path: Path, info: SourceInfo) -> None:
+    """Stop before reading pixels if an input file changed since ``path`` was saved.
+
+    Page offsets (and the plan) describe the files as they were indexed: a file that
+    grew, shrank or was rewritten since (size or modification time differs) would give
+    wrong pixels. An index saved before modification times were recorded is checked by
+    size only.
+    """
+    with np.load(path) as data:
+        sizes = data["sizes"]
+        mtimes = data["mtimes"] if "mtimes" in data.files else None
+    for i, name in enumerate(info.files):
+        now = os.stat(name)
+        if now.st_size != sizes[i] or (mtimes is not None and now.st_mtime_ns != mtimes[i]):
+            raise SourceError(
+                f"{name}: changed after the run indexed it ({int(sizes[i])} bytes then, {now.st_size} bytes now"
+                f"{'' if mtimes is None or now.st_mtime_ns == mtimes[i] else ', modified since'}); "
+                f"start the run again to re-index it"
+            )
 
 
 def load_page_index(path: Path) -> list[np.ndarray]:
@@ -336,20 +430,47 @@ class PlaneReader:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def _logged(self, frames: np.ndarray, plane: int) -> tuple[np.ndarray, int]:
+        """Logged frames ``(n, repeats)`` holding each frame (volume) of ``plane``, and its bead."""
+        frames = np.asarray(frames, dtype=np.int64)
+        piezo = self.info.options.get("piezo")
+        if piezo is None:
+            return frames[:, None], plane
+        first = frames * piezo["frames_per_volume"]
+        if piezo["average"]:
+            repeats = piezo["frames_per_slice"]
+            return (first + plane * repeats)[:, None] + np.arange(repeats), 0
+        return (first + plane)[:, None], 0
+
+    def _read_page(self, f: int, page: int, into: np.ndarray) -> None:
+        got = os.preadv(self._fd(f), [memoryview(into).cast("B")], int(self.offsets[f][page]))
+        if got != into.nbytes:
+            raise SourceError(f"{self.info.files[f]}: page {page} is truncated (read {got} of {into.nbytes} bytes)")
+
     def read(self, frames: np.ndarray, colors: list[int], plane: int) -> np.ndarray:
-        """``(len(frames), len(colors), page_height, page_width)`` raw pages."""
+        """``(len(frames), len(colors), page_height, page_width)`` raw pages (piezo repeats averaged)."""
         info = self.info
         if not 0 <= plane < info.n_planes:
             raise IndexError(f"plane {plane} outside 0..{info.n_planes - 1}")
         out = np.empty((len(frames), len(colors), info.page_height, info.page_width), self.dtype)
-        nbytes = info.page_height * info.page_width * self.dtype.itemsize
-        file_of = np.searchsorted(self.first_frame, frames, side="right") - 1
-        for i, (t, f) in enumerate(zip(frames, file_of)):
-            local = int(t - self.first_frame[f])
+        logged, bead = self._logged(frames, plane)
+        file_of = np.searchsorted(self.first_frame, logged, side="right") - 1
+        # first page of each logged frame in its file; plain lists: numpy scalars are slow per page
+        first_page = ((logged - self.first_frame[file_of]) * info.n_saved).tolist()
+        file_of = file_of.tolist()
+        n_beads = info.n_saved // info.n_colors
+        repeats = logged.shape[1]
+        page = np.empty(out.shape[2:], self.dtype) if repeats > 1 else None
+        for i in range(len(frames)):
             for j, c in enumerate(colors):
-                page = local * info.n_saved + c * info.n_planes + plane
-                view = memoryview(out[i, j]).cast("B")
-                got = os.preadv(self._fd(int(f)), [view], int(self.offsets[f][page]))
-                if got != nbytes:
-                    raise SourceError(f"{info.files[f]}: page {page} is truncated (read {got} of {nbytes} bytes)")
+                channel = c * n_beads + bead
+                if repeats == 1:
+                    self._read_page(file_of[i][0], first_page[i][0] + channel, out[i, j])
+                    continue
+                total = np.zeros(page.shape, np.float64)
+                for k in range(repeats):
+                    self._read_page(file_of[i][k], first_page[i][k] + channel, page)
+                    total += page
+                # the mean of integer repeats rounds half to even, back to the raw dtype
+                out[i, j] = np.rint(total / repeats) if self.dtype.kind in "iu" else total / repeats
         return out

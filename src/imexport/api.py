@@ -1,0 +1,248 @@
+"""In-process Python API with the reference's signature: ``imread`` and ``imwrite``.
+
+``imwrite`` turns its arguments into the same config the workflow validates, builds the
+same plan and runs the same step functions, in dependency order, in this process — so
+its files are the workflow's files. ``config_out=`` saves that config as YAML, to rerun
+the export with ``snakemake --configfile``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from . import steps
+from .config import validate
+from .plan import Plan, build_plan
+from .sources import SourceInfo, inspect_input
+
+log = logging.getLogger("imexport")
+
+_EXTENSIONS = {".tiff": "tiff", ".tif": "tiff", ".bin": "bin", ".zarr": "zarr", ".h5": "h5", ".hdf5": "h5"}
+_ZARR_KWARGS = ("sharded", "compressor", "compression_level", "pyramid", "pyramid_max_layers", "pyramid_method")
+_AXIAL_KWARGS = ("max_frames", "chunk_frames", "max_reg_xy", "gpu")
+_PHASE_KWARGS = ("fix_phase", "phasecorr_method", "use_fft", "border", "max_offset", "window_frames")
+_H5_KWARGS = {"compression": "compression", "h5_compression_level": "compression_level"}
+_TIFF_KWARGS = ("layout", "bigtiff")
+
+
+class LazyArray:
+    """A recording opened by ``imread``: 5-D ``(T, C, Z, Y, X)``, pixels read on demand."""
+
+    def __init__(self, path: str | Path, info: SourceInfo, options: dict[str, Any]) -> None:
+        self.path = str(path)
+        self.info = info
+        self.options = dict(options)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int, int]:
+        return self.info.shape()
+
+    @property
+    def ndim(self) -> int:
+        return 5
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.info.dtype)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """A copy: changing it never changes the array or later exports."""
+        return {"fs": self.info.fs, "dx": self.info.dx, "dy": self.info.dy, "dz": self.info.dz,
+                "shape": list(self.shape), "dims": ["t", "c", "z", "y", "x"], "stack_type": self.info.stack_type,
+                "files": list(self.info.files), "rois": [dict(r) for r in self.info.rois]}
+
+    def __repr__(self) -> str:
+        return f"LazyArray({self.path!r}, shape={self.shape}, dtype={self.dtype})"
+
+    def __getitem__(self, key) -> np.ndarray:
+        """numpy-style indexing; integer-indexed axes are dropped as in numpy."""
+        from . import geometry
+        from .sources import open_plane_reader
+
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in key) or len(key) > 5:
+            raise IndexError("LazyArray supports up to 5 indices (T, C, Z, Y, X) without Ellipsis")
+        key = key + (slice(None),) * (5 - len(key))
+        axes = [np.arange(n)[k] for n, k in zip(self.shape[:3], key[:3])]
+        frames, colors, planes = (np.atleast_1d(a) for a in axes)
+        out = np.empty((len(frames), len(colors), len(planes), *self.shape[3:]), self.dtype)
+        with open_plane_reader(self.info, None) as reader:
+            for j, plane in enumerate(planes):
+                pages = reader.read(frames, [int(c) for c in colors], int(plane))
+                out[:, :, j] = geometry.extract(pages, self.info.layout, None)
+        out = out[..., key[3], key[4]]
+        drop = tuple(i for i, k in enumerate(key[:3]) if isinstance(k, (int, np.integer)))
+        return out.squeeze(axis=drop) if drop else out
+
+
+def imread(path: str | Path, **options) -> LazyArray:
+    """Open a recording lazily: header first, pixels on demand (see ``input_options``)."""
+    return LazyArray(path, inspect_input(path, **options), options)
+
+
+def _format_of(ext: str | Sequence[str]) -> str | list[str]:
+    def one(e: str) -> str:
+        e = e.lower() if e.startswith(".") else "." + e.lower()
+        if e not in _EXTENSIONS:
+            raise ValueError(f"ext: {e!r} is not one of {', '.join(_EXTENSIONS)}")
+        return _EXTENSIONS[e]
+
+    return one(ext) if isinstance(ext, str) else [one(e) for e in ext]
+
+
+def _rois(roi: Any) -> Any:
+    """The reference's ``roi``: 0 = every ROI separately, k = ROI k, list = those ROIs."""
+    if roi == 0 and not isinstance(roi, bool):
+        return None
+    return roi
+
+
+def build_config(
+    lazy_array: Any, outpath: str | Path, *, ext: str | Sequence[str] = ".tiff", planes=None, frames=None,
+    channels=None, num_frames=None, register_z=False, roi_mode="concat_y", roi=None, metadata=None,
+    overwrite=False, order=None, target_chunk_mb=100, debug=False, show_progress=True, output_name=None,
+    output_suffix=None, dataset_name=None, dim_order=None, **kwargs,
+) -> dict[str, Any]:
+    """The workflow config equivalent to an ``imwrite`` call (validated, defaults filled)."""
+    if isinstance(lazy_array, LazyArray):
+        source, input_options = lazy_array.path, dict(lazy_array.options)
+    elif isinstance(lazy_array, (str, Path)):
+        source, input_options = str(lazy_array), {}
+    else:
+        raise TypeError(f"lazy_array: expected a path, an imread() result or a numpy array, got {type(lazy_array).__name__}")
+    if dim_order is not None:
+        input_options["dim_order"] = dim_order
+    roi_mode = str(getattr(roi_mode, "value", roi_mode)).lower()
+    config: dict[str, Any] = {
+        "input": str(source), "outdir": str(outpath), "format": _format_of(ext),
+        "planes": _plain(planes), "frames": _plain(frames), "channels": _plain(channels), "num_frames": num_frames,
+        "order": _plain(order), "roi_mode": roi_mode, "rois": _plain(_rois(roi)) if roi_mode == "separate" else _plain(roi),
+        "output_suffix": output_suffix, "output_name": output_name, "overwrite": bool(overwrite),
+        "target_chunk_mb": target_chunk_mb, "metadata": dict(metadata or {}), "debug": bool(debug),
+        "show_progress": bool(show_progress), "register_z": bool(register_z),
+    }
+    if input_options:
+        config["input_options"] = input_options
+    if dataset_name is not None:
+        config.setdefault("h5", {})["dataset_name"] = dataset_name
+    if kwargs.pop("ome", True) is not True:
+        raise ValueError("ome: imexport always writes OME-NGFF 0.5 metadata into Zarr stores")
+    for group, names in (("zarr", _ZARR_KWARGS), ("axial", _AXIAL_KWARGS), ("scan_phase", _PHASE_KWARGS), ("tiff", _TIFF_KWARGS)):
+        for name in names:
+            if name in kwargs:
+                config.setdefault(group, {})[name] = kwargs.pop(name)
+    for name, key in _H5_KWARGS.items():
+        if name in kwargs:
+            config.setdefault("h5", {})[key] = kwargs.pop(name)
+    if kwargs:
+        raise TypeError(f"imwrite: unknown keyword argument(s) {sorted(kwargs)}")
+    return validate(config)
+
+
+def _plain(value: Any) -> Any:
+    """numpy / range selections as plain lists, so the config is YAML and JSON clean."""
+    if isinstance(value, (range, tuple, np.ndarray)):
+        return [int(v) for v in value]
+    if isinstance(value, list):
+        return [int(v) if isinstance(v, np.integer) else v for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def run_plan(plan: Plan, progress: Callable[[float, Any], None] | None = None) -> None:
+    """Every step of the plan, in the order the workflow's DAG imposes."""
+    work = Path(plan.work)
+    source_json, index = str(work / "source.json"), str(work / "page_index.npz")
+    steps.index_source(plan.source.to_json(), source_json, index)
+    for path, task in plan.phase_tasks.items():
+        steps.scan_phase(task, source_json, index, path)
+    for path, task in plan.axial_tasks.items():
+        steps.axial_shifts(task, source_json, index, path)
+    n_layout = {"n_frames": len(plan.frames), "n_colors": len(plan.colors), "n_planes": len(plan.planes),
+                "dtype": plan.source.dtype, "target_chunk_mb": plan.target_chunk_mb}
+    done, total = 0, len(plan.jobs)
+    for export in plan.exports:
+        spec = {"path": export.path, "store": export.store, "options": export.options, "metadata": export.metadata,
+                "phase_records": export.phase_records, "axial_record": export.axial_record}
+        if export.kind == "zarr":
+            steps.prepare_zarr(spec, frame_shape=plan.source.layout.output_shape(export.roi), **n_layout)
+        for key in export.plane_jobs:
+            job = plan.jobs[key]
+            steps.write_plane(job, source_json, index)
+            done += 1
+            if progress is not None:
+                progress(done / total, job["plane"] + 1)
+        plane_outputs = plan.plane_outputs(export.key)
+        if export.kind == "zarr":
+            steps.finalize_zarr(spec)
+            for marker in plane_outputs:
+                Path(marker).unlink()
+        elif export.kind == "h5":
+            steps.assemble_h5(spec, plane_outputs, [plan.jobs[k]["metadata"] for k in export.plane_jobs])
+        elif export.kind == "tiff_volume":
+            steps.assemble_tiff_volume(spec, plane_outputs, plan.target_chunk_mb)
+            for intermediate in plane_outputs:
+                Path(intermediate).unlink()
+
+
+def imwrite(
+    lazy_array, outpath: str | Path, ext: str = ".tiff", planes=None, frames=None, channels=None,
+    num_frames: int | None = None, register_z: bool = False, roi_mode: str = "concat_y", roi=None,
+    metadata: dict | None = None, overwrite: bool = False, order=None, target_chunk_mb: int = 100,
+    progress_callback: Callable | None = None, debug: bool = False, show_progress: bool = True,
+    output_name: str | None = None, output_suffix: str | None = None, dataset_name: str | None = None,
+    dim_order: str | None = None, config_out: str | Path | None = None, **kwargs,
+) -> Path:
+    """Export a recording; the parameters mean what they mean in ``mbo_utilities.imwrite``.
+
+    ``lazy_array``: a path (file, folder, glob), an ``imread`` result, or a numpy array
+    (saved to ``outpath/.imexport/input.npy`` and read with ``dim_order``). Selections are
+    1-based. Format options (``sharded``, ``compressor``, ``pyramid``, …), axial knobs
+    (``max_frames``, ``chunk_frames``, ``max_reg_xy``, ``gpu``) and scan-phase options
+    (``fix_phase``, ``phasecorr_method``, ``use_fft``, ``border``, ``max_offset``) go in
+    ``**kwargs``. ``progress_callback(fraction, current_plane)`` is called after every
+    plane job, whatever ``show_progress`` says. Returns ``outpath``.
+    """
+    outpath = Path(outpath)
+    if isinstance(lazy_array, np.ndarray):
+        lazy_array = _save_array(lazy_array, outpath)
+    config = build_config(
+        lazy_array, outpath, ext=ext, planes=planes, frames=frames, channels=channels, num_frames=num_frames,
+        register_z=register_z, roi_mode=roi_mode, roi=roi, metadata=metadata, overwrite=overwrite, order=order,
+        target_chunk_mb=target_chunk_mb, debug=debug, show_progress=show_progress, output_name=output_name,
+        output_suffix=output_suffix, dataset_name=dataset_name, dim_order=dim_order, **kwargs,
+    )
+    log.setLevel(logging.DEBUG if debug else logging.INFO if show_progress else logging.WARNING)
+    info = lazy_array.info if isinstance(lazy_array, LazyArray) else inspect_input(config["input"], **config.get("input_options", {}))
+    plan = build_plan(config, info)
+    if config_out is not None:
+        Path(config_out).write_text(yaml.safe_dump(_session_config(config), sort_keys=False))
+    run_plan(plan, progress_callback)
+    return outpath
+
+
+def _save_array(array: np.ndarray, outpath: Path) -> Path:
+    target = outpath / ".imexport" / "input.npy"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    np.save(target, array)
+    return target
+
+
+def _session_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The config minus its defaults: what a session YAML needs to say.
+
+    ``metadata`` is always written in full (its physical keys too, null when unset):
+    Snakemake merges a session file into the default config key by key, and the
+    default config's ``metadata.dz`` must not leak into a reproduced API call.
+    """
+    defaults = validate({})
+    kept = {k: v for k, v in config.items() if k != "demo" and v != defaults.get(k)}
+    return {**kept, "metadata": config["metadata"]}

@@ -1,0 +1,255 @@
+"""What imexport owns in an output folder, and what a run does with what is already there.
+
+**Output records.** Every final output has a record
+``outdir/.imexport/records/<output>.<fingerprint>.json``, written by a tiny job that
+every job writing that output depends on. The fingerprint hashes everything that shapes
+the output's bytes: the source description, the export's plane jobs, format options and
+metadata, and the correction tasks. Because the fingerprint is part of the record's
+*name*, a changed config asks for a record that does not exist yet, so the output is
+rewritten whatever Snakemake's own metadata (kept in the working directory, not in
+outdir) remembers; an unchanged config finds every record and does nothing.
+
+**Conflicts** (at planning, before any job): an existing output without its planned
+record would be rewritten — it was written by imexport with other parameters, or not by
+imexport at all. With ``overwrite: false`` the run stops and lists them.
+
+**Start of a run** (Snakemake ``onstart``, real runs only): temporaries of killed jobs
+are removed; records of planned outputs with another fingerprint are dropped; with
+``overwrite: true`` the conflicting outputs go, and so do outputs of the planned formats
+that an earlier export made but this plan no longer produces, so nothing stale survives.
+Nothing outside outdir is ever touched, nor any input file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from .history import SIDECAR_SUFFIX, manifest_path, plain
+from .plan import Export, Plan
+from .sinks.base import TEMP_MARKER, remove_path
+
+RECORDS = "records"
+FINGERPRINT_CHARS = 16
+_TEMPORARY = re.compile(rf"^\..+{re.escape(TEMP_MARKER)}-(?P<pid>\d+)(-old)?$")
+
+
+class OverwriteError(ValueError):
+    """Existing outputs this run would rewrite while ``overwrite`` is false."""
+
+
+# --------------------------------------------------------------------------- records
+
+
+def _within(value: Any, outdir: str) -> Any:
+    """``value`` with every path under ``outdir`` relative to it, so that spelling outdir
+    differently (relative, absolute) does not change a fingerprint."""
+    if isinstance(value, dict):
+        return {_within(k, outdir): _within(v, outdir) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_within(v, outdir) for v in value]
+    if isinstance(value, str) and value.startswith(outdir + os.sep):
+        return value[len(outdir) + 1:]
+    return value
+
+
+def fingerprint(plan: Plan, export: Export) -> str:
+    """sha256 of everything that shapes the bytes of one output (deterministic JSON)."""
+    tasks = {**plan.phase_tasks, **plan.axial_tasks}
+    corrections = [*export.phase_records, *([export.axial_record] if export.axial_record else [])]
+    content = _within(plain({
+        "source": json.loads(plan.source.to_json()),
+        "export": {"format": export.format, "kind": export.kind, "path": export.path, "roi": export.roi,
+                   "options": export.options, "metadata": export.metadata, "store": export.store},
+        "jobs": [plan.jobs[k] for k in export.plane_jobs],
+        "corrections": {p: tasks[p] for p in corrections},
+    }), str(Path(plan.outdir)))
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def record_path(work: str | Path, output: str, fingerprint_hex: str) -> Path:
+    return Path(work) / RECORDS / f"{output}.{fingerprint_hex[:FINGERPRINT_CHARS]}.json"
+
+
+def data_paths(plan: Plan, export: Export) -> list[str]:
+    """The output and, for HDF5, the plane files its master maps (relative to outdir)."""
+    paths = [export.key]
+    if export.kind == "h5":
+        paths += [str(Path(p).relative_to(plan.outdir)) for p in plan.plane_outputs(export.key)]
+    return paths
+
+
+def planned_records(plan: Plan) -> dict[str, dict[str, Any]]:
+    """Output key → its record: ``output``, ``format``, ``kind``, ``fingerprint``, ``paths``,
+    and ``record`` (where the record file goes)."""
+    records = {}
+    for export in plan.exports:
+        digest = fingerprint(plan, export)
+        records[export.key] = {
+            "output": export.key, "format": export.format, "kind": export.kind, "fingerprint": digest,
+            "paths": data_paths(plan, export), "record": str(record_path(plan.work, export.key, digest)),
+        }
+    return records
+
+
+def record_text(record: dict[str, Any]) -> str:
+    """The record file's content (what the record job writes)."""
+    return json.dumps({k: v for k, v in record.items() if k != "record"}, sort_keys=True)
+
+
+def records_of(work: str | Path, output: str) -> list[Path]:
+    """Every record file of one output, whatever its fingerprint."""
+    folder = (Path(work) / RECORDS / output).parent
+    pattern = re.compile(rf"^{re.escape(Path(output).name)}\.[0-9a-f]{{{FINGERPRINT_CHARS}}}\.json$")
+    return sorted(p for p in folder.glob("*.json") if pattern.match(p.name)) if folder.is_dir() else []
+
+
+# --------------------------------------------------------------------------- planning checks
+
+
+def check_outdir(outdir: str, source_files: list[str]) -> None:
+    """``outdir`` must not be (inside) an input folder and must be creatable and writable."""
+    out = Path(outdir).expanduser().resolve()
+    sources = [Path(f).resolve() for f in source_files]
+    # a source that is a folder (Zarr store, suite2p plane folder) is its own input folder
+    for folder in sorted({f if f.is_dir() else f.parent for f in sources}):
+        if out == folder or folder in out.parents:
+            where = "is" if out == folder else "is inside"
+            raise ValueError(f"outdir: {outdir} {where} the input folder {folder}; choose an output folder outside the raw data")
+    existing = next(p for p in (out, *out.parents) if os.path.lexists(p))
+    if not existing.is_dir():
+        raise ValueError(f"outdir: cannot create {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"outdir: cannot write into {existing} (permission denied or read-only file system)")
+
+
+def conflicts(plan: Plan, records: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    """Planned outputs that exist without their planned record: key → reason per existing path."""
+    found: dict[str, list[str]] = {}
+    outdir = Path(plan.outdir)
+    for key, record in records.items():
+        existing = [p for p in record["paths"] if os.path.lexists(outdir / p)]
+        if not existing or Path(record["record"]).is_file():
+            continue
+        reason = "written by imexport with other parameters" if records_of(plan.work, key) else "not written by imexport (no record)"
+        found[key] = [f"{outdir / p} ({reason})" for p in existing]
+    return found
+
+
+def check_overwrite(plan: Plan, records: dict[str, dict[str, Any]], overwrite: bool) -> dict[str, list[str]]:
+    """The conflicts; with ``overwrite`` false and any conflict, an error listing them."""
+    found = conflicts(plan, records)
+    if found and not overwrite:
+        lines = [line for reasons in found.values() for line in reasons]
+        raise OverwriteError(
+            f"overwrite: false, but this run would rewrite {len(lines)} existing output(s) in {plan.outdir}:\n  "
+            + "\n  ".join(lines)
+            + "\nSet overwrite: true to replace them (and remove outputs of the same formats this plan no "
+            "longer makes), or choose another outdir."
+        )
+    return found
+
+
+# --------------------------------------------------------------------------- start of a run
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _protected(path: Path, inputs: list[Path]) -> bool:
+    """An input file, or a folder holding one."""
+    resolved = path.resolve()
+    return any(resolved == f or resolved in f.parents for f in inputs)
+
+
+def remove_stale_temporaries(outdir: str | Path, inputs: list[str] = ()) -> list[Path]:
+    """Remove ``.NAME.imexport-tmp-PID`` leftovers of killed writers anywhere under ``outdir``.
+
+    A temporary whose PID is a live process on this machine may belong to a writer that
+    is still running (another run on the same outdir) and is left alone.
+    """
+    outdir = Path(outdir)
+    keep = [Path(f).resolve() for f in inputs]
+    removed = []
+    for folder, dirs, names in os.walk(outdir):
+        for name in [*dirs, *names]:
+            match = _TEMPORARY.match(name)
+            path = Path(folder) / name
+            if not match or _alive(int(match["pid"])) or _protected(path, keep):
+                continue
+            remove_path(path)
+            removed.append(path)
+        dirs[:] = [d for d in dirs if (Path(folder) / d).exists()]
+    return removed
+
+
+def _inside(outdir: Path, path: Path) -> bool:
+    resolved, root = path.resolve(), outdir.resolve()
+    return resolved != root and root in resolved.parents
+
+
+def _remove_output(outdir: Path, record: dict[str, Any], inputs: list[Path]) -> list[Path]:
+    """Remove an output's files (TIFF sidecar included) and the folders they leave empty."""
+    paths = [outdir / p for p in record["paths"]]
+    if record.get("format") == "tiff":
+        paths.append(outdir / (record["output"] + SIDECAR_SUFFIX))
+    removed = []
+    for path in paths:
+        if os.path.lexists(path) and _inside(outdir, path) and not _protected(path, inputs):
+            remove_path(path)
+            removed.append(path)
+            parent = path.parent
+            while _inside(outdir, parent) and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent
+    return removed
+
+
+def _known_outputs(plan: Plan) -> dict[str, dict[str, Any]]:
+    """Outputs earlier runs recorded: every record file, and the manifest's outputs."""
+    known: dict[str, dict[str, Any]] = {}
+    manifest = manifest_path(plan.outdir)
+    if manifest.is_file():
+        for output in json.loads(manifest.read_text()).get("outputs", []):
+            known[output["path"]] = {"output": output["path"], "format": output["format"],
+                                     "paths": [p for p in output["paths"] if not p.endswith(SIDECAR_SUFFIX)]}
+    root = Path(plan.work) / RECORDS
+    for path in sorted(root.rglob("*.json")) if root.is_dir() else []:
+        try:
+            record = json.loads(path.read_text())
+            known.setdefault(record["output"], record)
+        except (ValueError, KeyError):  # a record cut short by a kill is of no use
+            continue
+    return known
+
+
+def prepare_outdir(plan: Plan, records: dict[str, dict[str, Any]], overwrite: bool) -> list[Path]:
+    """What a run does before its first job (see the module docstring); the paths it removed."""
+    outdir = Path(plan.outdir)
+    inputs = [Path(f).resolve() for f in plan.source.files]
+    removed = remove_stale_temporaries(outdir, plan.source.files)
+    if overwrite:
+        planned_formats = {r["format"] for r in records.values()}
+        stale = {k: r for k, r in _known_outputs(plan).items() if k not in records and r.get("format") in planned_formats}
+        for key in [*conflicts(plan, records), *stale]:
+            record = records.get(key) or stale[key]
+            removed += _remove_output(outdir, record, inputs)
+            if key in stale:
+                for old in records_of(plan.work, key):
+                    old.unlink()
+    for key, record in records.items():
+        for old in records_of(plan.work, key):
+            if str(old) != record["record"]:
+                old.unlink()
+    return removed

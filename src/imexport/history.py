@@ -1,0 +1,423 @@
+"""Processing history: one step per export, recorded inside every output and in a manifest.
+
+An export adds exactly one step (``"step": "imexport"``) to the history of its input:
+when, with which software, from which input files (sizes, sha256), into which outputs,
+how long each job took, every parameter that shaped the pixels, and the full resolved
+config. The history — the input's earlier steps first, this step last — lands in every
+output:
+
+* Zarr: group attribute ``processing_history`` (a list);
+* HDF5: root attribute ``processing_history`` of the master file (``sinks.hdf5.write_attrs``);
+* Suite2p: key ``processing_history`` of each plane folder's ``ops.npy``;
+* TIFF: a sidecar ``<name>.tif.history.json`` (``{"processing_history": [...]}``) — rewriting
+  the tags of a multi-GB TIFF in place is not worth the risk of damaging it.
+
+and, with the size and sha256 of every output file as it is *after* the history was
+embedded, in ``outdir/imexport_manifest.json`` (what ``imexport verify`` checks).
+
+The step lists the outputs as the writing jobs left them, before the history went in:
+the pixel files (TIFF, ``.bin``, shards, HDF5 plane files) never change afterwards, while
+``ops.npy``, ``zarr.json`` and the HDF5 master are rewritten to carry the history.
+
+The embedded history is always rebuilt as *input history + this step*, never read back
+from the outputs, so recording it again (the rule reruns when an output was rewritten)
+replaces this export's step instead of adding a second one.
+
+Checksums stream every file through a fixed buffer (bounded memory) on a few threads:
+hashlib releases the GIL while it hashes, so files are hashed in parallel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import shutil
+import uuid
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from . import __version__
+from .plan import Plan
+from .selection import to_runs
+from .sinks.base import commit_path, temporary_sibling
+from .sinks.hdf5 import read_attrs, write_attrs
+
+log = logging.getLogger(__name__)
+
+STEP_NAME = "imexport"
+HISTORY_KEY = "processing_history"
+MANIFEST_NAME = "imexport_manifest.json"
+MANIFEST_VERSION = 1
+SIDECAR_SUFFIX = ".history.json"
+SNAKEMAKE_TIMESTAMP = ".snakemake_timestamp"  # snakemake's mark inside directory() outputs
+CHUNK_BYTES = 2**20  # measured: larger buffers fall out of the CPU caches and hash slower
+# A step lists every file of an output up to this many; beyond (an unsharded Zarr store
+# of a long recording has one file per frame and plane) it keeps the count, total size
+# and tree digest only, so the history embedded in every output stays small. The
+# manifest always lists every file.
+MAX_LISTED_FILES = 10_000
+SOFTWARE = ("numpy", "tifffile", "zarr", "h5py", "snakemake")
+
+
+# --------------------------------------------------------------------------- checksums
+
+
+def sha256_file(path: str | Path, chunk_bytes: int = CHUNK_BYTES) -> str:
+    """sha256 of a file, read through one reused buffer: memory stays at ``chunk_bytes``."""
+    digest = hashlib.sha256()
+    buffer = bytearray(chunk_bytes)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buffer):
+            digest.update(view[:n])
+    return digest.hexdigest()
+
+
+def default_workers() -> int:
+    return min(8, os.cpu_count() or 1)
+
+
+def checksum_files(paths: Iterable[str | Path], workers: int | None = None) -> dict[Path, dict[str, Any]]:
+    """``{path: {"size": bytes, "sha256": hex}}``, largest files first on ``workers`` threads."""
+    unique = sorted({Path(p) for p in paths}, key=lambda p: -p.stat().st_size)
+
+    def one(path: Path) -> tuple[Path, dict[str, Any]]:
+        size = path.stat().st_size
+        return path, {"size": size, "sha256": sha256_file(path)}
+
+    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
+        return dict(pool.map(one, unique))
+
+
+def files_of(path: Path) -> list[Path]:
+    """A file, or every file inside a folder (sorted, symlinks not followed), Snakemake's mark excluded."""
+    if not path.is_dir():
+        return [path]
+    found = []
+    for folder, dirs, names in os.walk(path):
+        dirs.sort()
+        found.extend(Path(folder) / n for n in sorted(names) if n != SNAKEMAKE_TIMESTAMP)
+    return found
+
+
+def input_files(source_files: Iterable[str | Path]) -> list[Path]:
+    """Every file of the input: a source may be a folder (a Zarr store, a suite2p folder)."""
+    return [f for path in source_files for f in files_of(Path(path))]
+
+
+def tree_digest(entries: list[dict[str, Any]]) -> str:
+    """One sha256 for a set of files: over their sorted ``path<TAB>size<TAB>sha256`` lines."""
+    lines = sorted(f"{e['path']}\t{e['size']}\t{e['sha256']}\n" for e in entries)
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- reading a history
+
+
+def sidecar_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def _ops_history(ops_path: Path) -> list[dict[str, Any]]:
+    ops = np.load(ops_path, allow_pickle=True).item()
+    return list(ops.get(HISTORY_KEY, []))
+
+
+def read_history(path: str | Path) -> list[dict[str, Any]]:
+    """The ``processing_history`` an output (or any input) carries; [] when it has none.
+
+    Zarr store (group attribute), Suite2p plane folder, ``ops.npy`` or ``.bin`` (the
+    ``ops.npy`` key), HDF5 file (root attribute), else a ``<name>.history.json`` sidecar.
+    """
+    path = Path(path)
+    if path.is_dir() and (path / "zarr.json").is_file():
+        return list(json.loads((path / "zarr.json").read_text()).get("attributes", {}).get(HISTORY_KEY, []))
+    if path.is_dir() and (path / "ops.npy").is_file():
+        return _ops_history(path / "ops.npy")
+    if path.name == "ops.npy":
+        return _ops_history(path)
+    if path.suffix == ".bin" and (path.parent / "ops.npy").is_file():
+        return _ops_history(path.parent / "ops.npy")
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        with h5py.File(path, "r") as fh:
+            return list(read_attrs(fh).get(HISTORY_KEY) or [])
+    sidecar = sidecar_path(path)
+    if sidecar.is_file():
+        return list(json.loads(sidecar.read_text())[HISTORY_KEY])
+    return []
+
+
+def inherited_history(source_files: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """Earlier steps of the input, in order; a step shared by several input files counts once."""
+    steps: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for path in source_files:
+        for step in read_history(path):
+            identity = step.get("id") or json.dumps(step, sort_keys=True)
+            if identity not in seen:
+                seen.add(identity)
+                steps.append(step)
+    return steps
+
+
+# --------------------------------------------------------------------------- the step
+
+
+def software_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "imexport": __version__}
+    for name in SOFTWARE:
+        versions[name] = importlib.metadata.version(name)
+    # cupy ships as cupy-cuda11x / cupy-cuda12x / …: ask which distribution provides it
+    # rather than importing it, which would initialise CUDA
+    for dist in importlib.metadata.packages_distributions().get("cupy", []):
+        versions["cupy"] = importlib.metadata.version(dist)
+    return versions
+
+
+def job_durations(benchmarks: dict[str, list[str]], benchmark_root: str | Path) -> dict[str, Any]:
+    """Per job and per rule: wall seconds, CPU seconds and peak RSS from Snakemake's benchmark tsv."""
+    jobs = []
+    rules: dict[str, dict[str, Any]] = {}
+    for rule, paths in benchmarks.items():
+        for path in paths:
+            header, *rows = Path(path).read_text().splitlines()
+            row = dict(zip(header.split("\t"), rows[-1].split("\t")))  # the last run of the job
+            seconds = _number(row.get("s"))
+            jobs.append({
+                "rule": rule,
+                "job": str(Path(path).relative_to(benchmark_root).with_suffix("")),
+                "s": seconds,
+                "cpu_time_s": _number(row.get("cpu_time")),
+                "max_rss_mb": _number(row.get("max_rss")),
+            })
+            total = rules.setdefault(rule, {"jobs": 0, "s": 0.0})
+            total["jobs"] += 1
+            total["s"] = round(total["s"] + (seconds or 0.0), 3)
+    return {"jobs": jobs, "rules": rules}
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):  # snakemake writes NA where it could not measure
+        return None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def plain(value: Any) -> Any:
+    """``value`` as JSON types only (lists, dicts, str, numbers, bool, None)."""
+    return json.loads(json.dumps(value, default=_plain))
+
+
+def _read_records(paths: list[str], work: Path) -> dict[str, Any]:
+    return {str(Path(p).relative_to(work)): json.loads(Path(p).read_text()) for p in paths}
+
+
+def output_entry(outdir: Path, product: dict[str, Any], digests: dict[Path, dict[str, Any]]) -> dict[str, Any]:
+    files = [
+        {"path": str(f.relative_to(outdir)), **digests[f]}
+        for p in product["paths"] for f in files_of(outdir / p)
+    ]
+    entry = {
+        "path": product["output"], "format": product["format"], "kind": product["kind"],
+        "fingerprint": product["fingerprint"], "n_files": len(files), "size": sum(f["size"] for f in files),
+        "sha256": tree_digest(files),
+    }
+    if len(files) <= MAX_LISTED_FILES:
+        entry["files"] = files
+    return entry
+
+
+def build_step(spec: dict[str, Any], digests: dict[Path, dict[str, Any]]) -> dict[str, Any]:
+    outdir, work = Path(spec["outdir"]), Path(spec["work"])
+    parameters = dict(spec["parameters"])
+    parameters["scan_phase"] = {**parameters["scan_phase"], "records": _read_records(spec["phase_records"], work)}
+    parameters["axial"] = {**parameters["axial"], "records": _read_records(spec["axial_records"], work)}
+    return plain({
+        "step": STEP_NAME,
+        "id": uuid.uuid4().hex,
+        "timestamp": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "software": software_versions(),
+        "outdir": str(outdir.resolve()),
+        "inputs": [{"path": str(f.resolve()), **digests[f]} for f in input_files(spec["source_files"])],
+        "outputs": [output_entry(outdir, product, digests) for product in spec["products"]],
+        "durations": job_durations(spec["benchmarks"], work / "benchmarks"),
+        "parameters": parameters,
+        "config": spec["config"],
+    })
+
+
+def pixel_parameters(plan: Plan, config: dict[str, Any]) -> dict[str, Any]:
+    """Every setting that shaped the written pixels; ``frames`` as 0-based ``[start, stop, step)``
+    runs, like the outputs' metadata. The correction records are added when the step is built."""
+    return plain({
+        "planes": [int(p) + 1 for p in plan.planes],  # written order
+        "order": config.get("order"),
+        "frames": to_runs(plan.frames),
+        "n_frames": len(plan.frames),
+        "num_frames": config.get("num_frames"),
+        "channels": [int(c) + 1 for c in plan.colors],
+        "roi_mode": config.get("roi_mode", "concat_y"),
+        "rois": [None if r is None else r + 1 for r in plan.rois],
+        "target_chunk_mb": plan.target_chunk_mb,
+        "output_suffix": config.get("output_suffix"),
+        "output_name": config.get("output_name"),
+        "metadata": config.get("metadata") or {},
+        "format_options": {e.format: e.options for e in plan.exports},
+        "scan_phase": {"options": config.get("scan_phase") or {}},
+        "axial": {"register_z": bool(config.get("register_z")), "options": config.get("axial") or {}},
+    })
+
+
+def history_spec(plan: Plan, config: dict[str, Any], records: dict[str, dict[str, Any]],
+                 benchmarks: dict[str, list[str]]) -> dict[str, Any]:
+    """What the history job needs (see :func:`record_history`), as plain data.
+
+    ``records``: the planned output records (``guard.planned_records``).
+    """
+    products = []
+    for export in plan.exports:
+        product = {k: records[export.key][k] for k in ("output", "format", "kind", "fingerprint", "paths")}
+        if export.format == "h5":
+            product["dataset"] = export.options.get("dataset_name", "mov")
+        products.append(product)
+    return plain({
+        "outdir": plan.outdir,
+        "work": plan.work,
+        "source_files": list(plan.source.files),
+        "products": products,
+        "benchmarks": benchmarks,
+        "phase_records": sorted(plan.phase_tasks),
+        "axial_records": sorted(plan.axial_tasks),
+        "parameters": pixel_parameters(plan, config),
+        "config": config,
+    })
+
+
+# --------------------------------------------------------------------------- embedding
+
+
+def _write_atomic(path: Path, write) -> None:
+    tmp = temporary_sibling(path)
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+        commit_path(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    _write_atomic(path, lambda fh: fh.write(json.dumps(value, indent=1).encode()))
+
+
+def embed_history(path: Path, fmt: str, history: list[dict[str, Any]]) -> list[Path]:
+    """Put ``history`` into one output (each file replaced atomically); the files it rewrote."""
+    if fmt == "zarr":
+        meta_path = path / "zarr.json"
+        meta = json.loads(meta_path.read_text())
+        meta.setdefault("attributes", {})[HISTORY_KEY] = history
+        write_json_atomic(meta_path, meta)
+        return [meta_path]
+    if fmt == "bin":
+        ops_path = path / "ops.npy"
+        ops = np.load(ops_path, allow_pickle=True).item()
+        ops[HISTORY_KEY] = history
+        _write_atomic(ops_path, lambda fh: np.save(fh, np.array(ops, dtype=object), allow_pickle=True))
+        return [ops_path]
+    if fmt == "h5":
+        # a copy is edited, then swapped in: a kill mid-way never leaves a damaged master
+        # (the copy is small: the master holds a virtual dataset, no pixels)
+        tmp = temporary_sibling(path)
+        try:
+            shutil.copyfile(path, tmp)
+            with h5py.File(tmp, "r+") as fh:
+                write_attrs(fh, {HISTORY_KEY: history})
+            commit_path(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return [path]
+    if fmt == "tiff":
+        sidecar = sidecar_path(path)
+        write_json_atomic(sidecar, {HISTORY_KEY: history})
+        return [sidecar]
+    raise ValueError(f"format: unknown output format {fmt!r}")
+
+
+# --------------------------------------------------------------------------- the history job
+
+
+def manifest_path(outdir: str | Path) -> Path:
+    return Path(outdir) / MANIFEST_NAME
+
+
+def record_history(spec: dict[str, Any], workers: int | None = None) -> dict[str, Any]:
+    """Hash inputs and outputs, embed the history in every output, write the manifest.
+
+    ``spec`` (built by the workflow from the plan): ``outdir``, ``work``,
+    ``source_files``, ``products`` (``output``, ``format``, ``kind``, ``fingerprint``,
+    ``paths`` relative to outdir), ``benchmarks`` (rule → tsv paths),
+    ``phase_records``, ``axial_records``, ``parameters`` and ``config``.
+
+    Order matters to Snakemake: outputs are rewritten first, the TIFF sidecars next and
+    the manifest last, so the history rule's outputs are newer than its inputs and the
+    next run has nothing to do.
+    """
+    outdir = Path(spec["outdir"])
+    products = spec["products"]
+    output_files = [f for product in products for p in product["paths"] for f in files_of(outdir / p)]
+    digests = checksum_files([*input_files(spec["source_files"]), *output_files], workers)
+    log.info("hashed %d files (%.1f MB)", len(digests), sum(d["size"] for d in digests.values()) / 1e6)
+    history = inherited_history(spec["source_files"]) + [build_step(spec, digests)]
+
+    rewritten: list[Path] = []
+    for product in sorted(products, key=lambda p: p["format"] == "tiff"):  # sidecars last
+        rewritten += embed_history(outdir / product["output"], product["format"], history)
+    digests.update(checksum_files(rewritten, workers))
+
+    sidecars = {product["output"]: sidecar_path(product["output"]) for product in products if product["format"] == "tiff"}
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "written": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
+        "outdir": str(outdir.resolve()),
+        "steps": history,
+        "outputs": [
+            {
+                "path": product["output"], "format": product["format"], "kind": product["kind"],
+                "fingerprint": product["fingerprint"],
+                **({"dataset": product["dataset"]} if "dataset" in product else {}),
+                "paths": product["paths"] + ([str(sidecars[product["output"]])] if product["output"] in sidecars else []),
+            }
+            for product in products
+        ],
+        "files": [
+            {"path": str(f.relative_to(outdir)), **digests[f]}
+            for f in sorted({*output_files, *rewritten})
+        ],
+    }
+    write_json_atomic(manifest_path(outdir), manifest)
+    log.info("history step %s recorded in %d output(s); manifest %s", history[-1]["id"], len(products), manifest_path(outdir))
+    return manifest

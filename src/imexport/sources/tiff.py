@@ -1,0 +1,113 @@
+"""Generic (non-ScanImage) TIFF: ImageJ hyperstacks, plain stacks, series, per-plane files.
+
+* One file: its first tifffile series, with tifffile's dimension names (ImageJ files say
+  T, Z, C; a plain multi-page stack is read as T). ``input_options.dim_order`` overrides.
+* Several files whose names carry at least two distinct plane numbers (``zplaneNN`` or
+  ``planeNN``, as imexport and the reference write them): one plane per number, files
+  with the same number joined along T in natural order. This reads imexport's own
+  per-plane TIFF folder back as a volume.
+* Other sets of files: one recording split along T, in natural order (a gap in a
+  ``_00001`` numbering is an error, as for raw data).
+
+Pixels come from a memory map where the pages are stored contiguously and uncompressed
+(what imexport and ImageJ write), otherwise through tifffile's zarr view of the series,
+which decodes only the pages asked for.
+
+Physical scales: imexport's own ``Info`` JSON (fs, dx, dy, dz) first, then the ImageJ
+fields (``finterval``, ``spacing``, the resolution tags when the unit is microns), then
+tifffile's shaped-description JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+import zarr
+
+from .arrays import array_source, physical, resolve_axes
+from .scanimage import SourceError, SourceInfo, check_series, natural_key
+
+_PLANE_NUMBER = re.compile(r"plane(\d+)", re.IGNORECASE)
+_MICRONS = {"um", "µm", "\\u00b5m", "micron", "microns", "micrometer", "micrometre"}
+
+
+def plane_number(name: str) -> int | None:
+    match = _PLANE_NUMBER.search(name)
+    return int(match.group(1)) if match else None
+
+
+def _series(path: Path) -> tuple[str, tuple[int, ...], np.dtype]:
+    try:
+        with tifffile.TiffFile(path) as tf:
+            series = tf.series[0]
+            return series.axes, tuple(series.shape), np.dtype(series.dtype)
+    except (tifffile.TiffFileError, OSError, IndexError) as exc:
+        raise SourceError(f"{path}: not a readable TIFF ({exc})") from None
+
+
+def _scales(path: Path) -> dict[str, float | None]:
+    with tifffile.TiffFile(path) as tf:
+        ij = tf.imagej_metadata or {}
+        shaped = tf.shaped_metadata[0] if tf.shaped_metadata else {}
+        page = tf.pages.first
+        resolution = [page.tags[name].value for name in ("XResolution", "YResolution") if name in page.tags]
+    try:
+        own = json.loads(ij["Info"]) if isinstance(ij.get("Info"), str) else {}
+    except json.JSONDecodeError:  # free-text Info written by another program
+        own = {}
+    from_imagej: dict[str, Any] = {}
+    if ij.get("finterval"):
+        from_imagej["fs"] = 1.0 / float(ij["finterval"])
+    if ij.get("spacing"):
+        from_imagej["dz"] = ij["spacing"]
+    if str(ij.get("unit", "")).lower() in _MICRONS and len(resolution) == 2:
+        # resolution tags hold pixels per unit as a (numerator, denominator) rational
+        (xn, xd), (yn, yd) = resolution
+        if xn and yn:
+            from_imagej.update(dx=xd / xn, dy=yd / yn)
+    layers = [physical(own), physical(from_imagej), physical(shaped if isinstance(shaped, dict) else {})]
+    return {key: next((layer[key] for layer in layers if layer[key] is not None), None) for key in layers[0]}
+
+
+def inspect_tiff(paths: list[Path], *, dim_order: str | None = None) -> SourceInfo:
+    paths = sorted((Path(p) for p in paths), key=natural_key)
+    numbers = [plane_number(p.name) for p in paths]
+    grid = None
+    if len(paths) > 1 and None not in numbers and len(set(numbers)) > 1:
+        # one plane per number; within a plane, its files along T in natural order
+        by_plane: dict[int, list[int]] = {}
+        for i, number in enumerate(numbers):
+            by_plane.setdefault(number, []).append(i)
+        grid = [[by_plane[n]] for n in sorted(by_plane)]
+    else:
+        check_series(paths)
+    axes, shapes, dtype = [], [], None
+    for path in paths:
+        native, shape, file_dtype = _series(path)
+        if dtype is None:
+            dtype = file_dtype
+        elif file_dtype != dtype:
+            raise SourceError(f"{path}: pixels are {file_dtype}, but {paths[0]} has {dtype}: not one recording")
+        axes.append(resolve_axes(native, shape, dim_order, str(path)))
+        shapes.append(shape)
+    return array_source("tiff", [str(p) for p in paths], axes, shapes, dtype, grid=grid, scales=_scales(paths[0]))
+
+
+def open_array(info: SourceInfo, i: int):
+    path = info.files[i]
+    try:
+        return tifffile.memmap(path, series=0, mode="r"), None
+    except ValueError:  # compressed or scattered pages
+        tf = tifffile.TiffFile(path)
+        store = tf.series[0].aszarr()
+
+        def close() -> None:
+            store.close()
+            tf.close()
+
+        return zarr.open(store, mode="r"), close

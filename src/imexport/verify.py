@@ -1,0 +1,90 @@
+"""Check an export against its manifest (``imexport verify OUTDIR``).
+
+Every file the manifest lists must exist with its recorded size and sha256; a folder
+output (Suite2p plane folder, Zarr store) must hold no file the manifest does not list;
+and every output must open with the library its users read it with, and give back one
+frame: tifffile (first and last page), numpy (``ops.npy`` and the binaries' expected
+size and first frame), zarr (array ``0``, first frame) and h5py (the dataset's first
+frame, through the virtual dataset into the plane files).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import tifffile
+import zarr
+
+from .history import MANIFEST_NAME, checksum_files, files_of
+
+
+def _read_tiff(path: Path, output: dict[str, Any]) -> None:
+    with tifffile.TiffFile(path) as tf:
+        tf.pages[0].asarray()
+        tf.pages[len(tf.pages) - 1].asarray()
+
+
+def _read_bin(path: Path, output: dict[str, Any]) -> None:
+    from .sinks.suite2p import read_suite2p_plane
+
+    movies, ops = read_suite2p_plane(path)
+    for movie in movies:
+        expected = int(ops["nframes"]) * int(ops["Ly"]) * int(ops["Lx"]) * 2
+        if Path(movie.filename).stat().st_size != expected:
+            raise ValueError(f"{movie.filename}: {Path(movie.filename).stat().st_size} bytes, ops.npy describes {expected}")
+        np.asarray(movie[0])
+
+
+def _read_zarr(path: Path, output: dict[str, Any]) -> None:
+    group = zarr.open_group(str(path), mode="r")
+    group["0"][0]
+
+
+def _read_h5(path: Path, output: dict[str, Any]) -> None:
+    with h5py.File(path, "r") as fh:
+        fh[output.get("dataset", "mov")][0]
+
+
+READERS = {"tiff": _read_tiff, "bin": _read_bin, "zarr": _read_zarr, "h5": _read_h5}
+
+
+def verify(outdir: str | Path, workers: int | None = None) -> list[str]:
+    """Every difference between ``outdir`` and its manifest, one line each ([] = intact)."""
+    outdir = Path(outdir)
+    manifest_file = outdir / MANIFEST_NAME
+    if not manifest_file.is_file():
+        return [f"{manifest_file}: no manifest (not an imexport output folder, or the export did not finish)"]
+    manifest = json.loads(manifest_file.read_text())
+    listed = {entry["path"]: entry for entry in manifest["files"]}
+    problems = []
+    present = []
+    for rel, entry in listed.items():
+        path = outdir / rel
+        if not path.is_file():
+            problems.append(f"{rel}: missing")
+        elif path.stat().st_size != entry["size"]:
+            problems.append(f"{rel}: {path.stat().st_size} bytes, the manifest says {entry['size']}")
+        else:
+            present.append(path)
+    digests = checksum_files(present, workers)
+    problems += [
+        f"{path.relative_to(outdir)}: sha256 differs from the manifest"
+        for path in present if digests[path]["sha256"] != listed[str(path.relative_to(outdir))]["sha256"]
+    ]
+    for output in manifest["outputs"]:
+        path = outdir / output["path"]
+        if path.is_dir():
+            problems += [
+                f"{f.relative_to(outdir)}: not in the manifest" for f in files_of(path) if str(f.relative_to(outdir)) not in listed
+            ]
+        if not path.exists():
+            continue  # already reported as missing files
+        try:
+            READERS[output["format"]](path, output)
+        except Exception as exc:  # whatever the library raises, the output is unreadable
+            problems.append(f"{output['path']}: unreadable by its library ({type(exc).__name__}: {exc})")
+    return sorted(problems)
