@@ -157,8 +157,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def run_plan(plan: Plan, progress: Callable[[float, Any], None] | None = None) -> None:
-    """Every step of the plan, in the order the workflow's DAG imposes."""
+def run_plan(plan: Plan, config: dict[str, Any], progress: Callable[[float, Any], None] | None = None) -> None:
+    """Every step of the plan, in the order the workflow's DAG imposes, the overwrite
+    check, output records and processing history included."""
+    from .guard import check_overwrite, planned_records, prepare_outdir, record_text
+    from .history import history_spec, record_history
+
+    records = planned_records(plan)
+    check_overwrite(plan, records, config["overwrite"])
+    prepare_outdir(plan, records, config["overwrite"])
+    for record in records.values():
+        Path(record["record"]).parent.mkdir(parents=True, exist_ok=True)
+        Path(record["record"]).write_text(record_text(record) + "\n")
     work = Path(plan.work)
     source_json, index = str(work / "source.json"), str(work / "page_index.npz")
     steps.index_source(plan.source.to_json(), source_json, index)
@@ -191,6 +201,7 @@ def run_plan(plan: Plan, progress: Callable[[float, Any], None] | None = None) -
             steps.assemble_tiff_volume(spec, plane_outputs, plan.target_chunk_mb)
             for intermediate in plane_outputs:
                 Path(intermediate).unlink()
+    record_history(history_spec(plan, config, records, {}))
 
 
 def imwrite(
@@ -225,7 +236,7 @@ def imwrite(
     plan = build_plan(config, info)
     if config_out is not None:
         Path(config_out).write_text(yaml.safe_dump(_session_config(config), sort_keys=False))
-    run_plan(plan, progress_callback)
+    run_plan(plan, config, progress_callback)
     return outpath
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import warnings
 
 import numpy as np
 import tifffile
@@ -18,6 +19,9 @@ import tifffile
 from .base import PlaneTarget, commit_path, remove_path, temporary_sibling
 
 _QUEUE_CHUNKS = 2
+# BigTIFF + ImageJ is what we choose (Fiji/Bio-Formats and tifffile read it; config
+# tiff.bigtiff: false gives classic TIFF for plain ImageJ), so tifffile's warning is noise.
+warnings.filterwarnings("ignore", message=".*nonconformant BigTIFF ImageJ")
 _DONE = object()
 
 
