@@ -75,15 +75,17 @@ def prepare(plan, info, source_json: Path, index_path: Path) -> None:
     t0 = time.perf_counter()
     steps.index_source(info.to_json(), str(source_json), str(index_path))
     timings["index_s"] = round(time.perf_counter() - t0, 3)
-    for name, tasks in (("scan_phase", getattr(plan, "phase_tasks", {})), ("axial_shifts", getattr(plan, "axial_tasks", {}))):
-        if not tasks:
-            continue
+    if plan.phase_tasks:
         t0 = time.perf_counter()
-        for record, task in tasks.items():
-            getattr(steps, name)(task, str(source_json), str(index_path), record)
-        timings[f"{name}_s"] = round(time.perf_counter() - t0, 3)
-        timings[f"{name}_records"] = [json.loads(Path(r).read_text()).get("offset") if name == "scan_phase" else r
-                                      for r in tasks]
+        for paths in plan.phase_views().values():
+            steps.scan_phase([plan.phase_tasks[p] for p in paths], str(source_json), str(index_path), paths)
+        timings["scan_phase_s"] = round(time.perf_counter() - t0, 3)
+        timings["scan_phase_records"] = [json.loads(Path(r).read_text()).get("offset") for r in plan.phase_tasks]
+    if plan.axial_tasks:
+        t0 = time.perf_counter()
+        for record, task in plan.axial_tasks.items():
+            steps.axial_shifts(task, str(source_json), str(index_path), record)
+        timings["axial_shifts_s"] = round(time.perf_counter() - t0, 3)
     print(json.dumps(timings, default=str))
 
 

@@ -1,5 +1,5 @@
-"""Snakemake script: scan-phase offset of one plane (one ROI view)."""
+"""Snakemake script: scan-phase offsets of the planes of one view (stitched, or one ROI)."""
 from imexport.steps import scan_phase, setup_logging
 
 setup_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake
-scan_phase(snakemake.params.task, snakemake.input.source, snakemake.input.index, snakemake.output[0])  # noqa: F821
+scan_phase(snakemake.params.tasks, snakemake.input.source, snakemake.input.index, list(snakemake.output))  # noqa: F821

@@ -172,8 +172,8 @@ def run_plan(plan: Plan, config: dict[str, Any], progress: Callable[[float, Any]
     work = Path(plan.work)
     source_json, index = str(work / "source.json"), str(work / "page_index.npz")
     steps.index_source(plan.source.to_json(), source_json, index)
-    for path, task in plan.phase_tasks.items():
-        steps.scan_phase(task, source_json, index, path)
+    for paths in plan.phase_views().values():
+        steps.scan_phase([plan.phase_tasks[p] for p in paths], source_json, index, paths)
     for path, task in plan.axial_tasks.items():
         steps.axial_shifts(task, source_json, index, path)
     n_layout = {"n_frames": len(plan.frames), "n_colors": len(plan.colors), "n_planes": len(plan.planes),

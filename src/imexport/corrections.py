@@ -29,6 +29,7 @@ from .sources import open_plane_reader
 from .sources.scanimage import SourceInfo
 
 SNAP_PX = 0.1
+CORRECTION_BATCH = 16
 PHASE_KEYS = ("phasecorr_method", "use_fft", "border", "max_offset", "window_frames")
 
 
@@ -111,18 +112,28 @@ def phase_corrector(record: dict[str, Any] | None, info: SourceInfo, roi: int | 
             return None
         per_frame = np.full(len(frames), record["applied"])
 
+    def offset_of(pages: np.ndarray, i: int, start: int) -> float:
+        offset = float(per_frame[start + i])
+        if np.isnan(offset):
+            page = pages[i, 0]
+            offset = applied_offset(phase.estimate_offset([(page[s.rows], s.y0) for s in strips], **kwargs), use_fft)
+        return offset
+
     def correct(pages: np.ndarray, start: int, plane: int) -> np.ndarray:
-        for i in range(len(pages)):
-            offset = float(per_frame[start + i])
-            if np.isnan(offset):
-                page = pages[i, 0]
-                offset = applied_offset(phase.estimate_offset([(page[s.rows], s.y0) for s in strips], **kwargs), use_fft)
-            if offset == 0:
-                continue
-            for strip in strips:
-                pages[i, ..., strip.rows, :] = phase.apply_offset(
-                    pages[i, ..., strip.rows, :], offset, first_row=strip.y0, use_fft=use_fft
-                )
+        offsets = [offset_of(pages, i, start) for i in range(len(pages))]
+        # frames sharing an offset are corrected together, a few at a time: one FFT call
+        # per batch instead of per frame, while the batch stays cache-sized
+        i = 0
+        while i < len(pages):
+            j = i + 1
+            while j < len(pages) and j - i < CORRECTION_BATCH and offsets[j] == offsets[i]:
+                j += 1
+            if offsets[i] != 0:
+                for strip in strips:
+                    pages[i:j, ..., strip.rows, :] = phase.apply_offset(
+                        pages[i:j, ..., strip.rows, :], offsets[i], first_row=strip.y0, use_fft=use_fft
+                    )
+            i = j
         return pages
 
     return correct

@@ -21,6 +21,7 @@ from .sources.scanimage import SourceInfo
 
 log = logging.getLogger(__name__)
 MIB = 2**20
+HANDOFF_MB = 16  # output handed to the sink at a time: lets reading and writing overlap
 
 
 def frames_per_chunk(target_chunk_mb: float, n_colors: int, page_shape: tuple[int, int], itemsize: int) -> int:
@@ -79,6 +80,7 @@ def export_plane(
         options=job["options"],
     )
     step = frames_per_chunk(job["target_chunk_mb"], len(colors), (info.page_height, info.page_width), target.dtype.itemsize)
+    handoff = frames_per_chunk(HANDOFF_MB, len(colors), out_shape, target.dtype.itemsize)
     store = Path(job["store"]) if job.get("store") else None
     sink = open_sink(job["format"], target, store=store, target_chunk_mb=job["target_chunk_mb"])
     try:
@@ -87,7 +89,11 @@ def export_plane(
                 pages = reader.read(frames[start : start + step], colors, job["plane"])
                 if correct is not None:
                     pages = correct(pages, start, job["plane"])
-                sink.write(geometry.extract(pages, layout, roi))
+                # small pieces: the sink's queue then never holds whole chunks, so the
+                # job's peak stays near one raw chunk
+                for piece in range(0, len(pages), handoff):
+                    sink.write(geometry.extract(pages[piece : piece + handoff], layout, roi))
+                del pages
                 if progress is not None:
                     progress(min(1.0, (start + step) / len(frames)))
         sink.commit()

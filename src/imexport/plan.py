@@ -84,6 +84,13 @@ class Plan:
     def export(self, key: str) -> Export:
         return next(e for e in self.exports if e.key == key)
 
+    def phase_views(self) -> dict[str, list[str]]:
+        """Scan-phase record paths grouped by view (``stitched`` or ``roiNN``): one job each."""
+        views: dict[str, list[str]] = {}
+        for path in self.phase_tasks:
+            views.setdefault(Path(path).parent.name, []).append(path)
+        return views
+
     def plane_outputs(self, key: str) -> list[str]:
         return [self.jobs[k]["output"] for k in self.export(key).plane_jobs]
 

@@ -138,14 +138,18 @@ def _with_corrections(export: dict[str, Any]) -> dict[str, Any]:
     return {**export, "metadata": {**export["metadata"], **extra}}
 
 
-def scan_phase(task: dict[str, Any], source_json: str, index_path: str, out: str) -> None:
+def scan_phase(tasks: list[dict[str, Any]], source_json: str, index_path: str, outs: list[str]) -> None:
+    """Scan-phase records of the planes of one view: one process for all of them (a job
+    per plane would cost more in start-up than the estimate itself)."""
     info = _unchanged_source(source_json, index_path)
-    record = estimate_scan_phase(
-        info, load_page_index(Path(index_path)), plane=task["plane"], roi=task["roi"], color=task["color"],
-        frames_runs=task["frames"], options=task["options"],
-    )
-    _write_json_atomic(Path(out), record)
-    log.info("scan phase of plane %d: %s", task["plane"] + 1, record.get("offset", "per frame"))
+    offsets = load_page_index(Path(index_path))
+    for task, out in zip(tasks, outs, strict=True):
+        record = estimate_scan_phase(
+            info, offsets, plane=task["plane"], roi=task["roi"], color=task["color"],
+            frames_runs=task["frames"], options=task["options"],
+        )
+        _write_json_atomic(Path(out), record)
+        log.info("scan phase of plane %d: %s", task["plane"] + 1, record.get("offset", "per frame"))
 
 
 def axial_shifts(task: dict[str, Any], source_json: str, index_path: str, out: str) -> None:

@@ -11,7 +11,7 @@ MANIFEST = str(manifest_path(OUT))
 # rule -> the benchmark files of its planned jobs
 BENCHMARK_WILDCARDS = {
     "index_source": [{}],
-    "scan_phase": [{"record": str(Path(p).relative_to(WORK))} for p in PLAN.phase_tasks],
+    "scan_phase": [{"view": v} for v in PLAN.phase_views()],
     "axial_shifts": [{"record": str(Path(p).relative_to(WORK))} for p in PLAN.axial_tasks],
     **{f"write_plane_{kind}": [{"key": k} for k in PLAN.jobs_of(kind)] for kind in ("file", "folder", "intermediate", "slab")},
     "assemble_tiff_volume": [{"key": k} for k in PLAN.exports_of("tiff_volume")],

@@ -1,3 +1,7 @@
+# The record files of one view share their names across views (zplaneNN.json).
+PHASE_OUTPUTS = sorted({f"{WORK}/scan_phase/{{view}}/{Path(p).name}" for p in PLAN.phase_tasks})
+
+
 # Corrections computed once and recorded: the scan-phase offset of each plane (per ROI
 # view) and the axial plane shifts of each view. Plane jobs apply the phase offsets and
 # copy both records into their metadata.
@@ -8,17 +12,17 @@ rule scan_phase:
         source=SOURCE_JSON,
         index=PAGE_INDEX,
     output:
-        f"{WORK}/{{record}}",
+        PHASE_OUTPUTS,
     wildcard_constraints:
-        record=records_regex(PLAN.phase_tasks),
+        view="|".join(re.escape(v) for v in PLAN.phase_views()) or "(?!)",
     params:
-        task=lambda w: PLAN.phase_tasks[f"{WORK}/{w.record}"],
+        tasks=lambda w: [PLAN.phase_tasks[p] for p in PLAN.phase_views()[w.view]],
     resources:
         mem_mb=plane_job_mem_mb,
     log:
-        f"{WORK}/logs/{{record}}.log",
+        f"{WORK}/logs/scan_phase/{{view}}.log",
     benchmark:
-        f"{WORK}/benchmarks/{{record}}.tsv"
+        f"{WORK}/benchmarks/scan_phase/{{view}}.tsv"
     conda:
         "../../envs/imexport.yaml"
     script:

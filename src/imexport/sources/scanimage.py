@@ -447,6 +447,13 @@ class PlaneReader:
         if got != into.nbytes:
             raise SourceError(f"{self.info.files[f]}: page {page} is truncated (read {got} of {into.nbytes} bytes)")
 
+    def _prefetch(self, file_of: list, first_page: list, channels: list[int], nbytes: int) -> None:
+        """Tell the kernel which pages come next, so a cold read overlaps its I/O."""
+        for files, pages in zip(file_of, first_page):
+            for f, first in zip(files, pages):
+                for channel in channels:
+                    os.posix_fadvise(self._fd(f), int(self.offsets[f][first + channel]), nbytes, os.POSIX_FADV_WILLNEED)
+
     def read(self, frames: np.ndarray, colors: list[int], plane: int) -> np.ndarray:
         """``(len(frames), len(colors), page_height, page_width)`` raw pages (piezo repeats averaged)."""
         info = self.info
@@ -461,6 +468,7 @@ class PlaneReader:
         n_beads = info.n_saved // info.n_colors
         repeats = logged.shape[1]
         page = np.empty(out.shape[2:], self.dtype) if repeats > 1 else None
+        self._prefetch(file_of, first_page, [c * n_beads + bead for c in colors], out[0, 0].nbytes)
         for i in range(len(frames)):
             for j, c in enumerate(colors):
                 channel = c * n_beads + bead

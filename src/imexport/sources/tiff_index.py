@@ -132,10 +132,14 @@ class _TiffReader:
 def _open_map(path: Path):
     handle = open(path, "rb")
     try:
-        return handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        buf = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
     except ValueError:
         handle.close()
         raise TiffLayoutError(f"{path}: empty file") from None
+    # we touch a few hundred bytes per page: without this hint the kernel reads ahead
+    # megabytes on every fault, i.e. most of the recording, just to walk its directories
+    buf.madvise(mmap.MADV_RANDOM)
+    return handle, buf
 
 
 def index_pages(path: str | Path) -> PageLayout:
