@@ -522,13 +522,13 @@ def error_summary(log_text: str) -> str:
 
 
 def run_workflow(fmt: str, raw: Path, workdir: Path, cores: int, cache: PageCache, state: str,
-                 chunk_mb: float | None, logs: Path, label: str) -> tuple[Row, Path]:
+                 chunk_mb: float | None, logs: Path, label: str, extra_config: dict | None = None) -> tuple[Row, Path]:
     slug = re.sub(r"[^A-Za-z0-9]+", "_", label).strip("_")  # "tiff --cores 2 (warm)" -> tiff_cores_2_warm
     run_dir = workdir / f"run_{slug}"
     remove(run_dir)
     run_dir.mkdir(parents=True)
     outdir = run_dir / "out"
-    config = {"input": str(raw), "outdir": str(outdir), "format": fmt}
+    config = {"input": str(raw), "outdir": str(outdir), "format": fmt, **(extra_config or {})}
     if chunk_mb is not None:
         config["target_chunk_mb"] = chunk_mb
     cfg = run_dir / "bench_config.yaml"
@@ -650,12 +650,13 @@ REFERENCE_SCRIPT = textwrap.dedent('''\
     """Written by imexport's benchmarks/bench_export.py: one mbo_utilities export, timed."""
     import json, resource, sys, time
     raw, out, ext = sys.argv[1:4]
+    register_z = sys.argv[4:] == ["register_z"]
     t0 = time.perf_counter()
     import mbo_utilities
     t1 = time.perf_counter()
     arr = mbo_utilities.imread(raw)
     t2 = time.perf_counter()
-    mbo_utilities.imwrite(arr, out, ext=ext)
+    mbo_utilities.imwrite(arr, out, ext=ext, register_z=register_z)
     t3 = time.perf_counter()
     hwm = None
     try:
@@ -685,7 +686,8 @@ def reference_available(python: str | None) -> tuple[bool, str]:
     return True, "ok"
 
 
-def run_reference(python: str, fmt: str, raw: Path, workdir: Path, cache: PageCache, state: str, logs: Path) -> Row:
+def run_reference(python: str, fmt: str, raw: Path, workdir: Path, cache: PageCache, state: str, logs: Path,
+                  register_z: bool = False) -> Row:
     script = workdir / "reference_export.py"
     script.write_text(REFERENCE_SCRIPT)
     out = workdir / f"ref_{fmt}"
@@ -696,15 +698,16 @@ def run_reference(python: str, fmt: str, raw: Path, workdir: Path, cache: PageCa
     else:
         cache.warm()
         os.sync()
-    log_file = logs / f"reference_{fmt}.log"
+    suffix = " + register_z" if register_z else ""
+    log_file = logs / f"reference_{fmt}{'_register_z' if register_z else ''}.log"
     t0 = time.perf_counter()
     with open(log_file, "w") as fh:
-        proc = subprocess.run([python, str(script), str(raw), str(out), REFERENCE_EXT[fmt]],
+        proc = subprocess.run([python, str(script), str(raw), str(out), REFERENCE_EXT[fmt], *(["register_z"] if register_z else [])],
                               stdout=fh, stderr=subprocess.STDOUT, cwd=out)
     wall = time.perf_counter() - t0
     t1 = time.perf_counter()
     os.sync()
-    row = Row(f"reference {fmt} (mbo_utilities)", "reference", fmt=fmt, cache=state, wall_s=wall,
+    row = Row(f"reference {fmt}{suffix} (mbo_utilities)", "reference", fmt=fmt, cache=state, wall_s=wall,
               sync_s=time.perf_counter() - t1)
     text = log_file.read_text(errors="replace")
     if proc.returncode != 0:
@@ -735,7 +738,8 @@ def job_peak_mib(row: Row) -> float | None:
 
 def build_table(rows: list[Row], machine: dict, header: dict) -> tuple[str, str]:
     ceilings = {r.cache: r for r in rows if r.kind == "ceiling" and r.ok}
-    references = {r.fmt: r for r in rows if r.kind == "reference" and r.ok}
+    # a row is compared with the reference run of the same format and the same register_z
+    references = {(r.fmt, "register_z" in r.label): r for r in rows if r.kind == "reference" and r.ok}
     columns = ["row", "MB/s", "× copy ceiling", "× reference", "peak RSS/job (MiB)", "wall s", "notes"]
     body = []
     for r in rows:
@@ -744,7 +748,7 @@ def build_table(rows: list[Row], machine: dict, header: dict) -> tuple[str, str]
             continue
         ceiling = ceilings.get(r.cache)
         vs_ceiling = r.mb_s / ceiling.mb_s if (ceiling and r.kind != "ceiling" and ceiling.mb_s) else None
-        ref = references.get(r.fmt) if r.kind == "export" else None
+        ref = references.get((r.fmt, "register_z" in r.label)) if r.kind == "export" else None
         vs_ref = r.mb_s / ref.mb_s if (ref and ref.mb_s) else None
         notes = list(r.notes)
         if r.sync_s is not None and r.kind != "ceiling":
@@ -950,17 +954,22 @@ def main() -> int:
     ref_ok, ref_status = reference_available(args.reference_python)
 
     # one workflow run per format
-    plan = [(fmt, cores, main_state, f"{fmt} --cores {cores}") for fmt in args.formats]
+    plan = [(fmt, cores, main_state, f"{fmt} --cores {cores}", None) for fmt in args.formats]
+    if "tiff" in args.formats:
+        # the cost of each correction: scan phase off, and axial registration on
+        plan.append(("tiff", cores, main_state, f"tiff --cores {cores}, fix_phase off", {"scan_phase": {"fix_phase": False}}))
+        plan.append(("tiff", cores, main_state, f"tiff --cores {cores} + register_z", {"register_z": True}))
     if "tiff" in args.formats and not args.no_cores1 and cores > 1:
-        plan.append(("tiff", 1, main_state, "tiff --cores 1"))
+        plan.append(("tiff", 1, main_state, "tiff --cores 1", None))
     if "tiff" in args.formats and not args.no_warm and main_state == "cold":
-        plan.append(("tiff", cores, "warm", f"tiff --cores {cores} (warm)"))
-    for fmt, n_cores, state, label in plan:
+        plan.append(("tiff", cores, "warm", f"tiff --cores {cores} (warm)", None))
+    for fmt, n_cores, state, label, extra_config in plan:
         log(f"running {label}{'' if '(warm)' in label else f' ({state})'} ...")
         run_dirs = []
 
         def one_run():
-            row, run_dir = run_workflow(fmt, raw, workdir, n_cores, cache, state, args.target_chunk_mb, logs, label)
+            row, run_dir = run_workflow(fmt, raw, workdir, n_cores, cache, state, args.target_chunk_mb, logs, label,
+                                        extra_config)
             run_dirs.append(run_dir)
             if not args.keep:
                 remove(run_dir)
@@ -986,13 +995,16 @@ def main() -> int:
         log(f"  {row.status if not row.ok else f'{row.bytes / 1e9:.2f} GB in {row.wall_s:.1f} s = {row.mb_s:.0f} MB/s'}")
 
     # reference rows
-    for fmt in args.formats:
+    reference_runs = [(fmt, False) for fmt in args.formats] + ([("tiff", True)] if "tiff" in args.formats else [])
+    for fmt, register_z in reference_runs:
+        label = f"reference {fmt}{' + register_z' if register_z else ''} (mbo_utilities)"
         if ref_ok:
-            log(f"running reference {fmt} ...")
-            row = best_of(args.repeat, lambda: run_reference(args.reference_python, fmt, raw, workdir, cache, main_state, logs))
+            log(f"running {label} ...")
+            row = best_of(args.repeat, lambda: run_reference(args.reference_python, fmt, raw, workdir, cache, main_state,
+                                                             logs, register_z))
             log(f"  {row.status if not row.ok else f'{row.mb_s:.0f} MB/s'}")
         else:
-            row = Row(f"reference {fmt} (mbo_utilities)", "reference", fmt=fmt, status=ref_status)
+            row = Row(label, "reference", fmt=fmt, status=ref_status)
         rows.append(row)
 
     header = {

@@ -2,4 +2,4 @@
 from imexport.steps import scan_phase, setup_logging
 
 setup_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake
-scan_phase(snakemake.params.tasks, snakemake.input.source, snakemake.input.index, list(snakemake.output))  # noqa: F821
+scan_phase(snakemake.params.tasks, snakemake.input.source, snakemake.input.index, list(snakemake.output), snakemake.threads)  # noqa: F821

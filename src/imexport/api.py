@@ -9,6 +9,7 @@ the export with ``snakemake --configfile``.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -173,7 +174,7 @@ def run_plan(plan: Plan, config: dict[str, Any], progress: Callable[[float, Any]
     source_json, index = str(work / "source.json"), str(work / "page_index.npz")
     steps.index_source(plan.source.to_json(), source_json, index)
     for paths in plan.phase_views().values():
-        steps.scan_phase([plan.phase_tasks[p] for p in paths], source_json, index, paths)
+        steps.scan_phase([plan.phase_tasks[p] for p in paths], source_json, index, paths, min(4, os.cpu_count() or 1))
     for path, task in plan.axial_tasks.items():
         steps.axial_shifts(task, source_json, index, path)
     n_layout = {"n_frames": len(plan.frames), "n_colors": len(plan.colors), "n_planes": len(plan.planes),

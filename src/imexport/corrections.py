@@ -46,25 +46,35 @@ def _strips(info: SourceInfo, roi: int | None) -> list[geometry.RoiStrip]:
 
 
 def _window_image(reader, frames: np.ndarray, color: int, plane: int, method: str, chunk: int) -> np.ndarray:
-    """The window reduced to one page image, streamed ``chunk`` frames at a time."""
+    """The window reduced to one page image, streamed ``chunk`` frames at a time.
+
+    Only what ``method`` needs is accumulated (float64 sums straight from the raw
+    integers, no float copy of the chunk): this runs for every plane of a view.
+    """
+    if method not in ("mean", "max", "std", "mean-sub"):
+        raise ValueError(f"scan_phase.phasecorr_method: {method!r} is not one of mean, max, std, mean-sub, frame")
     total = total_sq = peak = first = None
     for start in range(0, len(frames), chunk):
-        pages = reader.read(frames[start : start + chunk], [color], plane)[:, 0].astype(np.float64)
+        pages = reader.read(frames[start : start + chunk], [color], plane)[:, 0]
         if first is None:
-            first = pages[0].copy()
-        total = pages.sum(0) if total is None else total + pages.sum(0)
-        total_sq = (pages**2).sum(0) if total_sq is None else total_sq + (pages**2).sum(0)
-        peak = pages.max(0) if peak is None else np.maximum(peak, pages.max(0))
+            first = pages[0].astype(np.float64)
+        if method == "max":
+            peak = pages.max(0) if peak is None else np.maximum(peak, pages.max(0))
+            continue
+        part = pages.sum(0, dtype=np.float64)
+        total = part if total is None else total + part
+        if method == "std":
+            values = pages.astype(np.float64)
+            part_sq = np.einsum("nij,nij->ij", values, values)
+            total_sq = part_sq if total_sq is None else total_sq + part_sq
+    if method == "max":
+        return peak.astype(np.float64)
     mean = total / len(frames)
     if method == "mean":
         return mean
-    if method == "max":
-        return peak
     if method == "std":
         return np.sqrt(np.maximum(total_sq / len(frames) - mean**2, 0.0))
-    if method == "mean-sub":
-        return first - mean
-    raise ValueError(f"scan_phase.phasecorr_method: {method!r} is not one of mean, max, std, mean-sub, frame")
+    return first - mean
 
 
 def estimate_scan_phase(

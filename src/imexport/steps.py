@@ -138,18 +138,27 @@ def _with_corrections(export: dict[str, Any]) -> dict[str, Any]:
     return {**export, "metadata": {**export["metadata"], **extra}}
 
 
-def scan_phase(tasks: list[dict[str, Any]], source_json: str, index_path: str, outs: list[str]) -> None:
+def scan_phase(tasks: list[dict[str, Any]], source_json: str, index_path: str, outs: list[str], threads: int = 1) -> None:
     """Scan-phase records of the planes of one view: one process for all of them (a job
-    per plane would cost more in start-up than the estimate itself)."""
+    per plane would cost more in start-up than the estimate itself), planes spread over
+    ``threads`` threads (reads and numpy reductions release the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     info = _unchanged_source(source_json, index_path)
     offsets = load_page_index(Path(index_path))
-    for task, out in zip(tasks, outs, strict=True):
+
+    def one(task: dict[str, Any], out: str) -> None:
         record = estimate_scan_phase(
             info, offsets, plane=task["plane"], roi=task["roi"], color=task["color"],
             frames_runs=task["frames"], options=task["options"],
         )
         _write_json_atomic(Path(out), record)
         log.info("scan phase of plane %d: %s", task["plane"] + 1, record.get("offset", "per frame"))
+
+    if len(tasks) != len(outs):
+        raise ValueError(f"{len(tasks)} scan-phase tasks but {len(outs)} record paths")
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        list(pool.map(one, tasks, outs))  # list(): re-raises the first failure
 
 
 def axial_shifts(task: dict[str, Any], source_json: str, index_path: str, out: str) -> None:

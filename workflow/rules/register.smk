@@ -17,6 +17,8 @@ rule scan_phase:
         view="|".join(re.escape(v) for v in PLAN.phase_views()) or "(?!)",
     params:
         tasks=lambda w: [PLAN.phase_tasks[p] for p in PLAN.phase_views()[w.view]],
+    # the plane jobs wait for this one: give it the cores they would otherwise leave idle
+    threads: min(4, workflow.cores)
     resources:
         mem_mb=plane_job_mem_mb,
     log:
