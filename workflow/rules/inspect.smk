@@ -3,13 +3,15 @@ from imexport.demo import demo_active, demo_files
 
 
 localrules:
-    make_demo,
     index_source,
     zarr_prepare,
     assemble_h5,
 
 
 if demo_active(RESOLVED):
+
+    localrules:
+        make_demo,
 
     rule make_demo:
         output:
