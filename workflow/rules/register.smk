@@ -18,7 +18,7 @@ rule scan_phase:
     params:
         tasks=lambda w: [PLAN.phase_tasks[p] for p in PLAN.phase_views()[w.view]],
     # the plane jobs wait for this one: give it the cores they would otherwise leave idle
-    threads: min(4, workflow.cores)
+    threads: 4  # Snakemake caps it at --cores locally
     resources:
         mem_mb=plane_job_mem_mb,
     log:
