@@ -234,6 +234,14 @@ class PageCache:
             total += int(size)
         return cached / total if total else None
 
+    def prepare(self, state: str) -> None:
+        """Before a measured row: raw files evicted ("cold"), or read in and synced ("warm")."""
+        if state == "cold":
+            self.drop()
+        else:
+            self.warm()
+            os.sync()
+
     def warm(self) -> None:
         """Read every raw byte once so the next run finds them in RAM."""
         buf = bytearray(COPY_BUFFER)
@@ -370,11 +378,7 @@ def copy_ceiling(raw_files: list[Path], dest: Path, cache: PageCache, state: str
     """Sequential copy of every raw byte to ``dest`` (same disk as the exports), fsync'ed."""
     remove(dest)
     dest.mkdir(parents=True)
-    if state == "cold":
-        cache.drop()
-    else:
-        cache.warm()
-        os.sync()
+    cache.prepare(state)
     resident = cache.resident_fraction()
     buf = bytearray(COPY_BUFFER)
     view = memoryview(buf)
@@ -535,11 +539,7 @@ def run_workflow(fmt: str, raw: Path, workdir: Path, cores: int, cache: PageCach
     cfg.write_text(json.dumps(config, indent=1))  # JSON is YAML
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(run_dir),
            "--cores", str(cores), "--workflow-profile", "none", "--configfile", str(cfg)]
-    if state == "cold":
-        cache.drop()
-    else:
-        cache.warm()
-        os.sync()
+    cache.prepare(state)
     resident = cache.resident_fraction()
     log_file = logs / f"{slug}.log"
     t0 = time.perf_counter()
@@ -612,11 +612,7 @@ def run_inprocess(fmt: str, raw: Path, workdir: Path, cache: PageCache, state: s
            "--format", fmt, "--plane", "all"]
     if chunk_mb is not None:
         cmd += ["--target-chunk-mb", str(chunk_mb)]
-    if state == "cold":
-        cache.drop()
-    else:
-        cache.warm()
-        os.sync()
+    cache.prepare(state)
     log_file = logs / f"inprocess_{fmt}.log"
     t0 = time.perf_counter()
     with open(log_file, "w") as fh:
@@ -693,11 +689,7 @@ def run_reference(python: str, fmt: str, raw: Path, workdir: Path, cache: PageCa
     out = workdir / f"ref_{fmt}"
     remove(out)
     out.mkdir(parents=True)
-    if state == "cold":
-        cache.drop()
-    else:
-        cache.warm()
-        os.sync()
+    cache.prepare(state)
     suffix = " + register_z" if register_z else ""
     log_file = logs / f"reference_{fmt}{'_register_z' if register_z else ''}.log"
     t0 = time.perf_counter()

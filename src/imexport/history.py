@@ -49,7 +49,7 @@ import numpy as np
 from . import __version__
 from .plan import Plan
 from .selection import to_runs
-from .sinks.base import commit_path, temporary_sibling
+from .sinks.base import commit_path, temporary_sibling, write_atomic, write_json_atomic
 from .sinks.hdf5 import read_attrs, write_attrs
 
 log = logging.getLogger(__name__)
@@ -318,21 +318,6 @@ def history_spec(plan: Plan, config: dict[str, Any], records: dict[str, dict[str
 # --------------------------------------------------------------------------- embedding
 
 
-def _write_atomic(path: Path, write) -> None:
-    tmp = temporary_sibling(path)
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-        commit_path(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, value: Any) -> None:
-    _write_atomic(path, lambda fh: fh.write(json.dumps(value, indent=1).encode()))
-
-
 def embed_history(path: Path, fmt: str, history: list[dict[str, Any]]) -> list[Path]:
     """Put ``history`` into one output (each file replaced atomically); the files it rewrote."""
     if fmt == "zarr":
@@ -345,7 +330,7 @@ def embed_history(path: Path, fmt: str, history: list[dict[str, Any]]) -> list[P
         ops_path = path / "ops.npy"
         ops = np.load(ops_path, allow_pickle=True).item()
         ops[HISTORY_KEY] = history
-        _write_atomic(ops_path, lambda fh: np.save(fh, np.array(ops, dtype=object), allow_pickle=True))
+        write_atomic(ops_path, lambda fh: np.save(fh, np.array(ops, dtype=object), allow_pickle=True))
         return [ops_path]
     if fmt == "h5":
         # a copy is edited, then swapped in: a kill mid-way never leaves a damaged master

@@ -28,7 +28,7 @@ import numpy as np
 from . import axial, geometry
 from .plan import Export, Plan, build_plan, formats_of
 from .selection import from_runs
-from .sinks.base import commit_path, temporary_sibling
+from .sinks.base import write_atomic
 from .sources import open_plane_reader
 from .sources.scanimage import SourceInfo
 from .steps import plan_summary
@@ -214,14 +214,6 @@ def _figure(width_in: float, height_in: float):
     return fig
 
 
-def _commit(path: str, write: Callable[[Path], None]) -> None:
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    temporary = temporary_sibling(final)
-    write(temporary)
-    commit_path(temporary, final)
-
-
 def _save_figure(fig, path: str) -> None:
     """PNG of one channel for grey figures (mean images, black text), else a 256-colour palette:
     a third of the bytes of matplotlib's RGBA, which matters with 30 planes."""
@@ -233,7 +225,7 @@ def _save_figure(fig, path: str) -> None:
         image = Image.fromarray(np.ascontiguousarray(rgb[..., 0]))
     else:
         image = Image.fromarray(rgb).quantize(colors=256)
-    _commit(path, lambda tmp: image.save(tmp, format="PNG", optimize=True))
+    write_atomic(Path(path), lambda fh: image.save(fh, format="PNG", optimize=True))
 
 
 def _save_gray_png(image: np.ndarray, mask: np.ndarray, path: str, max_pixels: int) -> None:
@@ -250,7 +242,7 @@ def _save_gray_png(image: np.ndarray, mask: np.ndarray, path: str, max_pixels: i
     grow = PLANE_PNG_MIN_SIDE // max(gray.shape)
     if grow > 1:
         gray = np.repeat(np.repeat(gray, grow, axis=0), grow, axis=1)
-    _commit(path, lambda tmp: Image.fromarray(gray).save(tmp, format="PNG", optimize=True))
+    write_atomic(Path(path), lambda fh: Image.fromarray(gray).save(fh, format="PNG", optimize=True))
 
 
 _STYLE = (
@@ -285,7 +277,7 @@ def _table(header: list[str], rows: list[list[Any]], left: int = 1) -> str:
 def _write_page(path: str, title: str, body: str) -> None:
     head = f"<meta charset=utf-8><title>{html.escape(title)}</title><style>{_STYLE}</style>"
     text = f"<!DOCTYPE html><html><head>{head}</head><body>{body}</body></html>"
-    _commit(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_atomic(Path(path), lambda fh: fh.write(text.encode("utf-8")))
 
 
 # --------------------------------------------------------------------------- figures

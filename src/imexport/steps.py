@@ -17,7 +17,7 @@ import numpy as np
 from .corrections import compute_axial_shifts, estimate_scan_phase, phase_corrector, shift_metadata
 from .plan import Plan
 from .selection import from_runs
-from .sinks.base import commit_path, temporary_sibling
+from .sinks.base import commit_path, temporary_sibling, write_json_atomic
 from .sources import build_index
 from .sources.scanimage import SourceInfo, check_page_index, load_page_index, save_page_index
 from .synthetic import AcquisitionSpec, write_acquisition
@@ -88,9 +88,7 @@ def write_plane(job: dict[str, Any], source_json: str, index_path: str, *, show_
     except OSError as exc:
         raise OSError(_write_failure(Path(job.get("store") or job["output"]), exc)) from exc
     if job["kind"] == "slab":
-        marker = Path(job["output"])
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"z_index": job["z_index"], "plane": job["plane"] + 1}))
+        write_json_atomic(Path(job["output"]), {"z_index": job["z_index"], "plane": job["plane"] + 1})
     return written
 
 
@@ -152,7 +150,7 @@ def scan_phase(tasks: list[dict[str, Any]], source_json: str, index_path: str, o
             info, offsets, plane=task["plane"], roi=task["roi"], color=task["color"],
             frames_runs=task["frames"], options=task["options"],
         )
-        _write_json_atomic(Path(out), record)
+        write_json_atomic(Path(out), record)
         log.info("scan phase of plane %d: %s", task["plane"] + 1, record.get("offset", "per frame"))
 
     if len(tasks) != len(outs):
@@ -172,15 +170,8 @@ def axial_shifts(task: dict[str, Any], source_json: str, index_path: str, out: s
             "axial registration: the step into plane(s) %s peaks at the search limit max_reg_xy=%d; "
             "the true step may be larger (raise axial.max_reg_xy)", record["at_search_limit"], record["params"]["max_reg_xy"],
         )
-    _write_json_atomic(Path(out), record)
+    write_json_atomic(Path(out), record)
     log.info("plane shifts: %s", record["shifts"])
-
-
-def _write_json_atomic(path: Path, value: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_sibling(path)
-    tmp.write_text(json.dumps(value, indent=1))
-    commit_path(tmp, path)
 
 
 def prepare_zarr(export: dict[str, Any], n_frames: int, n_colors: int, n_planes: int, frame_shape, dtype: str, target_chunk_mb: float) -> None:

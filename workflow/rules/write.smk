@@ -31,58 +31,19 @@ rule write_plane_file:
         "../../scripts/write_plane.py"
 
 
-rule write_plane_folder:
-    input:
-        source=SOURCE_JSON,
-        index=PAGE_INDEX,
-        corrections=job_correction_records,
-        record=lambda w: RECORD_OF[w.key],
+# The other plane writers differ from write_plane_file only in what they produce.
+use rule write_plane_file as write_plane_folder with:
     output:
         directory(f"{OUT}/{{key}}"),
     wildcard_constraints:
         key=keys_regex("folder"),
-    params:
-        job=plane_job,
-        debug=RESOLVED["debug"],
-        show_progress=RESOLVED["show_progress"],
-    resources:
-        mem_mb=plane_job_mem_mb,
-        io_slots=1,
-    log:
-        f"{WORK}/logs/write/{{key}}.log",
-    benchmark:
-        f"{WORK}/benchmarks/write/{{key}}.tsv"
-    conda:
-        "../../envs/imexport.yaml"
-    script:
-        "../../scripts/write_plane.py"
 
 
-rule write_plane_intermediate:
-    input:
-        source=SOURCE_JSON,
-        index=PAGE_INDEX,
-        corrections=job_correction_records,
-        record=lambda w: RECORD_OF[w.key],
+use rule write_plane_file as write_plane_intermediate with:
     output:
         temp(f"{OUT}/{{key}}"),
     wildcard_constraints:
         key=keys_regex("intermediate"),
-    params:
-        job=plane_job,
-        debug=RESOLVED["debug"],
-        show_progress=RESOLVED["show_progress"],
-    resources:
-        mem_mb=plane_job_mem_mb,
-        io_slots=1,
-    log:
-        f"{WORK}/logs/write/{{key}}.log",
-    benchmark:
-        f"{WORK}/benchmarks/write/{{key}}.tsv"
-    conda:
-        "../../envs/imexport.yaml"
-    script:
-        "../../scripts/write_plane.py"
 
 
 rule assemble_tiff_volume:
@@ -155,7 +116,7 @@ rule zarr_prepare:
         "../../scripts/zarr_prepare.py"
 
 
-rule write_plane_slab:
+use rule write_plane_file as write_plane_slab with:
     input:
         source=SOURCE_JSON,
         index=PAGE_INDEX,
@@ -166,21 +127,6 @@ rule write_plane_slab:
         temp(f"{OUT}/{{key}}"),
     wildcard_constraints:
         key=keys_regex("slab"),
-    params:
-        job=plane_job,
-        debug=RESOLVED["debug"],
-        show_progress=RESOLVED["show_progress"],
-    resources:
-        mem_mb=plane_job_mem_mb,
-        io_slots=1,
-    log:
-        f"{WORK}/logs/write/{{key}}.log",
-    benchmark:
-        f"{WORK}/benchmarks/write/{{key}}.tsv"
-    conda:
-        "../../envs/imexport.yaml"
-    script:
-        "../../scripts/write_plane.py"
 
 
 rule zarr_finalize:

@@ -8,11 +8,14 @@ a killed job never leaves an output that looks complete.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import numpy as np
 
@@ -72,3 +75,29 @@ def commit_path(temporary: Path, final: Path) -> None:
         shutil.rmtree(old)
     else:
         os.replace(temporary, final)
+
+
+def write_atomic(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write a file through ``write(binary_handle)`` under a temporary name, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = temporary_sibling(path)
+    try:
+        with open(temporary, "wb") as fh:
+            write(fh)
+        commit_path(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    write_atomic(path, lambda fh: fh.write(json.dumps(value, indent=1).encode()))
+
+
+def known_positive(value: Any) -> float | None:
+    """A physical scale (fs, dx, dy, dz) if known: a finite positive number, else None."""
+    if value is None or isinstance(value, bool):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) and value > 0 else None

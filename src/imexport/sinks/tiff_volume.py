@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from imexport.sinks.base import commit_path, remove_path, temporary_sibling
+from imexport.sinks.base import commit_path, known_positive, remove_path, temporary_sibling
 
 PLANE_AXES = "TCYX"
 
@@ -109,20 +109,13 @@ def _imagej_metadata(metadata: dict[str, Any]) -> tuple[dict[str, Any], tuple[fl
     # serialised first so unserialisable metadata fails before any file is written;
     # ASCII-only because tifffile stores ImageJ strings as 7-bit ASCII
     info = {"unit": "um", "Info": json.dumps(metadata, ensure_ascii=True)}
-    dz, fs = _known(metadata.get("dz")), _known(metadata.get("fs"))
-    dx, dy = _known(metadata.get("dx")), _known(metadata.get("dy"))
+    dz, fs = known_positive(metadata.get("dz")), known_positive(metadata.get("fs"))
+    dx, dy = known_positive(metadata.get("dx")), known_positive(metadata.get("dy"))
     if dz:
         info["spacing"] = dz
     if fs:
         info["finterval"] = 1.0 / fs
     return info, (1.0 / dx, 1.0 / dy) if dx and dy else None
-
-
-def _known(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) and value > 0 else None
 
 
 def _write_volume(

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, GzipCodec, ShardingCodec, ZstdCodec
 
-from imexport.sinks.base import PlaneTarget, commit_path, remove_path
+from imexport.sinks.base import PlaneTarget, commit_path, known_positive, remove_path, write_json_atomic
 
 ARRAY_PATH = "0"
 PLANES_DIR = ".imexport_planes"
@@ -227,22 +226,15 @@ def create_store(
 
 def base_scale(metadata: dict[str, Any], names: list[str]) -> tuple[list[float], list[str]]:
     """Level-0 scale per axis (seconds, micrometres) and the axes whose scale is a 1.0 stand-in."""
-    fs = _known(metadata.get("fs"))
+    fs = known_positive(metadata.get("fs"))
     known = {
         "t": 1.0 / fs if fs else None,
         "c": 1.0,
-        "z": _known(metadata.get("dz")),
-        "y": _known(metadata.get("dy")),
-        "x": _known(metadata.get("dx")),
+        "z": known_positive(metadata.get("dz")),
+        "y": known_positive(metadata.get("dy")),
+        "x": known_positive(metadata.get("dx")),
     }
     return [known[n] or 1.0 for n in names], [n for n in names if known[n] is None]
-
-
-def _known(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) and value > 0 else None
 
 
 def _axis(name: str) -> dict[str, str]:
@@ -350,7 +342,7 @@ class ZarrPlaneSink:
             raise RuntimeError(
                 f"plane z={self._target.z_index} got {self._flushed} of {self._n_total} frames"
             )
-        _write_json_atomic(self._marker, self._target.metadata)
+        write_json_atomic(self._marker, self._target.metadata)  # finalize never reads a half-written marker
 
     def abort(self) -> None:
         """Drop the buffer and the plane's marker; the slab stays until a rerun rewrites it."""
@@ -361,14 +353,6 @@ class ZarrPlaneSink:
 
 def plane_marker(store_path: Path, z_index: int) -> Path:
     return Path(store_path) / PLANES_DIR / f"z{z_index:04d}.json"
-
-
-def _write_json_atomic(path: Path, value: Any) -> None:
-    # finalize must never read a half-written marker
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text(json.dumps(value))
-    os.replace(partial, path)
 
 
 # ---------------------------------------------------------------------------------------
