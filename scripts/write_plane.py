@@ -2,4 +2,7 @@
 from imexport.steps import setup_logging, write_plane
 
 setup_logging(snakemake.log[0], snakemake.params.debug)  # noqa: F821 - injected by Snakemake
-write_plane(snakemake.params.job, snakemake.input.source, snakemake.input.index, show_progress=snakemake.params.show_progress)  # noqa: F821
+write_plane(
+    snakemake.params.job, snakemake.input.source, snakemake.input.index,  # noqa: F821
+    show_progress=snakemake.params.show_progress, checksums=snakemake.params.checksums,  # noqa: F821
+)

@@ -11,6 +11,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -106,7 +107,7 @@ def test_the_step_records_software_files_durations_and_parameters(export):
     assert f"{ZARR}/zarr.json" in store_files and not any(".snakemake_timestamp" in f for f in store_files)
     # durations: every rule that ran, from its jobs' benchmark files
     rules = step["durations"]["rules"]
-    expected_jobs = {"index_source": 1, "scan_phase": 1, "axial_shifts": 1, "write_plane_file": 6, "write_plane_folder": 3,
+    expected_jobs = {"index_source": 1, "checksum_inputs": 1, "scan_phase": 1, "axial_shifts": 1, "write_plane_file": 6, "write_plane_folder": 3,
                      "write_plane_slab": 3, "assemble_h5": 1, "zarr_finalize": 1}
     assert {rule: r["jobs"] for rule, r in rules.items()} == expected_jobs
     assert all(job["s"] is not None and job["s"] >= 0 for job in step["durations"]["jobs"])
@@ -141,6 +142,43 @@ def test_manifest_lists_every_file_after_the_history_went_in(export):
     step_files = {f["path"]: f for o in manifest["steps"][-1]["outputs"] for f in o.get("files", [])}
     assert files[f"{PLANES[0]}/ops.npy"]["sha256"] != step_files[f"{PLANES[0]}/ops.npy"]["sha256"]
     assert files[f"{PLANES[0]}/data_raw.bin"] == step_files[f"{PLANES[0]}/data_raw.bin"]
+
+
+def test_writers_and_checksum_inputs_left_the_digests_the_history_job_looked_up(export):
+    raw, out, _, _, _ = export
+    cache = out / ".imexport" / "checksums"
+    entries = {e["path"]: e for e in (json.loads(p.read_text()) for p in cache.glob("*.json") if p.name != "inputs.json")}
+    pixel_files = [
+        *(out / f"{n}.tif" for n in PLANES),
+        *(out / n / "data_raw.bin" for n in PLANES),
+        *(out / "zplane01-03_tp00001-00010_planes" / f"zplane0{z}.h5" for z in (1, 2, 3)),
+        *(p for p in (out / ZARR / "0").rglob("*") if p.is_file() and p.name != "zarr.json"),  # the shards
+    ]
+    assert len(pixel_files) >= 12  # a shard per plane at least
+    for path in [*pixel_files, *raw]:
+        entry = entries[str(path.resolve())]
+        stat = path.stat()
+        assert entry == {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                         "ino": stat.st_ino, "sha256": sha(path)}, path
+    assert json.loads((cache / "inputs.json").read_text())["files"] == [
+        {"path": str(p.resolve()), "size": p.stat().st_size, "sha256": sha(p)} for p in raw
+    ]
+    # the history job read no file the writers had hashed: it hashed only what it rewrote
+    log = (out / ".imexport" / "logs" / "history.log").read_text()
+    looked_up, rewritten = re.findall(r"(\d+) file\(s\): (\d+) digest\(s\) from the cache, (\d+) hashed", log)
+    assert looked_up[0] == looked_up[1] and looked_up[2] == "0", log
+    assert rewritten[1] == "0" and int(rewritten[2]) == len(PLANES) * 2 + 2, log  # ops.npy, sidecars, zarr.json, master
+    # every digest of the manifest is the file's on disk
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    step = manifest["steps"][-1]
+    for entry in step["inputs"]:
+        assert entry["sha256"] == sha(Path(entry["path"]))
+    for entry in manifest["files"]:
+        assert entry["sha256"] == sha(out / entry["path"]), entry["path"]
+    for output in step["outputs"]:  # as the writers left them: the pixel files are still those bytes
+        for entry in output["files"]:
+            if (out / entry["path"]) in pixel_files:
+                assert entry["sha256"] == sha(out / entry["path"]), entry["path"]
 
 
 def test_a_second_run_has_nothing_to_do(export, run_snakemake):

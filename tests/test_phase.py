@@ -233,3 +233,18 @@ def test_numpy_and_cupy_agree(base):
     np.testing.assert_allclose(
         corrected_gpu.astype(int), apply_offset(image, on_cpu, first_row=3), atol=1
     )
+
+
+def test_fft_length_is_the_next_5_smooth_number():
+    from imexport.phase import _smooth_length
+
+    def smooth(n):
+        for factor in (2, 3, 5):
+            while n % factor == 0:
+                n //= factor
+        return n == 1
+
+    for n in range(1, 600):
+        length = _smooth_length(n)
+        assert length >= n and smooth(length)
+        assert not any(smooth(m) for m in range(n, length))

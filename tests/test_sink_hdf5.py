@@ -76,11 +76,35 @@ def test_plane_file_is_bit_exact(tmp_path, dtype):
         dataset = file["mov"]
         assert dataset.dtype == np.dtype(dtype)
         assert dataset.shape == (N_FRAMES, *SHAPE)
-        assert dataset.chunks == (1, *SHAPE)
+        assert dataset.chunks is None  # uncompressed: one contiguous block
         assert dataset.compression is None
         assert np.array_equal(dataset[()], data[:, 0])
         assert read_attrs(file) == target.metadata
     assert temporaries(tmp_path) == []
+
+
+@pytest.mark.parametrize("n_channels", [1, 2])
+def test_large_plane_block_is_aligned_and_exact(tmp_path, n_channels):
+    # big enough for HDF5's alignment (>= 4 KiB) and for several DirectFile staging blocks
+    from imexport.sinks import direct
+
+    shape, n_frames = (96, 80), 40
+    target = make_target(tmp_path / "zplane01.h5", n_channels=n_channels, n_frames=n_frames, shape=shape)
+    data = movie(np.int16, n_channels=n_channels, n_frames=n_frames, shape=shape)
+    original = direct.STAGING_BYTES
+    direct.STAGING_BYTES = 64 * 1024
+    try:
+        sink = H5PlaneSink(target)
+        for part in np.array_split(data, 7):
+            sink.write(part)
+        sink.commit()
+    finally:
+        direct.STAGING_BYTES = original
+    with h5py.File(target.path, "r") as file:
+        dataset = file["mov"]
+        assert dataset.id.get_offset() % 4096 == 0
+        assert np.array_equal(dataset[()], data if n_channels > 1 else data[:, 0])
+        assert read_attrs(file) == target.metadata
 
 
 def test_plane_file_with_two_channels(tmp_path):
@@ -91,7 +115,7 @@ def test_plane_file_with_two_channels(tmp_path):
     write_plane(target, data)
     with h5py.File(target.path, "r") as file:
         assert file["data"].shape == (N_FRAMES, 2, *SHAPE)
-        assert file["data"].chunks == (1, 1, *SHAPE)
+        assert file["data"].chunks is None
         assert np.array_equal(file["data"][()], data)
 
 

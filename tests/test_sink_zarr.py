@@ -192,6 +192,42 @@ def test_unsharded_store(tmp_path):
     np.testing.assert_array_equal(array[:], stored(data))
 
 
+@pytest.mark.parametrize("options", [{}, {"sharded": False}, {"compressor": "zstd"}])
+def test_shard_files_equal_what_zarr_itself_writes(tmp_path, options):
+    # the sink encodes in memory and streams the files itself: same bytes as zarr's LocalStore
+    data = random_data((12, 2, 2, 24, 20), np.int16)
+    ours, theirs = tmp_path / "ours.zarr", tmp_path / "theirs.zarr"
+    for store in (ours, theirs):
+        make_store(store, data, options=options, target_chunk_mb=0.01)
+    for z in range(2):
+        write_plane(ours, data, z, target_chunk_mb=0.01)
+    array = zarr.open_array(str(theirs), path="0", mode="r+")
+    array[:] = data
+    files = [p.relative_to(ours) for p in sorted(ours.rglob("*")) if p.is_file() and "planes" not in str(p)]
+    assert {p for p in files if "/c/" in f"/{p}"} == {
+        p.relative_to(theirs) for p in sorted(theirs.rglob("*")) if p.is_file() and "/c/" in f"/{p.relative_to(theirs)}"
+    }
+    for relative in files:
+        if "/c/" in f"/{relative}":
+            assert (ours / relative).read_bytes() == (theirs / relative).read_bytes(), relative
+
+
+def test_rewritten_plane_of_fill_values_leaves_no_stale_shard(tmp_path):
+    # a rerun of a plane job over a slab written before: shards that are now all fill
+    # value must disappear (zarr stores none), not keep the old pixels
+    data = random_data((10, 1, 2, 16, 16), np.int16)
+    store = tmp_path / "s.zarr"
+    make_store(store, data, target_chunk_mb=0.002)
+    for z in range(2):
+        write_plane(store, data, z, target_chunk_mb=0.002)
+    before = len(shard_files(store))
+    data[:, :, 1] = 0
+    write_plane(store, data, 1, target_chunk_mb=0.002)
+    assert len(shard_files(store)) < before
+    assert all(f.parent.parent.name == "0" for f in shard_files(store))
+    np.testing.assert_array_equal(zarr.open_array(str(store), path="0", mode="r")[:], stored(data))
+
+
 def test_sink_rejects_bad_input(tmp_path):
     data = random_data((6, 1, 1, 8, 8), np.uint16)
     store = tmp_path / "s.zarr"

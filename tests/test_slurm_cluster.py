@@ -166,11 +166,12 @@ def test_harness_runs_snakemake_jobs_through_sbatch(tmp_path):
 
 # Files that legitimately differ between two runs: Snakemake's bookkeeping,
 # timestamped run records (history, manifests), the page index (it records the
-# modification times of the input files, generated anew by each demo run) and
-# per-job logs/benchmarks (wall-clock times, hostnames, SLURM job ids).
+# modification times of the input files, generated anew by each demo run),
+# per-job logs/benchmarks (wall-clock times, hostnames, SLURM job ids) and the
+# digest cache (each entry records its file's mtime and inode).
 def _skip_output(rel: Path) -> bool:
     parts = set(rel.parts)
-    if ".snakemake" in parts or parts & {"logs", "benchmarks"}:
+    if ".snakemake" in parts or parts & {"logs", "benchmarks", "checksums"}:
         return True
     name = rel.name
     return (

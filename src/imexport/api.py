@@ -161,6 +161,7 @@ def _plain(value: Any) -> Any:
 def run_plan(plan: Plan, config: dict[str, Any], progress: Callable[[float, Any], None] | None = None) -> None:
     """Every step of the plan, in the order the workflow's DAG imposes, the overwrite
     check, output records and processing history included."""
+    from .checksums import cache_folder
     from .guard import check_overwrite, planned_records, prepare_outdir, record_text
     from .history import history_spec, record_history
 
@@ -172,6 +173,7 @@ def run_plan(plan: Plan, config: dict[str, Any], progress: Callable[[float, Any]
         Path(record["record"]).write_text(record_text(record) + "\n")
     work = Path(plan.work)
     source_json, index = str(work / "source.json"), str(work / "page_index.npz")
+    checksums = str(cache_folder(work))  # writers hash what they write; record_history looks it up
     steps.index_source(plan.source.to_json(), source_json, index)
     for paths in plan.phase_views().values():
         steps.scan_phase([plan.phase_tasks[p] for p in paths], source_json, index, paths, min(4, os.cpu_count() or 1))
@@ -187,19 +189,19 @@ def run_plan(plan: Plan, config: dict[str, Any], progress: Callable[[float, Any]
             steps.prepare_zarr(spec, frame_shape=plan.source.layout.output_shape(export.roi), **n_layout)
         for key in export.plane_jobs:
             job = plan.jobs[key]
-            steps.write_plane(job, source_json, index)
+            steps.write_plane(job, source_json, index, checksums=checksums)
             done += 1
             if progress is not None:
                 progress(done / total, job["plane"] + 1)
         plane_outputs = plan.plane_outputs(export.key)
         if export.kind == "zarr":
-            steps.finalize_zarr(spec)
+            steps.finalize_zarr(spec, checksums)
             for marker in plane_outputs:
                 Path(marker).unlink()
         elif export.kind == "h5":
-            steps.assemble_h5(spec, plane_outputs, [plan.jobs[k]["metadata"] for k in export.plane_jobs])
+            steps.assemble_h5(spec, plane_outputs, [plan.jobs[k]["metadata"] for k in export.plane_jobs], checksums)
         elif export.kind == "tiff_volume":
-            steps.assemble_tiff_volume(spec, plane_outputs, plan.target_chunk_mb)
+            steps.assemble_tiff_volume(spec, plane_outputs, plan.target_chunk_mb, checksums)
             for intermediate in plane_outputs:
                 Path(intermediate).unlink()
     record_history(history_spec(plan, config, records, {}))

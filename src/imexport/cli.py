@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .history import default_workers
+from .checksums import default_workers
 
 
 def _verify(args: argparse.Namespace) -> int:

@@ -23,8 +23,12 @@ The embedded history is always rebuilt as *input history + this step*, never rea
 from the outputs, so recording it again (the rule reruns when an output was rewritten)
 replaces this export's step instead of adding a second one.
 
-Checksums stream every file through a fixed buffer (bounded memory) on a few threads:
-hashlib releases the GIL while it hashes, so files are hashed in parallel.
+The history job hashes almost nothing itself: the jobs that wrote the outputs hashed
+them, and the ``checksum_inputs`` job the input files, while the other jobs ran; their
+digests wait in the cache ``<work>/checksums/`` (:mod:`imexport.checksums`), valid while
+each file's size, mtime and inode are unchanged. Only what is missing there or changed
+since — the files rewritten to carry the history, the TIFF sidecars — is hashed here, on
+a few threads. The digests are the same either way, so is the manifest.
 """
 
 from __future__ import annotations
@@ -33,12 +37,10 @@ import hashlib
 import importlib.metadata
 import json
 import logging
-import os
 import platform
 import shutil
 import uuid
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,10 @@ import h5py
 import numpy as np
 
 from . import __version__
+from .checksums import (  # noqa: F401 - re-exported
+    CHUNK_BYTES, SNAKEMAKE_TIMESTAMP, adopt_touch, cache_folder, checksum_files, default_workers, files_of, input_files,
+    sha256_file,
+)
 from .plan import Plan
 from .selection import to_runs
 from .sinks.base import commit_path, temporary_sibling, write_atomic, write_json_atomic
@@ -59,8 +65,6 @@ HISTORY_KEY = "processing_history"
 MANIFEST_NAME = "imexport_manifest.json"
 MANIFEST_VERSION = 1
 SIDECAR_SUFFIX = ".history.json"
-SNAKEMAKE_TIMESTAMP = ".snakemake_timestamp"  # snakemake's mark inside directory() outputs
-CHUNK_BYTES = 2**20  # measured: larger buffers fall out of the CPU caches and hash slower
 # A step lists every file of an output up to this many; beyond (an unsharded Zarr store
 # of a long recording has one file per frame and plane) it keeps the count, total size
 # and tree digest only, so the history embedded in every output stays small. The
@@ -69,50 +73,7 @@ MAX_LISTED_FILES = 10_000
 SOFTWARE = ("numpy", "tifffile", "zarr", "h5py", "snakemake")
 
 
-# --------------------------------------------------------------------------- checksums
-
-
-def sha256_file(path: str | Path, chunk_bytes: int = CHUNK_BYTES) -> str:
-    """sha256 of a file, read through one reused buffer: memory stays at ``chunk_bytes``."""
-    digest = hashlib.sha256()
-    buffer = bytearray(chunk_bytes)
-    view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as fh:
-        while n := fh.readinto(buffer):
-            digest.update(view[:n])
-    return digest.hexdigest()
-
-
-def default_workers() -> int:
-    return min(8, os.cpu_count() or 1)
-
-
-def checksum_files(paths: Iterable[str | Path], workers: int | None = None) -> dict[Path, dict[str, Any]]:
-    """``{path: {"size": bytes, "sha256": hex}}``, largest files first on ``workers`` threads."""
-    unique = sorted({Path(p) for p in paths}, key=lambda p: -p.stat().st_size)
-
-    def one(path: Path) -> tuple[Path, dict[str, Any]]:
-        size = path.stat().st_size
-        return path, {"size": size, "sha256": sha256_file(path)}
-
-    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
-        return dict(pool.map(one, unique))
-
-
-def files_of(path: Path) -> list[Path]:
-    """A file, or every file inside a folder (sorted, symlinks not followed), Snakemake's mark excluded."""
-    if not path.is_dir():
-        return [path]
-    found = []
-    for folder, dirs, names in os.walk(path):
-        dirs.sort()
-        found.extend(Path(folder) / n for n in sorted(names) if n != SNAKEMAKE_TIMESTAMP)
-    return found
-
-
-def input_files(source_files: Iterable[str | Path]) -> list[Path]:
-    """Every file of the input: a source may be a folder (a Zarr store, a suite2p folder)."""
-    return [f for path in source_files for f in files_of(Path(path))]
+# --------------------------------------------------------------------------- files
 
 
 def tree_digest(entries: list[dict[str, Any]]) -> str:
@@ -291,10 +252,12 @@ def pixel_parameters(plan: Plan, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def history_spec(plan: Plan, config: dict[str, Any], records: dict[str, dict[str, Any]],
-                 benchmarks: dict[str, list[str]]) -> dict[str, Any]:
+                 benchmarks: dict[str, list[str]], touched: dict[str, str] | None = None) -> dict[str, Any]:
     """What the history job needs (see :func:`record_history`), as plain data.
 
-    ``records``: the planned output records (``guard.planned_records``).
+    ``records``: the planned output records (``guard.planned_records``). ``touched``:
+    output files (relative to outdir) that Snakemake touches after the job writing them
+    → that job's benchmark file (see :func:`imexport.checksums.adopt_touch`).
     """
     products = []
     for export in plan.exports:
@@ -308,6 +271,7 @@ def history_spec(plan: Plan, config: dict[str, Any], records: dict[str, dict[str
         "source_files": list(plan.source.files),
         "products": products,
         "benchmarks": benchmarks,
+        "touched": touched or {},
         "phase_records": sorted(plan.phase_tasks),
         "axial_records": sorted(plan.axial_tasks),
         "parameters": pixel_parameters(plan, config),
@@ -360,12 +324,16 @@ def manifest_path(outdir: str | Path) -> Path:
 
 
 def record_history(spec: dict[str, Any], workers: int | None = None) -> dict[str, Any]:
-    """Hash inputs and outputs, embed the history in every output, write the manifest.
+    """Digest inputs and outputs, embed the history in every output, write the manifest.
+
+    Digests come from the cache in ``work`` (see :mod:`imexport.checksums`) where the
+    writers left them; whatever is not there, or changed since, is hashed.
 
     ``spec`` (built by the workflow from the plan): ``outdir``, ``work``,
     ``source_files``, ``products`` (``output``, ``format``, ``kind``, ``fingerprint``,
-    ``paths`` relative to outdir), ``benchmarks`` (rule → tsv paths),
-    ``phase_records``, ``axial_records``, ``parameters`` and ``config``.
+    ``paths`` relative to outdir), ``benchmarks`` (rule → tsv paths), ``touched``
+    (output file → the benchmark of its job), ``phase_records``, ``axial_records``,
+    ``parameters`` and ``config``.
 
     Order matters to Snakemake: outputs are rewritten first, the TIFF sidecars next and
     the manifest last, so the history rule's outputs are newer than its inputs and the
@@ -374,14 +342,18 @@ def record_history(spec: dict[str, Any], workers: int | None = None) -> dict[str
     outdir = Path(spec["outdir"])
     products = spec["products"]
     output_files = [f for product in products for p in product["paths"] for f in files_of(outdir / p)]
-    digests = checksum_files([*input_files(spec["source_files"]), *output_files], workers)
-    log.info("hashed %d files (%.1f MB)", len(digests), sum(d["size"] for d in digests.values()) / 1e6)
+    cache = cache_folder(spec["work"])
+    for rel, benchmark in spec.get("touched", {}).items():  # Snakemake's touch is no change of content
+        if Path(benchmark).is_file():
+            adopt_touch(outdir / rel, cache, Path(benchmark).stat().st_mtime_ns)
+    digests = checksum_files([*input_files(spec["source_files"]), *output_files], workers, cache)
+    log.info("digests of %d files (%.1f MB)", len(digests), sum(d["size"] for d in digests.values()) / 1e6)
     history = inherited_history(spec["source_files"]) + [build_step(spec, digests)]
 
     rewritten: list[Path] = []
     for product in sorted(products, key=lambda p: p["format"] == "tiff"):  # sidecars last
         rewritten += embed_history(outdir / product["output"], product["format"], history)
-    digests.update(checksum_files(rewritten, workers))
+    digests.update(checksum_files(rewritten, workers, cache))
 
     sidecars = {product["output"]: sidecar_path(product["output"]) for product in products if product["format"] == "tiff"}
     manifest = {

@@ -2,6 +2,10 @@
 
 Each step takes plain values (paths, dicts from the plan) so it runs the same inside a
 Snakemake job and in-process.
+
+A step that writes output files hashes them once they are committed and leaves the
+digests in the cache folder ``checksums`` (``<work>/checksums``, see
+:mod:`imexport.checksums`) when it is given one, so the history job finds them there.
 """
 
 from __future__ import annotations
@@ -9,11 +13,14 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import checksums as digests
+from .checksums import files_of, input_files
 from .corrections import compute_axial_shifts, estimate_scan_phase, phase_corrector, shift_metadata
 from .plan import Plan
 from .selection import from_runs
@@ -70,8 +77,15 @@ def index_source(info_json: str, source_out: str, index_out: str) -> None:
     log.info("%s source: indexed %d pages in %d files", info.kind, sum(len(o) for o in offsets), len(info.files))
 
 
-def write_plane(job: dict[str, Any], source_json: str, index_path: str, *, show_progress: bool = False, progress=None) -> Path:
-    """One plane job. A zarr slab has no file of its own: a marker records its completion."""
+def write_plane(job: dict[str, Any], source_json: str, index_path: str, *, show_progress: bool = False, progress=None,
+                checksums: str | None = None) -> Path:
+    """One plane job. A zarr slab has no file of its own: a marker records its completion.
+
+    With ``checksums`` (a digest cache folder), the files written are hashed into it: the
+    output file or folder, or a slab's chunk files in the temporary store (carried over
+    when the store is finalised). Intermediates (TIFF planes of a volume) are not: they
+    are removed once joined.
+    """
     from .export import export_plane
 
     if progress is None and show_progress:
@@ -89,7 +103,44 @@ def write_plane(job: dict[str, Any], source_json: str, index_path: str, *, show_
         raise OSError(_write_failure(Path(job.get("store") or job["output"]), exc)) from exc
     if job["kind"] == "slab":
         write_json_atomic(Path(job["output"]), {"z_index": job["z_index"], "plane": job["plane"] + 1})
+    if checksums and job["kind"] in ("file", "folder"):
+        remember_files(files_of(Path(job["output"])), checksums)
+    elif checksums and job["kind"] == "slab":
+        remember_files(slab_files(Path(job["store"]), job["z_index"]), checksums)
     return written
+
+
+def remember_files(paths: Iterable[Path], checksums: str | Path) -> int:
+    """Hash files just written into the digest cache ``checksums``; how many."""
+    n = 0
+    for path in paths:
+        digests.remember(path, checksums)
+        n += 1
+    log.info("%d file(s) hashed into %s", n, checksums)
+    return n
+
+
+def slab_files(store: Path, z_index: int) -> list[Path]:
+    """The chunk (or shard) files of one z-slab of a Zarr store's array: what its plane job
+    wrote (all-fill-value chunks have no file). Empty when a chunk spans several planes:
+    then no file belongs to one job, and finalising the store hashes them."""
+    import zarr
+
+    from .sinks.zarr_store import ARRAY_PATH, slab_keys
+
+    array = zarr.open_array(str(store), path=ARRAY_PATH, mode="r")
+    if array.metadata.chunk_grid.chunk_shape[array.ndim - 3] != 1:
+        return []
+    return [path for path in (Path(store) / ARRAY_PATH / key for key in slab_keys(array, z_index)) if path.is_file()]
+
+
+def checksum_inputs(source_files: list[str], checksums: str, out: str, threads: int = 1) -> None:
+    """Hash every input file into the digest cache (files already there and unchanged are
+    not read again); ``out`` lists them with their sizes and digests."""
+    files = input_files(source_files)
+    found = digests.checksum_files(files, max(1, threads), checksums)
+    write_json_atomic(Path(out), {"files": [{"path": str(f.resolve()), **found[f]} for f in files]})
+    log.info("%d input file(s), %.1f MB", len(files), sum(d["size"] for d in found.values()) / 1e6)
 
 
 def _write_failure(target: Path, exc: OSError) -> str:
@@ -185,17 +236,48 @@ def prepare_zarr(export: dict[str, Any], n_frames: int, n_colors: int, n_planes:
     )
 
 
-def finalize_zarr(export: dict[str, Any]) -> None:
+def finalize_zarr(export: dict[str, Any], checksums: str | None = None) -> None:
+    """Finalise the temporary store and move it into place. With ``checksums``, the digests
+    the slab jobs cached move with their (renamed, unchanged) files, and the files finalising
+    added or rewrote (metadata, pyramid levels) are hashed."""
     from .sinks.zarr_store import finalize_store
 
+    store, final = Path(export["store"]), Path(export["path"])
+    carried = _cached_files(store, checksums) if checksums else {}
     options = export["options"]
     finalize_store(
-        Path(export["store"]), Path(export["path"]), pyramid=options.get("pyramid", False),
+        store, final, pyramid=options.get("pyramid", False),
         pyramid_max_layers=options.get("pyramid_max_layers", 4), pyramid_method=options.get("pyramid_method", "mean"),
     )
+    if checksums:
+        moved = hashed = 0
+        for path in files_of(final):
+            stat = path.stat()
+            known = carried.get(str(path.relative_to(final)))
+            if known and known[0] == (stat.st_size, stat.st_mtime_ns, stat.st_ino):
+                digests.remember(path, checksums, sha256=known[1])
+                moved += 1
+            else:
+                digests.remember(path, checksums)
+                hashed += 1
+        for rel in carried:  # their temporary paths are gone
+            digests.forget(store / rel, checksums)
+        log.info("%s: %d digest(s) carried from the slab jobs, %d file(s) hashed", final.name, moved, hashed)
 
 
-def assemble_h5(export: dict[str, Any], plane_files: list[str], plane_metadata: list[dict]) -> None:
+def _cached_files(folder: Path, checksums: str) -> dict[str, tuple[tuple[int, int, int], str]]:
+    """Files of ``folder`` whose cached digest is valid: relative path → ((size, mtime_ns, ino), sha256)."""
+    found = {}
+    for path in files_of(folder):
+        stat = path.stat()
+        cached = digests.cached_digest(path, checksums)
+        if cached is not None:
+            found[str(path.relative_to(folder))] = ((stat.st_size, stat.st_mtime_ns, stat.st_ino), cached["sha256"])
+    return found
+
+
+def assemble_h5(export: dict[str, Any], plane_files: list[str], plane_metadata: list[dict], checksums: str | None = None) -> None:
+    """The HDF5 master over the plane files; with ``checksums``, hashed into that cache."""
     from .sinks.hdf5 import assemble_h5 as assemble
 
     export = _with_corrections(export)
@@ -204,13 +286,19 @@ def assemble_h5(export: dict[str, Any], plane_files: list[str], plane_metadata: 
         dataset_name=export["options"].get("dataset_name", "mov"),
         metadata=export["metadata"], plane_metadata=plane_metadata,
     )
+    if checksums:
+        remember_files([Path(export["path"])], checksums)
 
 
-def assemble_tiff_volume(export: dict[str, Any], plane_files: list[str], target_chunk_mb: float) -> None:
+def assemble_tiff_volume(export: dict[str, Any], plane_files: list[str], target_chunk_mb: float,
+                         checksums: str | None = None) -> None:
+    """One ImageJ hyperstack from the plane TIFFs; with ``checksums``, hashed into that cache."""
     from .sinks.tiff_volume import assemble_volume_tiff
 
     export = _with_corrections(export)
     assemble_volume_tiff(Path(export["path"]), [Path(p) for p in plane_files], metadata=export["metadata"], target_chunk_mb=target_chunk_mb)
+    if checksums:
+        remember_files([Path(export["path"])], checksums)
 
 
 def plan_summary(plan: Plan) -> str:

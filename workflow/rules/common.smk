@@ -6,6 +6,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from imexport.checksums import cache_folder
 from imexport.steps import plan_summary
 from imexport.workflow_plan import plan_for_config
 
@@ -22,6 +23,8 @@ OUT = PLAN.outdir
 WORK = PLAN.work
 SOURCE_JSON = f"{WORK}/source.json"
 PAGE_INDEX = f"{WORK}/page_index.npz"
+# digest cache: writers hash what they wrote into it, the history job looks the digests up
+CHECKSUMS = str(cache_folder(WORK))
 CHUNK_MB = float(RESOLVED["target_chunk_mb"])
 
 

@@ -18,6 +18,7 @@ rule write_plane_file:
         job=plane_job,
         debug=RESOLVED["debug"],
         show_progress=RESOLVED["show_progress"],
+        checksums=CHECKSUMS,
     resources:
         mem_mb=plane_job_mem_mb,
         io_slots=1,
@@ -58,6 +59,7 @@ rule assemble_tiff_volume:
     params:
         export=export_spec,
         target_chunk_mb=CHUNK_MB,
+        checksums=CHECKSUMS,
     resources:
         mem_mb=plane_job_mem_mb,
     log:
@@ -82,6 +84,7 @@ rule assemble_h5:
     params:
         export=export_spec,
         plane_metadata=export_plane_metadata,
+        checksums=CHECKSUMS,
     log:
         f"{WORK}/logs/assemble/{{key}}.log",
     benchmark:
@@ -139,6 +142,7 @@ rule zarr_finalize:
         key=exports_regex("zarr"),
     params:
         export=export_spec,
+        checksums=CHECKSUMS,
     resources:
         mem_mb=plane_job_mem_mb,
     log:

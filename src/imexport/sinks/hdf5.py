@@ -22,6 +22,7 @@ import h5py
 import numpy as np
 
 from imexport.sinks.base import PlaneTarget, commit_path, remove_path, temporary_sibling
+from imexport.sinks.direct import ALIGN, DirectFile
 
 NONE_KEYS = "_none_keys"
 JSON_KEYS = "_json_keys"
@@ -182,8 +183,14 @@ class H5PlaneSink:
     """Streams one plane into its own HDF5 file (``target.path``).
 
     The dataset (``options["dataset_name"]``, default "mov") is ``(T, Y, X)`` for one
-    channel or ``(T, C, Y, X)`` for several, in ``target.dtype``, chunked one frame
-    (one channel) at a time. ``target.metadata`` goes to the root attributes.
+    channel or ``(T, C, Y, X)`` for several, in ``target.dtype``. ``target.metadata``
+    goes to the root attributes.
+
+    Uncompressed (the default), the dataset is contiguous: HDF5 lays the file out and
+    allocates the pixel block (4 KiB aligned, never filled), and the frames are then
+    streamed into that block with :class:`DirectFile`, i.e. at the disk's direct-write
+    rate instead of through HDF5's buffered writes. Compressed, it is chunked one frame
+    (one channel) at a time and written through h5py.
     """
 
     def __init__(self, target: PlaneTarget):
@@ -194,26 +201,50 @@ class H5PlaneSink:
         self.temporary = temporary_sibling(self.final)
         self.final.parent.mkdir(parents=True, exist_ok=True)
         remove_path(self.temporary)  # leftover of a killed job that had this pid
-        self.file = h5py.File(self.temporary, "w")
         self.n_written = 0
+        self.file: h5py.File | None = None
+        self.pixels: DirectFile | None = None
         try:
-            self.dataset = self.file.create_dataset(
-                target.options.get("dataset_name", "mov"),
-                shape=shape,
-                dtype=target.dtype,
-                chunks=(1,) * (len(shape) - 2) + tuple(target.frame_shape),
-                **filters,
-            )
-            write_attrs(self.file, target.metadata)
+            if filters["compression"] is None:
+                offset = self._lay_out_contiguous(shape)
+                self.pixels = DirectFile(self.temporary, offset=offset, truncate=False, head_bytes=0)
+            else:
+                self.file = h5py.File(self.temporary, "w")
+                self.dataset = self.file.create_dataset(
+                    target.options.get("dataset_name", "mov"),
+                    shape=shape,
+                    dtype=target.dtype,
+                    chunks=(1,) * (len(shape) - 2) + tuple(target.frame_shape),
+                    **filters,
+                )
+                write_attrs(self.file, target.metadata)
         except BaseException:
             self.abort()
             raise
 
+    def _lay_out_contiguous(self, shape: tuple[int, ...]) -> int:
+        """Create the file with its dataset allocated but unwritten; the pixel block's offset."""
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+        dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+        with h5py.File(self.temporary, "w", alignment_threshold=ALIGN, alignment_interval=ALIGN) as file:
+            dataset = file.create_dataset(
+                self.target.options.get("dataset_name", "mov"), shape=shape, dtype=self.target.dtype, dcpl=dcpl
+            )
+            write_attrs(file, self.target.metadata)
+            offset = dataset.id.get_offset()
+        if offset is None:
+            raise RuntimeError(f"{self.final}: HDF5 did not allocate the dataset")
+        return int(offset)
+
     def write(self, chunk: np.ndarray) -> None:
         self._check_chunk(chunk)
-        frames = chunk if self.target.n_channels > 1 else chunk[:, 0]
         stop = self.n_written + chunk.shape[0]
-        self.dataset[self.n_written : stop] = frames
+        if self.pixels is not None:
+            # (n, C, Y, X) in C order is exactly the bytes of frames n of (T, [C,] Y, X)
+            self.pixels.write(np.ascontiguousarray(chunk))
+        else:
+            self.dataset[self.n_written : stop] = chunk if self.target.n_channels > 1 else chunk[:, 0]
         self.n_written = stop
 
     def commit(self) -> None:
@@ -223,11 +254,17 @@ class H5PlaneSink:
                 f"{self.final}: {self.n_written} frames written, "
                 f"{self.target.n_frames} announced"
             )
-        self.file.close()
+        if self.pixels is not None:
+            self.pixels.close()
+        if self.file is not None:
+            self.file.close()
         commit_path(self.temporary, self.final)
 
     def abort(self) -> None:
-        self.file.close()
+        if self.pixels is not None:
+            self.pixels.abort()
+        if self.file is not None:
+            self.file.close()
         remove_path(self.temporary)
 
     def _check_chunk(self, chunk: np.ndarray) -> None:

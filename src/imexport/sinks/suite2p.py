@@ -8,11 +8,12 @@ so an overwrite never mixes files or ops keys from an older export.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
 from imexport.sinks.base import PlaneTarget, commit_path, remove_path, temporary_sibling
+from imexport.sinks.direct import DirectFile
 
 DEFAULT_OUTPUT_NAME = "data_raw.bin"
 CHAN2_NAME = "data_chan2.bin"
@@ -145,7 +146,8 @@ class Suite2pPlaneSink:
         self.temporary = temporary_sibling(self.final)
         remove_path(self.temporary)  # leftover of a killed job that had this pid
         self.temporary.mkdir(parents=True)
-        self.files: list[BinaryIO] = [open(self.temporary / name, "wb") for name in self.names]
+        # nothing is ever patched in a binary: no head kept back, every block goes out direct
+        self.files = [DirectFile(self.temporary / name, head_bytes=0) for name in self.names]
         self.n_written = 0
 
     def write(self, chunk: np.ndarray) -> None:
@@ -168,7 +170,8 @@ class Suite2pPlaneSink:
         commit_path(self.temporary, self.final)
 
     def abort(self) -> None:
-        self._close_files()
+        for handle in self.files:
+            handle.abort()
         remove_path(self.temporary)
 
     def _check_chunk(self, chunk: np.ndarray) -> None:

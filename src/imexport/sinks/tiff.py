@@ -17,6 +17,7 @@ import numpy as np
 import tifffile
 
 from .base import PlaneTarget, commit_path, remove_path, temporary_sibling
+from .direct import DirectFile
 
 _QUEUE_CHUNKS = 2
 # BigTIFF + ImageJ is what we choose (Fiji/Bio-Formats and tifffile read it; config
@@ -48,6 +49,7 @@ class TiffPlaneSink:
         self.frames_written = 0
         self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE_CHUNKS)
         self._error: BaseException | None = None
+        self._complete = False  # set by the writer thread only once the file is whole
         self._thread = threading.Thread(target=self._run, name=f"tiff-writer-{target.path.name}", daemon=True)
         self._thread.start()
 
@@ -66,11 +68,20 @@ class TiffPlaneSink:
         axes = "TCYX" if t.n_channels > 1 else "TYX"
         shape = (t.n_frames, t.n_channels, *t.frame_shape) if t.n_channels > 1 else (t.n_frames, *t.frame_shape)
         metadata, resolution = imagej_metadata(t.metadata, axes)
+        # tifffile writes the pixel data first and the header + first IFD last: DirectFile
+        # keeps its head in memory, so the pixels stream out past the page cache
+        out = DirectFile(self.temporary)
         try:
-            with tifffile.TiffWriter(self.temporary, bigtiff=bool(t.options.get("bigtiff", True)), imagej=True) as tw:
+            with tifffile.TiffWriter(out, bigtiff=bool(t.options.get("bigtiff", True)), imagej=True) as tw:
                 tw.write(self._pages(), shape=shape, dtype=t.dtype, resolution=resolution, metadata=metadata)
+            out.close()
+            self._complete = True
         except BaseException as exc:  # handed to the producer thread, which re-raises it
             self._error = exc
+            try:
+                out.abort()
+            except OSError:
+                pass  # the temporary is removed by the producer anyway
             while True:  # unblock a producer waiting on a full queue
                 try:
                     self._queue.get_nowait()
@@ -103,9 +114,9 @@ class TiffPlaneSink:
             raise ValueError(f"{self.target.path}: {self.frames_written} frames written, {self.target.n_frames} announced")
         self._put(_DONE)
         self._thread.join()
-        if self._error is not None:
+        if self._error is not None or not self._complete:
             remove_path(self.temporary)
-            raise self._error
+            raise self._error or RuntimeError(f"TIFF writer for {self.target.path} stopped before finishing the file")
         commit_path(self.temporary, self.target.path)
 
     def abort(self) -> None:

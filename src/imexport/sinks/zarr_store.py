@@ -14,6 +14,7 @@ whole shards, so no job merges its data into a file another job could be writing
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import numbers
@@ -24,8 +25,11 @@ from typing import Any
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, GzipCodec, ShardingCodec, ZstdCodec
+from zarr.core.buffer import default_buffer_prototype
+from zarr.storage import MemoryStore
 
 from imexport.sinks.base import PlaneTarget, commit_path, known_positive, remove_path, write_json_atomic
+from imexport.sinks.direct import DirectFile
 
 ARRAY_PATH = "0"
 PLANES_DIR = ".imexport_planes"
@@ -276,6 +280,12 @@ class ZarrPlaneSink:
         self._filled = 0
         self._flushed = 0
         self.written_t_ranges: list[tuple[int, int]] = []
+        # The same array, held in memory: zarr encodes each block there (shard index,
+        # codecs) and the encoded files are then streamed to disk with DirectFile.
+        self._encoded: dict[str, Any] = {}
+        metadata = (self._store_path / ARRAY_PATH / "zarr.json").read_bytes()
+        self._encoded["zarr.json"] = default_buffer_prototype().buffer.from_bytes(metadata)
+        self._encoder = zarr.open_array(MemoryStore(self._encoded), mode="r+")
 
     @property
     def _n_total(self) -> int:
@@ -328,9 +338,18 @@ class ZarrPlaneSink:
         start, stop = self._flushed, self._flushed + self._filled
         block = self._buffer[: self._filled]
         if self._array.ndim == 5:
-            self._array[start:stop, :, self._target.z_index] = block
+            self._encoder[start:stop, :, self._target.z_index] = block
         else:
-            self._array[start:stop, self._target.z_index] = block[:, 0]
+            self._encoder[start:stop, self._target.z_index] = block[:, 0]
+        for key in slab_keys(self._encoder, self._target.z_index, start, stop):
+            path = self._store_path / ARRAY_PATH / key
+            encoded = self._encoded.pop(key, None)
+            if encoded is None:  # all fill value: zarr stores no file, as LocalStore would
+                remove_path(path)
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with DirectFile(path, head_bytes=0) as out:
+                out.write(encoded.as_numpy_array())
         self.written_t_ranges.append((start, stop))
         self._flushed, self._filled = stop, 0
 
@@ -349,6 +368,25 @@ class ZarrPlaneSink:
         self._buffer = None
         self._filled = 0
         remove_path(self._marker)
+
+
+def slab_keys(array: zarr.Array, z_index: int, start: int = 0, stop: int | None = None) -> Iterator[str]:
+    """Store keys of the files (shards, or chunks if unsharded) holding frames ``start:stop``
+    of plane ``z_index`` of ``array`` (axes T[, C], Z, Y, X)."""
+    metadata = array.metadata
+    grid = metadata.chunk_grid.chunk_shape  # the stored files' grid: shards when sharded
+    stop = array.shape[0] if stop is None else stop
+    z_axis = array.ndim - 3
+    ranges: list[Any] = []
+    for axis, (size, extent) in enumerate(zip(array.shape, grid)):
+        if axis == 0:
+            ranges.append(range(start // extent, -(-stop // extent)))
+        elif axis == z_axis:
+            ranges.append([z_index // extent])
+        else:
+            ranges.append(range(-(-size // extent)))
+    for coords in itertools.product(*ranges):
+        yield metadata.encode_chunk_key(coords)
 
 
 def plane_marker(store_path: Path, z_index: int) -> Path:
