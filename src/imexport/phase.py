@@ -2,7 +2,7 @@
 
 In a bidirectional resonant scan every other line is acquired while the mirror sweeps
 backwards, so those lines land displaced along X relative to the forward lines. The
-displacement is estimated by phase-correlating each even row with the odd row below it
+displacement is estimated by cross-correlating each even row with the odd row below it
 and is corrected by shifting the odd rows.
 
 Conventions
@@ -32,8 +32,6 @@ import numpy as np
 from .backend import to_numpy
 
 REDUCE_METHODS = ("mean", "max", "std", "mean-sub")
-# Keeps the unit-magnitude normalisation finite where a frequency carries no power.
-_SPECTRUM_EPS = 1e-5
 
 _REDUCERS = {
     "mean": lambda frames: frames.mean(axis=0, dtype=np.float64),
@@ -79,17 +77,21 @@ def estimate_offset(
         if width is not None and even.shape[1] != width:
             raise ValueError("all strips of one phase estimate must have the same width")
         width = even.shape[1]
-        cross = (_unit_rfft(even, xp) * xp.conj(_unit_rfft(odd, xp))).sum(axis=0)
+        cross = (_row_spectra(even, xp) * xp.conj(_row_spectra(odd, xp))).sum(axis=0)
         cross_sum = cross if cross_sum is None else cross_sum + cross
         n_rows += even.shape[0]
     if n_rows == 0:
         raise ValueError(f"image too small for the phase border {crop} (top, bottom, left, right)")
-    cross_mean = cross_sum / n_rows
-    correlation = xp.fft.fftshift(xp.fft.irfft(cross_mean, n=width))
+    cross_mean = to_numpy(cross_sum / n_rows)
+    taper = np.abs(np.fft.rfft(_taper(width, np))) ** 2
+    # Both rows are multiplied by the same taper, so the correlation is the content's
+    # times the taper's own autocorrelation, which leans every peak towards lag 0;
+    # dividing by it removes that lean.
+    correlation = np.fft.fftshift(np.fft.irfft(cross_mean, n=width) / np.fft.irfft(taper, n=width))
     # even * conj(odd) peaks at minus the displacement of the odd rows, which is exactly
     # the shift that undoes it, so the lag needs no sign flip.
-    lag = _peak_lag(to_numpy(correlation), max_offset)
-    return _refine_lag(to_numpy(cross_mean), width, lag, max_offset) if use_fft else lag
+    lag = _peak_lag(correlation, max_offset)
+    return _refine_lag(cross_mean, taper, width, lag, max_offset) if use_fft else lag
 
 
 def apply_offset(
@@ -177,16 +179,41 @@ def _cropped_row_pairs(image: Any, first_row: int, crop: tuple[int, int, int, in
     return even[:n_pairs][rows, cols], odd[:n_pairs][rows, cols]
 
 
-def _unit_rfft(rows: Any, xp: ModuleType) -> Any:
-    """Row spectra scaled to unit magnitude, so the correlation depends on phase only.
+def _row_spectra(rows: Any, xp: ModuleType) -> Any:
+    """Row spectra for the cross-correlation, deliberately *not* whitened.
 
-    Rows are mean-removed and Hann-tapered first: otherwise the jump between a row's two
-    ends (which does not move with the content) is a broadband feature at lag 0 that
-    drags small offsets towards 0 (a 1 px displacement measured as 0.2 px).
+    Rows are mean-removed and tapered (:func:`_taper`): otherwise the jump between a row's two ends
+    (which does not move with the content) is a broadband feature at lag 0 that drags
+    small offsets towards 0 (a 1 px displacement measured as 0.2 px).
+
+    Whitening (dividing by the magnitude, i.e. phase correlation) gives every frequency
+    the same weight, so the noise-only high frequencies drown the image's: on the
+    synthetic LBM planes it misread a true offset of 0 / 0.3 / 1.0 px with an rms error of
+    0.23-0.29 px over a 40-frame window and 0.42 px over 2 frames, against 0.007-0.015 px
+    for the plain cross-power used here.
     """
-    rows = (rows - rows.mean(axis=-1, keepdims=True)) * xp.hanning(rows.shape[-1])
-    spectrum = xp.fft.rfft(rows, axis=-1)
-    return spectrum / (xp.abs(spectrum) + _SPECTRUM_EPS)
+    rows = (rows - rows.mean(axis=-1, keepdims=True)) * _taper(rows.shape[-1], xp)
+    return xp.fft.rfft(rows, axis=-1)
+
+
+_TAPER_FRACTION = 0.1
+
+
+def _taper(width: int, xp: ModuleType) -> Any:
+    """A Tukey window: flat, with cosine ramps over ``_TAPER_FRACTION`` of the line.
+
+    The ramps only have to hide the jump between a line's two ends. A full Hann window
+    also weights the middle of the line, and its autocorrelation then bends the peak
+    even after the division in :func:`estimate_offset` (1 px read as 0.89 px on the 58 px
+    rows of the demo, against 1.00 px with this window; both within 0.01 px on 218 px rows).
+    """
+    ramp = int(_TAPER_FRACTION * (width - 1) / 2)
+    window = np.ones(width)
+    if ramp > 0:
+        rise = 0.5 * (1 - np.cos(np.pi * np.arange(ramp) / ramp))
+        window[:ramp] = rise
+        window[width - ramp :] = rise[::-1]
+    return xp.asarray(window)
 
 
 def _peak_lag(correlation: np.ndarray, max_offset: int) -> float:
@@ -200,22 +227,27 @@ def _peak_lag(correlation: np.ndarray, max_offset: int) -> float:
 _REFINE_STEP = 0.01
 
 
-def _refine_lag(cross: np.ndarray, width: int, lag: float, max_offset: int) -> float:
-    """Sub-pixel lag: the correlation evaluated on a fine grid of fractional lags.
+def _refine_lag(cross: np.ndarray, taper: np.ndarray, width: int, lag: float, max_offset: int) -> float:
+    """Sub-pixel lag: the taper-corrected correlation evaluated on a fine grid of fractional lags.
 
-    The inverse real DFT of the averaged cross-power is summed directly at lags
-    ``lag ± 1`` in steps of 0.01 px (a parabola through three samples is biased by up to
-    0.2 px on phase-only peaks; this is not).
+    The inverse real DFTs of the averaged cross-power and of the taper's power are summed
+    directly at lags ``lag ± 1`` in steps of 0.01 px (a parabola through three samples is
+    biased by up to 0.2 px on sharp correlation peaks; this is not).
     """
-    k = np.arange(cross.size)
-    weight = np.full(cross.size, 2.0)
+    low, high = max(lag - 1.0, -max_offset), min(lag + 1.0, max_offset)
+    lags = np.arange(low, high + _REFINE_STEP / 2, _REFINE_STEP)
+    values = _correlation_at(cross, width, lags) / _correlation_at(taper, width, lags)
+    return float(np.round(lags[int(np.argmax(values))], 2))
+
+
+def _correlation_at(spectrum: np.ndarray, width: int, lags: np.ndarray) -> np.ndarray:
+    """The inverse real DFT of a half spectrum, at fractional ``lags``."""
+    k = np.arange(spectrum.size)
+    weight = np.full(spectrum.size, 2.0)
     weight[0] = 1.0
     if width % 2 == 0:
         weight[-1] = 1.0  # the Nyquist term appears once in a real signal
-    low, high = max(lag - 1.0, -max_offset), min(lag + 1.0, max_offset)
-    lags = np.arange(low, high + _REFINE_STEP / 2, _REFINE_STEP)
-    values = (np.exp(2j * np.pi * np.outer(lags, k) / width) @ (weight * cross)).real
-    return float(np.round(lags[int(np.argmax(values))], 2))
+    return (np.exp(2j * np.pi * np.outer(lags, k) / width) @ (weight * spectrum)).real
 
 
 def _whole_pixel_shift_rows(rows: Any, shift: int, xp: ModuleType) -> Any:
