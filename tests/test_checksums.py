@@ -25,6 +25,8 @@ def test_digest_equals_hashlib_whatever_the_chunk(tmp_path):
         assert sha256_file(path, chunk_bytes=chunk) == sha(path)
     empty = write(tmp_path / "empty", b"")
     assert sha256_file(empty) == hashlib.sha256(b"").hexdigest()
+    # one path listed twice is one file, hashed once
+    assert checksum_files([path, path], workers=2) == {path: {"size": 5 * 4096 + 3, "sha256": sha(path)}}
 
 
 def test_remember_stores_one_entry_named_after_the_resolved_path(tmp_path):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -26,11 +25,9 @@ import zarr
 from imexport.history import (
     HISTORY_KEY,
     MANIFEST_NAME,
-    checksum_files,
     embed_history,
     inherited_history,
     read_history,
-    sha256_file,
     sidecar_path,
 )
 from imexport.sinks.hdf5 import read_attrs
@@ -239,15 +236,6 @@ def test_history_accumulates_over_a_reexport_and_a_rerun_replaces_this_step(expo
 
 
 # --------------------------------------------------------------------------- units
-
-
-def test_streamed_checksum_equals_hashlib_whatever_the_chunk(tmp_path):
-    path = tmp_path / "blob"
-    path.write_bytes(os.urandom(3 * 1000 + 7))
-    expected = hashlib.sha256(path.read_bytes()).hexdigest()
-    for chunk in (1, 1000, 2**20):
-        assert sha256_file(path, chunk_bytes=chunk) == expected
-    assert checksum_files([path, path], workers=2) == {path: {"size": 3007, "sha256": expected}}
 
 
 def test_inherited_history_keeps_order_and_counts_shared_steps_once(tmp_path):

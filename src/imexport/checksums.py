@@ -107,16 +107,11 @@ def remember(path: str | Path, cache_dir: str | Path, sha256: str | None = None)
 
 def cached_digest(path: str | Path, cache_dir: str | Path) -> dict[str, Any] | None:
     """``{"size", "sha256"}`` from the cache while the file is as it was hashed, else None."""
-    path = Path(path).resolve()
-    try:
-        entry = json.loads(entry_path(path, cache_dir).read_text())
-        now = _identity(os.stat(path))
-        recorded = {key: entry[key] for key in now}
-        valid = entry["path"] == str(path) and recorded == now
-        sha256 = entry["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):  # no entry, no file, or an entry of no use
+    found = _entry_of(path, cache_dir)
+    if found is None:
         return None
-    return {"size": now["size"], "sha256": sha256} if valid else None
+    entry, now = found
+    return {"size": now["size"], "sha256": entry["sha256"]} if {k: entry[k] for k in now} == now else None
 
 
 def adopt_touch(path: str | Path, cache_dir: str | Path, touched_by_ns: int) -> bool:
@@ -129,21 +124,31 @@ def adopt_touch(path: str | Path, cache_dir: str | Path, touched_by_ns: int) -> 
     file changed after the touch, or in any other way, keeps its stale entry (False) and
     is hashed again by whoever asks.
     """
+    found = _entry_of(path, cache_dir)
+    if found is None:
+        return False
+    entry, now = found
+    if (entry["size"], entry["ino"]) != (now["size"], now["ino"]):
+        return False
+    if entry["mtime_ns"] == now["mtime_ns"]:
+        return True
+    if not entry["mtime_ns"] < now["mtime_ns"] <= touched_by_ns:
+        return False
+    remember(path, cache_dir, sha256=entry["sha256"])
+    return True
+
+
+def _entry_of(path: str | Path, cache_dir: str | Path) -> tuple[dict[str, Any], dict[str, int]] | None:
+    """The cache entry recorded for ``path`` and the file's identity now, or None when
+    there is no file, no entry, or an entry of no use (damaged, or for another path)."""
     path = Path(path).resolve()
     try:
         entry = json.loads(entry_path(path, cache_dir).read_text())
         now = _identity(os.stat(path))
-        same_file = entry["path"] == str(path) and (entry["size"], entry["ino"]) == (now["size"], now["ino"])
-        touched = entry["mtime_ns"] < now["mtime_ns"] <= touched_by_ns
-        sha256 = entry["sha256"]
+        usable = entry["path"] == str(path) and all(isinstance(entry[k], int) for k in now) and isinstance(entry["sha256"], str)
     except (OSError, ValueError, KeyError, TypeError):
-        return False
-    if same_file and entry["mtime_ns"] == now["mtime_ns"]:
-        return True
-    if not (same_file and touched):
-        return False
-    remember(path, cache_dir, sha256=sha256)
-    return True
+        return None
+    return (entry, now) if usable else None
 
 
 def forget(path: str | Path, cache_dir: str | Path) -> None:

@@ -49,10 +49,7 @@ import h5py
 import numpy as np
 
 from . import __version__
-from .checksums import (  # noqa: F401 - re-exported
-    CHUNK_BYTES, SNAKEMAKE_TIMESTAMP, adopt_touch, cache_folder, checksum_files, default_workers, files_of, input_files,
-    sha256_file,
-)
+from .checksums import adopt_touch, cache_folder, checksum_files, files_of, input_files
 from .plan import Plan
 from .selection import to_runs
 from .sinks.base import commit_path, temporary_sibling, write_atomic, write_json_atomic

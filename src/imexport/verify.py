@@ -20,7 +20,8 @@ import tifffile
 import zarr
 
 from .checksums import checksum_files
-from .history import MANIFEST_NAME, files_of
+from .checksums import files_of
+from .history import MANIFEST_NAME
 
 
 def _read_tiff(path: Path, output: dict[str, Any]) -> None:
