@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
+import subprocess
+import sys
+import textwrap
 import tracemalloc
 from pathlib import Path
 
@@ -12,16 +15,17 @@ import numpy as np
 import pytest
 import zarr
 from ome_zarr_models.v05 import Image
+from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec
 
 from imexport.sinks.base import PlaneTarget
+from imexport.sinks.zarr_plane import PLANES_DIR, ZarrPlaneSink, plane_marker
+from imexport.sinks.zarr_shards import FrameShards
+from imexport.steps import slab_files
 from imexport.sinks.zarr_store import (
     COMPRESSORS,
     DEFAULT_LEVELS,
-    PLANES_DIR,
-    ZarrPlaneSink,
     create_store,
     finalize_store,
-    plane_marker,
     zarr_layout,
 )
 
@@ -192,6 +196,27 @@ def test_unsharded_store(tmp_path):
     np.testing.assert_array_equal(array[:], stored(data))
 
 
+def zarr_json(store):
+    return json.loads((Path(store) / "0" / "zarr.json").read_text())
+
+
+def array_files(store):
+    """Every file of array "0" but its metadata: relative path -> bytes."""
+    folder = Path(store) / "0"
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "zarr.json"
+    }
+
+
+def assert_same_files(ours, theirs):
+    ours, theirs = array_files(ours), array_files(theirs)
+    assert sorted(ours) == sorted(theirs)
+    for relative in ours:
+        assert ours[relative] == theirs[relative], relative
+
+
 @pytest.mark.parametrize("options", [{}, {"sharded": False}, {"compressor": "zstd"}])
 def test_shard_files_equal_what_zarr_itself_writes(tmp_path, options):
     # the sink encodes in memory and streams the files itself: same bytes as zarr's LocalStore
@@ -199,17 +224,129 @@ def test_shard_files_equal_what_zarr_itself_writes(tmp_path, options):
     ours, theirs = tmp_path / "ours.zarr", tmp_path / "theirs.zarr"
     for store in (ours, theirs):
         make_store(store, data, options=options, target_chunk_mb=0.01)
+    # only the default layout is encoded without zarr
+    assert (FrameShards.from_metadata(zarr_json(ours)) is not None) == (options == {})
     for z in range(2):
         write_plane(ours, data, z, target_chunk_mb=0.01)
-    array = zarr.open_array(str(theirs), path="0", mode="r+")
-    array[:] = data
-    files = [p.relative_to(ours) for p in sorted(ours.rglob("*")) if p.is_file() and "planes" not in str(p)]
-    assert {p for p in files if "/c/" in f"/{p}"} == {
-        p.relative_to(theirs) for p in sorted(theirs.rglob("*")) if p.is_file() and "/c/" in f"/{p.relative_to(theirs)}"
-    }
-    for relative in files:
-        if "/c/" in f"/{relative}":
-            assert (ours / relative).read_bytes() == (theirs / relative).read_bytes(), relative
+    zarr.open_array(str(theirs), path="0", mode="r+")[:] = data
+    assert_same_files(ours, theirs)
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.uint16, np.float32])
+@pytest.mark.parametrize("n_channels", [1, 2])
+@pytest.mark.parametrize("byte_order", ["<", ">"])
+def test_frame_shards_equal_what_zarr_itself_writes(tmp_path, dtype, n_channels, byte_order):
+    n_frames, shard_t, frame = 11, 3, (24, 20)  # the last shard holds 2 frames of 3
+    data = random_data((n_frames, n_channels, 2, *frame), dtype)
+    data[4] = 0  # a frame of fill value in the middle of a shard, in every plane
+    data[3:6, :, 1] = 0  # plane 1's whole second shard: no file
+    if np.issubdtype(dtype, np.floating):
+        data[7, :, 0] = -0.0  # zarr compares a zero fill value bit for bit: this is data
+    ours, theirs = tmp_path / "ours.zarr", tmp_path / "theirs.zarr"
+    target_mb = shard_t * frame[0] * frame[1] * np.dtype(dtype).itemsize / 2**20
+    for store in (ours, theirs):
+        assert make_store(store, data, target_chunk_mb=target_mb)["shard_t"] == shard_t
+    assert FrameShards.from_metadata(zarr_json(ours)) is not None
+    # a file left by an earlier run where plane 1 now has a shard of fill value only
+    stale = ours / "0" / "c" / "1" / ("0/1" if n_channels > 1 else "1") / "0" / "0"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old pixels")
+    incoming = data.astype(np.dtype(dtype).newbyteorder(byte_order))
+    for z in range(2):
+        sink = ZarrPlaneSink(ours, plane_target(ours, data, z), target_mb)
+        for start in range(0, n_frames, 4):
+            sink.write(incoming[start : start + 4, :, z])
+        sink.commit()
+    zarr.open_array(str(theirs), path="0", mode="r+")[:] = stored(data)
+    assert not stale.exists()
+    assert_same_files(ours, theirs)
+    np.testing.assert_array_equal(zarr.open_array(str(ours), path="0", mode="r")[:], stored(data))
+
+
+@pytest.mark.parametrize(
+    ("endian", "separator", "dtype", "fill_value"),
+    [("big", "/", np.int16, 0), ("little", ".", np.int16, 7), ("big", "/", np.float32, 0.1)],
+)
+def test_frame_shards_honour_byte_order_key_separator_and_fill_value(tmp_path, endian, separator, dtype, fill_value):
+    data = random_data((7, 1, 2, 10, 8), dtype)
+    data[1] = fill_value
+    data[3:6, :, 0] = fill_value
+    ours, theirs = tmp_path / "ours.zarr", tmp_path / "theirs.zarr"
+    for store in (ours, theirs):
+        zarr.create_group(str(store), zarr_format=3).create_array(
+            "0",
+            shape=(7, 2, 10, 8),
+            dtype=dtype,
+            chunks=(3, 1, 10, 8),
+            serializer=ShardingCodec(
+                chunk_shape=(1, 1, 10, 8),
+                codecs=[BytesCodec(endian=endian)],
+                index_codecs=[BytesCodec(), Crc32cCodec()],
+            ),
+            compressors=None,
+            filters=None,
+            fill_value=fill_value,
+            chunk_key_encoding={"name": "default", "separator": separator},
+        )
+    assert FrameShards.from_metadata(zarr_json(ours)) is not None
+    for z in range(2):
+        write_plane(ours, data, z)
+    zarr.open_array(str(theirs), path="0", mode="r+")[:] = stored(data)
+    assert_same_files(ours, theirs)
+
+
+def test_other_key_encodings_go_through_zarr(tmp_path):
+    data = random_data((5, 1, 2, 10, 8), np.int16)
+    ours, theirs = tmp_path / "ours.zarr", tmp_path / "theirs.zarr"
+    for store in (ours, theirs):
+        zarr.create_group(str(store), zarr_format=3).create_array(
+            "0", shape=(5, 2, 10, 8), dtype=np.int16, chunks=(2, 1, 10, 8), shards=None,
+            compressors=None, filters=None, fill_value=0,
+            chunk_key_encoding={"name": "v2", "separator": "."},
+        )
+    assert FrameShards.from_metadata(zarr_json(ours)) is None
+    write_plane(ours, data, 1)
+    assert [p.name for p in slab_files(ours, 1)] == ["0.1.0.0", "1.1.0.0", "2.1.0.0"]
+    assert slab_files(ours, 0) == []
+    zarr.open_array(str(theirs), path="0", mode="r+")[:, 1] = data[:, 0, 1]
+    assert_same_files(ours, theirs)
+
+
+def test_plane_job_of_default_layout_never_imports_zarr(tmp_path):
+    data = random_data((7, 2, 3, 16, 12), np.uint16)
+    store = tmp_path / "s.zarr"
+    make_store(store, data, target_chunk_mb=0.001)
+    np.save(tmp_path / "data.npy", data)
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        from pathlib import Path
+        import numpy as np
+        from imexport.export import open_sink
+        from imexport.sinks.base import PlaneTarget
+        from imexport.steps import slab_files
+
+        data, store = np.load({str(tmp_path / "data.npy")!r}), Path({str(store)!r})
+        target = PlaneTarget(
+            path=store, plane=1, z_index=1, n_planes_out=3, n_frames=7, n_channels=2,
+            frame_shape=(16, 12), dtype=np.dtype(np.uint16), metadata={{}},
+        )
+        sink = open_sink("zarr", target, store=store, target_chunk_mb=0.001)
+        sink.write(data[:, :, 1])
+        sink.commit()
+        files = [str(p.relative_to(store)) for p in slab_files(store, 1)]
+        print(json.dumps({{"zarr": "zarr" in sys.modules, "files": files}}))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    report = json.loads(done.stdout)
+    assert report["zarr"] is False
+    written = sorted(str(p.relative_to(store)) for p in shard_files(store))
+    assert sorted(report["files"]) == written
+    assert all(path.split("/")[4] == "1" for path in written)  # 0/c/<t>/<c>/<z>/0/0
+    expected = np.zeros_like(data)
+    expected[:, :, 1] = data[:, :, 1]
+    np.testing.assert_array_equal(zarr.open_array(str(store), path="0", mode="r")[:], expected)
 
 
 def test_rewritten_plane_of_fill_values_leaves_no_stale_shard(tmp_path):

@@ -25,7 +25,8 @@ from imexport.sinks.hdf5 import H5PlaneSink, assemble_h5
 from imexport.sinks.suite2p import Suite2pPlaneSink
 from imexport.sinks.tiff import TiffPlaneSink
 from imexport.sinks.tiff_volume import assemble_volume_tiff
-from imexport.sinks.zarr_store import ZarrPlaneSink, create_store, finalize_store
+from imexport.sinks.zarr_plane import ZarrPlaneSink
+from imexport.sinks.zarr_store import create_store, finalize_store
 from imexport.sources import build_index, inspect_input, open_plane_reader
 from imexport.sources.scanimage import SourceError, SourceInfo
 from imexport.workflow_plan import plan_for_config

@@ -42,7 +42,7 @@ def open_sink(fmt: str, target: PlaneTarget, *, store: Path | None = None, targe
 
         return H5PlaneSink(target)
     if fmt == "zarr":
-        from .sinks.zarr_store import ZarrPlaneSink
+        from .sinks.zarr_plane import ZarrPlaneSink
 
         return ZarrPlaneSink(store, target, target_chunk_mb)
     raise ValueError(f"format: unknown output format {fmt!r} (valid: tiff, bin, zarr, h5)")

@@ -124,14 +124,13 @@ def slab_files(store: Path, z_index: int) -> list[Path]:
     """The chunk (or shard) files of one z-slab of a Zarr store's array: what its plane job
     wrote (all-fill-value chunks have no file). Empty when a chunk spans several planes:
     then no file belongs to one job, and finalising the store hashes them."""
-    import zarr
+    from .sinks.zarr_plane import ARRAY_PATH, file_grid
 
-    from .sinks.zarr_store import ARRAY_PATH, slab_keys
-
-    array = zarr.open_array(str(store), path=ARRAY_PATH, mode="r")
-    if array.metadata.chunk_grid.chunk_shape[array.ndim - 3] != 1:
+    folder = Path(store) / ARRAY_PATH
+    files = file_grid(folder)
+    if files.grid[len(files.shape) - 3] != 1:
         return []
-    return [path for path in (Path(store) / ARRAY_PATH / key for key in slab_keys(array, z_index)) if path.is_file()]
+    return [path for path in (folder / key for key in files.slab_keys(z_index)) if path.is_file()]
 
 
 def checksum_inputs(source_files: list[str], checksums: str, out: str, threads: int = 1) -> None:

@@ -38,6 +38,16 @@ def plane_job(wildcards):
     return PLAN.jobs[wildcards.key]
 
 
+def all_cores_but_one(at_most):
+    """Threads for a job every other job waits for, leaving one core to checksum_inputs;
+    ``at_most`` where Snakemake has no local core count (a cluster executor)."""
+    try:
+        cores = workflow.cores
+    except WorkflowError:
+        return at_most
+    return max(1, min(at_most, cores - 1))
+
+
 def plane_job_mem_mb(wildcards, attempt):
     """Two chunks in flight plus the interpreter, more on each retry."""
     return int((3 * CHUNK_MB + 300) * attempt)

@@ -35,6 +35,7 @@ rule index_source:
         index=PAGE_INDEX,
     params:
         info=PLAN.source.to_json(),
+    priority: 50  # every later job waits for the index
     log:
         f"{WORK}/logs/index_source.log",
     benchmark:

@@ -17,8 +17,10 @@ rule scan_phase:
         view="|".join(re.escape(v) for v in PLAN.phase_views()) or "(?!)",
     params:
         tasks=lambda w: [PLAN.phase_tasks[p] for p in PLAN.phase_views()[w.view]],
-    # the plane jobs wait for this one: give it the cores they would otherwise leave idle
-    threads: 4  # Snakemake caps it at --cores locally
+    # Every plane job waits for this one: it goes first (priority), and leaves one core
+    # to checksum_inputs, which would otherwise hold it back until the inputs are hashed.
+    priority: 50
+    threads: all_cores_but_one(at_most=4)
     resources:
         mem_mb=plane_job_mem_mb,
     log:
@@ -42,6 +44,7 @@ rule axial_shifts:
         record=records_regex(PLAN.axial_tasks),
     params:
         task=lambda w: PLAN.axial_tasks[f"{WORK}/{w.record}"],
+    priority: 50  # the plane jobs of its view wait for it
     resources:
         mem_mb=plane_job_mem_mb,
         gpu=1 if str(RESOLVED["axial"]["gpu"]).lower() == "true" else 0,

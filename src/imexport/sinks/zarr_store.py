@@ -3,7 +3,8 @@
 The workflow has three steps:
 
 1. ``create_store`` makes the (temporary) store with an empty array ``"0"``;
-2. one ``ZarrPlaneSink`` per plane, possibly in concurrent processes, writes its z-slab;
+2. one ``zarr_plane.ZarrPlaneSink`` per plane, possibly in concurrent processes, writes
+   its z-slab;
 3. ``finalize_store`` collects the plane metadata, optionally adds pyramid levels and
    renames the store into place.
 
@@ -14,9 +15,7 @@ whole shards, so no job merges its data into a file another job could be writing
 
 from __future__ import annotations
 
-import itertools
 import json
-import math
 import numbers
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,14 +24,11 @@ from typing import Any
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, GzipCodec, ShardingCodec, ZstdCodec
-from zarr.core.buffer import default_buffer_prototype
-from zarr.storage import MemoryStore
 
-from imexport.sinks.base import PlaneTarget, commit_path, known_positive, remove_path, write_json_atomic
-from imexport.sinks.direct import DirectFile
+from imexport.sinks.base import commit_path, known_positive, remove_path
+from imexport.sinks.zarr_plane import ARRAY_PATH, PLANES_DIR, plane_marker
+from imexport.sinks.zarr_shards import shard_frames
 
-ARRAY_PATH = "0"
-PLANES_DIR = ".imexport_planes"
 RECIPE_ATTR = "imexport_zarr"
 COMPRESSORS = ("none", "gzip", "zstd", "blosc-lz4", "blosc-zstd")
 LEVEL_RANGES = {"gzip": (0, 9), "zstd": (1, 22), "blosc-lz4": (0, 9), "blosc-zstd": (0, 9)}
@@ -86,12 +82,6 @@ def zarr_layout(
         "compressor": compressor,
         "compression_level": level,
     }
-
-
-def shard_frames(n_frames: int, frame_bytes: int, target_chunk_mb: float) -> int:
-    if not target_chunk_mb > 0:
-        raise ValueError(f"target_chunk_mb must be positive, got {target_chunk_mb!r}")
-    return int(min(n_frames, max(1, math.floor(target_chunk_mb * 2**20 / frame_bytes))))
 
 
 def resolve_compression(options: dict[str, Any]) -> tuple[str, int | None]:
@@ -251,146 +241,6 @@ def _axis(name: str) -> dict[str, str]:
 
 def _dataset(path: str, scale: list[float]) -> dict[str, Any]:
     return {"path": path, "coordinateTransformations": [{"type": "scale", "scale": scale}]}
-
-
-# ---------------------------------------------------------------------------------------
-# plane jobs
-
-
-class ZarrPlaneSink:
-    """Writes one plane's frames into its z-slab of an existing store, whole shards only.
-
-    Frames are buffered until a shard's T-extent is complete and written with one
-    shard-aligned assignment; the last, shorter shard is written at ``commit``.
-    ``written_t_ranges`` lists the ``(start, stop)`` frame ranges of those writes.
-    """
-
-    def __init__(self, store_path: Path, target: PlaneTarget, target_chunk_mb: float) -> None:
-        self._store_path = Path(store_path)
-        self._target = target
-        self._array = zarr.open_array(str(self._store_path), path=ARRAY_PATH, mode="r+")
-        self._check_target()
-        self._dtype = np.dtype(self._array.dtype)
-        frame_bytes = target.frame_shape[0] * target.frame_shape[1] * self._dtype.itemsize
-        shards = self._array.shards
-        self._block_t = (
-            shards[0] if shards else shard_frames(self._n_total, frame_bytes, target_chunk_mb)
-        )
-        self._buffer: np.ndarray | None = None
-        self._filled = 0
-        self._flushed = 0
-        self.written_t_ranges: list[tuple[int, int]] = []
-        # The same array, held in memory: zarr encodes each block there (shard index,
-        # codecs) and the encoded files are then streamed to disk with DirectFile.
-        self._encoded: dict[str, Any] = {}
-        metadata = (self._store_path / ARRAY_PATH / "zarr.json").read_bytes()
-        self._encoded["zarr.json"] = default_buffer_prototype().buffer.from_bytes(metadata)
-        self._encoder = zarr.open_array(MemoryStore(self._encoded), mode="r+")
-
-    @property
-    def _n_total(self) -> int:
-        return self._array.shape[0]
-
-    @property
-    def _marker(self) -> Path:
-        return plane_marker(self._store_path, self._target.z_index)
-
-    def _check_target(self) -> None:
-        t = self._target
-        shape = self._array.shape
-        n_channels = shape[1] if self._array.ndim == 5 else 1
-        expected = (t.n_frames, t.n_channels, *t.frame_shape)
-        found = (shape[0], n_channels, *shape[-2:])
-        if tuple(expected) != found:
-            raise ValueError(
-                f"plane z={t.z_index} expects (frames, channels, Y, X) {tuple(expected)} "
-                f"but the store {self._store_path} holds {found}"
-            )
-        if not 0 <= t.z_index < shape[-3]:
-            raise ValueError(f"z_index {t.z_index} outside the store's {shape[-3]} planes")
-        if np.dtype(t.dtype) != self._array.dtype:
-            raise ValueError(f"plane dtype {t.dtype} differs from the store's {self._array.dtype}")
-
-    def write(self, chunk: np.ndarray) -> None:
-        chunk = np.asarray(chunk)
-        expected = (self._target.n_channels, *self._target.frame_shape)
-        if chunk.ndim != 4 or chunk.shape[1:] != expected:
-            raise ValueError(
-                f"chunk shape {chunk.shape} is not (n, C, Y, X) with C, Y, X = {expected}"
-            )
-        if self._flushed + self._filled + len(chunk) > self._n_total:
-            raise ValueError(
-                f"plane z={self._target.z_index} receives more than {self._n_total} frames"
-            )
-        if self._buffer is None:
-            self._buffer = np.empty((self._block_t, *expected), self._dtype)
-        start = 0
-        while start < len(chunk):
-            take = min(len(chunk) - start, self._block_t - self._filled)
-            free = self._buffer[self._filled : self._filled + take]
-            np.copyto(free, chunk[start : start + take], casting="same_kind")
-            self._filled += take
-            start += take
-            if self._filled == self._block_t:
-                self._flush()
-
-    def _flush(self) -> None:
-        start, stop = self._flushed, self._flushed + self._filled
-        block = self._buffer[: self._filled]
-        if self._array.ndim == 5:
-            self._encoder[start:stop, :, self._target.z_index] = block
-        else:
-            self._encoder[start:stop, self._target.z_index] = block[:, 0]
-        for key in slab_keys(self._encoder, self._target.z_index, start, stop):
-            path = self._store_path / ARRAY_PATH / key
-            encoded = self._encoded.pop(key, None)
-            if encoded is None:  # all fill value: zarr stores no file, as LocalStore would
-                remove_path(path)
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with DirectFile(path, head_bytes=0) as out:
-                out.write(encoded.as_numpy_array())
-        self.written_t_ranges.append((start, stop))
-        self._flushed, self._filled = stop, 0
-
-    def commit(self) -> None:
-        if self._filled:
-            self._flush()
-        self._buffer = None
-        if self._flushed != self._n_total:
-            raise RuntimeError(
-                f"plane z={self._target.z_index} got {self._flushed} of {self._n_total} frames"
-            )
-        write_json_atomic(self._marker, self._target.metadata)  # finalize never reads a half-written marker
-
-    def abort(self) -> None:
-        """Drop the buffer and the plane's marker; the slab stays until a rerun rewrites it."""
-        self._buffer = None
-        self._filled = 0
-        remove_path(self._marker)
-
-
-def slab_keys(array: zarr.Array, z_index: int, start: int = 0, stop: int | None = None) -> Iterator[str]:
-    """Store keys of the files (shards, or chunks if unsharded) holding frames ``start:stop``
-    of plane ``z_index`` of ``array`` (axes T[, C], Z, Y, X)."""
-    metadata = array.metadata
-    grid = metadata.chunk_grid.chunk_shape  # the stored files' grid: shards when sharded
-    stop = array.shape[0] if stop is None else stop
-    z_axis = array.ndim - 3
-    ranges: list[Any] = []
-    for axis, (size, extent) in enumerate(zip(array.shape, grid)):
-        if axis == 0:
-            ranges.append(range(start // extent, -(-stop // extent)))
-        elif axis == z_axis:
-            ranges.append([z_index // extent])
-        else:
-            ranges.append(range(-(-size // extent)))
-    for coords in itertools.product(*ranges):
-        yield metadata.encode_chunk_key(coords)
-
-
-def plane_marker(store_path: Path, z_index: int) -> Path:
-    return Path(store_path) / PLANES_DIR / f"z{z_index:04d}.json"
 
 
 # ---------------------------------------------------------------------------------------

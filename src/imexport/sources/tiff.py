@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import tifffile
-import zarr
 
 from .arrays import array_source, physical, resolve_axes
 from .scanimage import SourceError, SourceInfo, check_series, natural_key
@@ -103,6 +102,8 @@ def open_array(info: SourceInfo, i: int):
     try:
         return tifffile.memmap(path, series=0, mode="r"), None
     except ValueError:  # compressed or scattered pages
+        import zarr  # here, not at the top: planning imports this module, and zarr costs 0.15 s
+
         tf = tifffile.TiffFile(path)
         store = tf.series[0].aszarr()
 
