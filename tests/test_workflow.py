@@ -249,6 +249,37 @@ def test_dry_run_lists_jobs_and_writes_nothing(tmp_path, acquisition, run_snakem
     assert not out.exists() or not any(out.rglob("*"))
 
 
+def dry_run_jobs(output: str) -> dict[str, dict[str, str]]:
+    """Rule name -> the ``key: value`` lines of its first job in a dry run's listing."""
+    jobs: dict[str, dict[str, str]] = {}
+    current = None
+    for line in output.splitlines():
+        header = re.match(r"^(?:local)?rule (\w+):$", line)
+        if header:
+            current = jobs.setdefault(header.group(1), {}) if header.group(1) not in jobs else None
+        elif current is not None and line.startswith("    ") and ": " in line:
+            key, value = line.strip().split(": ", 1)
+            current[key] = value
+        elif not line.strip():
+            current = None
+    return jobs
+
+
+@pytest.mark.parametrize("cores, phase_threads", [(1, 1), (2, 1), (3, 2), (8, 4)])
+def test_jobs_every_plane_job_waits_for_go_first(tmp_path, acquisition, run_snakemake, cores, phase_threads):
+    # the page index and the scan-phase estimate are scheduled before any other ready job, and
+    # the estimate leaves a core to checksum_inputs: started first, that job held it back
+    _, raw = acquisition
+    config = {**base_config(raw, tmp_path / "out", planes=[1, 2]), "scan_phase": {"fix_phase": True}}
+    result = run_snakemake(tmp_path, config, "-n", "--cores", str(cores))
+    jobs = dry_run_jobs(result.output)
+    assert jobs["index_source"].get("priority") == "50"
+    assert jobs["scan_phase"].get("priority") == "50"
+    assert int(jobs["scan_phase"].get("threads", "1")) == phase_threads
+    assert "priority" not in jobs["checksum_inputs"]
+    assert "priority" not in jobs["write_plane_file"]
+
+
 # --------------------------------------------------------------------------- 5. bad config values
 
 
