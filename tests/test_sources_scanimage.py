@@ -16,7 +16,7 @@ import pytest
 
 import imexport.synthetic as synthetic
 from imexport.sources import build_index, inspect_input, open_plane_reader
-from imexport.sources.scanimage import SourceError, SourceInfo
+from imexport.sources.info import SourceError, SourceInfo
 from imexport.synthetic import expected_roi
 
 PIEZO = dict(content="index", n_planes=1, n_colors=2, roi_heights=[5, 4], width=6, fly_to_lines=2,

@@ -12,7 +12,8 @@ from typing import Any
 
 import tifffile
 
-from .sources.scanimage import SourceInfo, describe_planned, parse_header
+from .sources.info import SourceInfo
+from .sources.scanimage import describe_planned, parse_header
 from .synthetic import AcquisitionSpec, frame_data_text, roi_group_json
 
 

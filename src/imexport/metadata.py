@@ -14,7 +14,7 @@ import numpy as np
 
 from . import __version__
 from .selection import to_runs, uniform_step
-from .sources.scanimage import SourceInfo
+from .sources.info import SourceInfo
 
 PHYSICAL_KEYS = ("fs", "dx", "dy", "dz")
 

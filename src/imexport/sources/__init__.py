@@ -23,10 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from .info import SourceError, SourceInfo
 from .scanimage import (
     PlaneReader,
-    SourceError,
-    SourceInfo,
     build_page_index,
     inspect_acquisition,
     is_raw_scanimage,

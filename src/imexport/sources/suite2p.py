@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .arrays import array_source, physical
-from .scanimage import SourceError, SourceInfo
+from .info import SourceError, SourceInfo
 from .tiff import plane_number
 
 log = logging.getLogger(__name__)
