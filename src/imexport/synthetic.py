@@ -34,6 +34,7 @@ import numpy as np
 FLY_TO_VALUE = -1
 SCANIMAGE_MAGIC = 117637889
 _DESCRIPTION_WIDTH = 200
+_FOOTPRINT_SCALE = 1024  # cell footprints are stored in 1/1024 units
 
 
 @dataclass
@@ -129,20 +130,24 @@ def _cells(spec: AcquisitionSpec):
 
 
 def _cell_images(spec: AcquisitionSpec, z: int, r: int) -> np.ndarray:
-    """Each cell's footprint in ROI ``r`` of plane ``z``: ``(n_cells, H_r, W)``."""
+    """Each cell's footprint in ROI ``r`` of plane ``z``: ``(n_cells, H_r, W)`` int64.
+
+    Footprints are integers in units of ``1 / _FOOTPRINT_SCALE`` so the movie is an exact
+    integer sum, the same however many frames are computed at once.
+    """
     cy, cx, radius, *_ = _cells(spec)
     dy, dx = spec.plane_shifts[z]
     rows = np.arange(spec.roi_heights[r], dtype=np.float64)[:, None]
     cols = np.arange(spec.width, dtype=np.float64)[None, :] + r * spec.width
-    out = np.empty((spec.n_cells, rows.shape[0], cols.shape[1]), np.float32)
+    out = np.empty((spec.n_cells, rows.shape[0], cols.shape[1]), np.int64)
     for k in range(spec.n_cells):
         d2 = (rows - cy[k] - dy) ** 2 + (cols - cx[k] - dx) ** 2
-        out[k] = np.exp(-d2 / (2 * radius[k] ** 2))
+        out[k] = np.rint(np.exp(-d2 / (2 * radius[k] ** 2)) * _FOOTPRINT_SCALE)
     return out
 
 
-def _texture(spec: AcquisitionSpec, z: int, r: int) -> np.ndarray:
-    """Static neuropil-like texture of ROI ``r`` in plane ``z``, translated with the scene.
+def _texture(spec: AcquisitionSpec, c: int, z: int, r: int) -> np.ndarray:
+    """Static neuropil-like texture of ROI ``r`` in plane ``z`` (integers), translated with the scene.
 
     Low-pass filtered noise on a field padded by the largest plane shift, sampled at
     integer offsets, so every plane sees exactly the same texture moved by its shift.
@@ -157,22 +162,23 @@ def _texture(spec: AcquisitionSpec, z: int, r: int) -> np.ndarray:
     field *= spec.texture / field.std()
     dy, dx = spec.plane_shifts[z]
     y0, x0 = pad - dy, pad - dx + r * spec.width
-    return field[y0 : y0 + spec.roi_heights[r], x0 : x0 + spec.width].astype(np.float32)
+    return np.rint(field[y0 : y0 + spec.roi_heights[r], x0 : x0 + spec.width] * (1.0 - 0.3 * c)).astype(np.int64)
 
 
 def _activity(spec: AcquisitionSpec, frames: np.ndarray, c: int, z: int) -> np.ndarray:
-    """Per-frame cell brightness ``(n_frames, n_cells)``; planes and colours differ in gain."""
+    """Per-frame cell brightness ``(n_frames, n_cells)`` int64; planes and colours differ in gain."""
     _, _, _, amplitude, frequency, phase = _cells(spec)
     t = np.asarray(frames, dtype=np.float64)[:, None]
     gain = (1.0 - 0.04 * z) * (1.0 - 0.3 * c)
-    return (amplitude * gain * (1.0 + 0.5 * np.sin(2 * np.pi * frequency * t + phase))).astype(np.float32)
+    return np.rint(amplitude * gain * (1.0 + 0.5 * np.sin(2 * np.pi * frequency * t + phase))).astype(np.int64)
 
 
 def expected_roi(spec: AcquisitionSpec, frames, c: int, z: int, r: int, cell_images=None) -> np.ndarray:
     """Ground truth of ROI ``r`` for 0-based ``frames`` of colour ``c``, plane ``z``.
 
     These are the pixels the generator puts into the page before any scan-phase
-    displacement: ``(len(frames), H_r, W)`` int16. ``cell_images`` may pass in a
+    displacement: ``(len(frames), H_r, W)`` int16, each frame's values independent of
+    which other frames are computed with it (integer sums, noise rounded once). ``cell_images`` may pass in a
     precomputed ``_cell_images(spec, z, r)`` to save recomputing it.
     """
     frames = np.atleast_1d(np.asarray(frames, dtype=np.int64))
@@ -181,9 +187,12 @@ def expected_roi(spec: AcquisitionSpec, frames, c: int, z: int, r: int, cell_ima
         values = (frames * 64 + ch).astype(np.int16)
         return np.broadcast_to(values[:, None, None], (len(frames), spec.roi_heights[r], spec.width)).copy()
     images = _cell_images(spec, z, r) if cell_images is None else cell_images
-    movie = np.tensordot(_activity(spec, frames, c, z), images, axes=(1, 0)) + 300.0
+    # integer arithmetic up to the noise: exact whatever the batch of frames (a float32
+    # sum rounds differently with the number of frames summed at once)
+    weighted = np.tensordot(_activity(spec, frames, c, z), images, axes=(1, 0))
+    movie = ((weighted + _FOOTPRINT_SCALE // 2) // _FOOTPRINT_SCALE + 300).astype(np.float64)
     if spec.texture:
-        movie += _texture(spec, z, r) * (1.0 - 0.3 * c)
+        movie += _texture(spec, c, z, r)
     if spec.noise:
         for i, t in enumerate(frames):
             rng = np.random.default_rng([spec.seed, int(t), c, z, r])
