@@ -44,6 +44,8 @@ class SourceInfo:
     # what that reader needs beyond the fields above (piezo stack, array axes, dataset, ...);
     # "n_frames" is set where frames and files do not map one to one (piezo, plane grids)
     options: dict[str, Any] = field(default_factory=dict)
+    # what inspection had to set aside (e.g. an incomplete last volume), for the plan summary
+    notes: list[str] = field(default_factory=list)
 
     @property
     def n_frames(self) -> int:
