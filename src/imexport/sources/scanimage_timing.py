@@ -146,8 +146,10 @@ def timing_metadata(info: SourceInfo, timing: dict[str, np.ndarray] | None, fram
     triggers = timing["acq_trigger_timestamps"]
     aux = {}
     for k in range(AUX_CHANNELS):
-        if len(timing[f"aux{k}_times"]):
-            aux[f"auxTrigger{k}"] = [float(t) for t in timing[f"aux{k}_times"]]
+        # every saved channel's page of a frame repeats the frame's events: count them once
+        once = timing[f"aux{k}_pages"] % info.n_saved == 0
+        if once.any():
+            aux[f"auxTrigger{k}"] = [float(t) for t in timing[f"aux{k}_times"][once]]
     return {
         "acquisition_start": epochs[0] if epochs else None,
         "acq_trigger_timestamps_sec": sorted({float(t) for t in triggers[np.isfinite(triggers)]}),

@@ -192,6 +192,8 @@ def index_pages(path: str | Path, *, descriptions: bool = False) -> PageLayout:
         if first is None:
             raise TiffLayoutError(f"{path}: no pages")
         left = len(buf) - max(last_ifd_offset, last.data_offset + last.data_bytes)
+        if len(offsets) == 1:  # one page: its directory, strings and pixels are the stride
+            stride = last.data_offset + last.data_bytes - reader.first_ifd
         if stride > 0 and left >= stride:
             raise TiffLayoutError(
                 f"{path}: the page chain ends after {len(offsets)} pages, but the file holds {left} more bytes "
@@ -239,10 +241,8 @@ def count_pages(path: str | Path) -> tuple[int, int, int, str]:
     try:
         reader = _TiffReader(path, buf)
         first = reader.read_ifd(reader.first_ifd, 0)
-        if not first.next_offset:
-            return 1, first.height, first.width, first.dtype
         stride = first.next_offset - reader.first_ifd
-        if stride > 0:
+        if first.next_offset and stride > 0:
             predicted = (len(buf) - reader.first_ifd) // stride
             if _on_stride(reader, first, stride, predicted):
                 return predicted, first.height, first.width, first.dtype
