@@ -5,17 +5,9 @@ out here byte by byte: a little-endian BigTIFF header, the ScanImage block at by
 (magic, version, frame-data text, ROI-group JSON), then one IFD + description + int16
 strip per page, pages interleaved frame-major, saved-channel-minor.
 
-The content is known in closed form, so tests compute expected pixels from the
-``AcquisitionSpec`` alone:
-
-* ``content="scene"``: every plane shows the same field of Gaussian "cells" translated
-  by ``plane_shifts[z]``, with per-cell activity over time; ROI ``r`` images columns
-  ``[r*W, (r+1)*W)`` of that field. Odd page rows can be displaced by ``phase_offset``
-  pixels to mimic bidirectional scan-phase error.
-* ``content="index"``: every pixel of page ``p`` (frame ``t``, saved channel ``ch``)
-  equals ``t * 64 + ch``, to prove the page mapping.
-
-Fly-to rows between ROI strips always hold ``FLY_TO_VALUE``.
+The content is known in closed form (``synthetic_scene``: a Gaussian-cell "scene" or
+``content="index"``, where every pixel of a page names its logged frame and saved
+channel), so tests compute expected pixels from the ``AcquisitionSpec`` alone.
 
 Volumetric recordings (``piezo_slices > 1``; with ``n_planes > 1`` beads, LBM with a
 piezo stack) log ``frames_per_volume`` frames per volume in ScanImage's order (slice,
@@ -41,10 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-FLY_TO_VALUE = -1
+from .synthetic_scene import FLY_TO_VALUE, cell_footprints, expected_roi, page_image
+
+__all__ = ["FLY_TO_VALUE", "AcquisitionSpec", "expected_roi", "frame_data_text", "roi_group_json", "write_acquisition"]
+
 SCANIMAGE_MAGIC = 117637889
 _DESCRIPTION_WIDTH = 400
-_FOOTPRINT_SCALE = 1024  # cell footprints are stored in 1/1024 units
 
 
 @dataclass
@@ -146,112 +140,6 @@ class AcquisitionSpec:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-# --------------------------------------------------------------------------- content
-
-
-def _cells(spec: AcquisitionSpec):
-    """Cell centres (in field coordinates), radii, amplitudes and activity phases."""
-    rng = np.random.default_rng(spec.seed)
-    field_h = max(spec.roi_heights)
-    field_w = spec.width * spec.n_rois
-    cy = rng.uniform(0, field_h, spec.n_cells)
-    cx = rng.uniform(0, field_w, spec.n_cells)
-    radius = rng.uniform(2.0, 4.0, spec.n_cells)
-    amplitude = rng.uniform(400, 1500, spec.n_cells)
-    frequency = rng.uniform(0.02, 0.2, spec.n_cells)
-    phase = rng.uniform(0, 2 * np.pi, spec.n_cells)
-    return cy, cx, radius, amplitude, frequency, phase
-
-
-def _cell_images(spec: AcquisitionSpec, z: int, r: int) -> np.ndarray:
-    """Each cell's footprint in ROI ``r`` of plane ``z``: ``(n_cells, H_r, W)`` int64.
-
-    Footprints are integers in units of ``1 / _FOOTPRINT_SCALE`` so the movie is an exact
-    integer sum, the same however many frames are computed at once.
-    """
-    cy, cx, radius, *_ = _cells(spec)
-    dy, dx = spec.plane_shifts[z]
-    rows = np.arange(spec.roi_heights[r], dtype=np.float64)[:, None]
-    cols = np.arange(spec.width, dtype=np.float64)[None, :] + r * spec.width
-    out = np.empty((spec.n_cells, rows.shape[0], cols.shape[1]), np.int64)
-    for k in range(spec.n_cells):
-        d2 = (rows - cy[k] - dy) ** 2 + (cols - cx[k] - dx) ** 2
-        out[k] = np.rint(np.exp(-d2 / (2 * radius[k] ** 2)) * _FOOTPRINT_SCALE)
-    return out
-
-
-def _texture(spec: AcquisitionSpec, c: int, z: int, r: int) -> np.ndarray:
-    """Static neuropil-like texture of ROI ``r`` in plane ``z`` (integers), translated with the scene.
-
-    Low-pass filtered noise on a field padded by the largest plane shift, sampled at
-    integer offsets, so every plane sees exactly the same texture moved by its shift.
-    """
-    pad = 1 + max((max(abs(dy), abs(dx)) for dy, dx in spec.plane_shifts), default=0)
-    height, width = max(spec.roi_heights) + 2 * pad, spec.width * spec.n_rois + 2 * pad
-    rng = np.random.default_rng([spec.seed, 7])
-    spectrum = np.fft.rfft2(rng.normal(size=(height, width)))
-    fy = np.fft.fftfreq(height)[:, None]
-    fx = np.fft.rfftfreq(width)[None, :]
-    field = np.fft.irfft2(spectrum * np.exp(-2 * (np.pi * 1.5) ** 2 * (fy**2 + fx**2)), s=(height, width))
-    field *= spec.texture / field.std()
-    dy, dx = spec.plane_shifts[z]
-    y0, x0 = pad - dy, pad - dx + r * spec.width
-    return np.rint(field[y0 : y0 + spec.roi_heights[r], x0 : x0 + spec.width] * (1.0 - 0.3 * c)).astype(np.int64)
-
-
-def _activity(spec: AcquisitionSpec, frames: np.ndarray, c: int, z: int) -> np.ndarray:
-    """Per-frame cell brightness ``(n_frames, n_cells)`` int64; planes and colours differ in gain."""
-    _, _, _, amplitude, frequency, phase = _cells(spec)
-    t = np.asarray(frames, dtype=np.float64)[:, None]
-    gain = (1.0 - 0.04 * z) * (1.0 - 0.3 * c)
-    return np.rint(amplitude * gain * (1.0 + 0.5 * np.sin(2 * np.pi * frequency * t + phase))).astype(np.int64)
-
-
-def expected_roi(spec: AcquisitionSpec, frames, c: int, z: int, r: int, cell_images=None) -> np.ndarray:
-    """Ground truth of ROI ``r`` for 0-based ``frames`` of colour ``c``, plane ``z``.
-
-    These are the pixels the generator puts into the page before any scan-phase
-    displacement: ``(len(frames), H_r, W)`` int16, each frame's values independent of
-    which other frames are computed with it (integer sums, noise rounded once). ``cell_images`` may pass in a
-    precomputed ``_cell_images(spec, z, r)`` to save recomputing it.
-    """
-    frames = np.atleast_1d(np.asarray(frames, dtype=np.int64))
-    if spec.content == "index":
-        ch = c * spec.n_planes + z
-        values = (frames * 64 + ch).astype(np.int16)
-        return np.broadcast_to(values[:, None, None], (len(frames), spec.roi_heights[r], spec.width)).copy()
-    images = _cell_images(spec, z, r) if cell_images is None else cell_images
-    # integer arithmetic up to the noise: exact whatever the batch of frames (a float32
-    # sum rounds differently with the number of frames summed at once)
-    weighted = np.tensordot(_activity(spec, frames, c, z), images, axes=(1, 0))
-    movie = ((weighted + _FOOTPRINT_SCALE // 2) // _FOOTPRINT_SCALE + 300).astype(np.float64)
-    if spec.texture:
-        movie += _texture(spec, c, z, r)
-    if spec.noise:
-        for i, t in enumerate(frames):
-            rng = np.random.default_rng([spec.seed, int(t), c, z, r])
-            movie[i] += rng.normal(0.0, spec.noise, movie.shape[1:])
-    return np.clip(np.rint(movie), -32768, 32767).astype(np.int16)
-
-
-def _displace_odd_rows(page: np.ndarray, offset: float) -> np.ndarray:
-    """Move odd page rows by ``offset`` px along X (linear interpolation, edge clamped)."""
-    cols = np.arange(page.shape[1], dtype=np.float64)
-    out = page.copy()
-    for y in range(1, page.shape[0], 2):
-        out[y] = np.rint(np.interp(cols - offset, cols, page[y].astype(np.float64)))
-    return out
-
-
-def _page(spec: AcquisitionSpec, roi_frames: list[np.ndarray], i: int) -> np.ndarray:
-    page = np.full((spec.page_height, spec.width), FLY_TO_VALUE, dtype=np.int16)
-    for y0, movie in zip(spec.roi_row_starts(), roi_frames):
-        page[y0 : y0 + movie.shape[1]] = movie[i]
-    if spec.phase_offset and spec.content == "scene":
-        page = _displace_odd_rows(page, spec.phase_offset)
-    return page
 
 
 # --------------------------------------------------------------------------- header
@@ -424,7 +312,7 @@ def write_acquisition(spec: AcquisitionSpec, folder: str | Path) -> list[Path]:
     names = spec.file_names()
     cell_images = {}
     if spec.content == "scene":
-        cell_images = {(z, r): _cell_images(spec, z, r) for z in range(spec.n_planes) for r in range(spec.n_rois)}
+        cell_images = {(z, r): cell_footprints(spec, z, r) for z in range(spec.n_planes) for r in range(spec.n_rois)}
     for f, name in enumerate(names):
         frames = np.arange(f * spec.frames_per_file, min((f + 1) * spec.frames_per_file, spec.n_logged_frames))
         extra = spec.trailing_pages if f == len(names) - 1 else 0
@@ -449,4 +337,4 @@ def _pages(spec: AcquisitionSpec, frames: np.ndarray, extra: int, cell_images: d
         partial = extra and b == len(blocks) - 1
         for i, t in enumerate(chunk):
             for ch in range(extra if partial else spec.n_saved):
-                yield int(t), _page(spec, movies[divmod(ch, spec.n_planes)], i)
+                yield int(t), page_image(spec, movies[divmod(ch, spec.n_planes)], i)

@@ -71,6 +71,7 @@ def flat_numbers(value: Any) -> list[int]:
 
 
 def _integer(frame: dict, key: str, where: str, default: int | None) -> int | None:
+    """A whole-number header field; ``default`` when absent or ``[]``, None when ``Inf``."""
     value = frame.get(key, default)
     if value is None or value == []:
         return default
@@ -78,13 +79,11 @@ def _integer(frame: dict, key: str, where: str, default: int | None) -> int | No
         number = float(value)
     except (TypeError, ValueError):
         raise SourceError(f"{where}: {key} = {value!r} is not a number") from None
+    if math.isinf(number):
+        return None
     if not number.is_integer():
-        return None if math.isinf(number) else _not_whole(where, key, value)
+        raise SourceError(f"{where}: {key} = {value!r} is not a whole number")
     return int(number)
-
-
-def _not_whole(where: str, key: str, value: Any):
-    raise SourceError(f"{where}: {key} = {value!r} is not a whole number")
 
 
 def saved_channels(frame: dict, where: str) -> list[int]:
