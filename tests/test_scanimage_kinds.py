@@ -255,23 +255,40 @@ def tiff_outputs(outdir):
     return found
 
 
-@pytest.mark.parametrize("channel", [1, 2])
+@pytest.mark.parametrize("channel, formats", [(1, ["tiff"]), (2, ["tiff", "bin", "zarr", "h5"])])
 def test_workflow_exports_a_flyback_stack_one_saved_channel_at_a_time(tmp_path, make_acquisition, run_snakemake,
-                                                                       channel):
+                                                                       channel, formats):
+    import h5py
+    import zarr
+
     spec, paths = make_acquisition(tmp_path, **FLYBACK_TWO_CHANNELS)
     out = tmp_path / "out"
     run_snakemake(tmp_path, {"input": str(paths[0].parent), "outdir": str(out), "channels": channel,
-                             "scan_phase": {"fix_phase": False}})
+                             "format": formats, "scan_phase": {"fix_phase": False}})
     S, F, C = 3, 2, 2
+    # (T, Z) value of every exported pixel: slice s of volume v, saved channel `channel`
+    want = np.array([[page_value(stack_page(v, s, 0, channel - 1, S=S, R=1, F=F, C=C), C) for s in range(S)]
+                     for v in range(4)])
+    volume = np.broadcast_to(want[:, :, None, None], (4, S, 5, 6))
     found = tiff_outputs(out)
     assert sorted(found) == [1, 2, 3]
     for s in range(S):
         data, info, ij = found[s + 1]
-        want = [page_value(stack_page(v, s, 0, channel - 1, S=S, R=1, F=F, C=C), C) for v in range(4)]
-        assert data.shape == (4, 5, 6)
-        np.testing.assert_array_equal(data, np.broadcast_to(np.array(want)[:, None, None], data.shape))
+        np.testing.assert_array_equal(data, volume[:, s])
         assert info["source_channels"] == [[1, 4][channel - 1]]
         assert ij["finterval"] == pytest.approx((S + F) / spec.frame_rate)  # the volume period
+    if "bin" in formats:
+        binaries = sorted(out.rglob("data_raw.bin"))
+        assert len(binaries) == S
+        for s, path in enumerate(binaries):  # plane folders sort as zplane01, 02, 03
+            np.testing.assert_array_equal(np.fromfile(path, dtype=np.int16).reshape(4, 5, 6), volume[:, s])
+    if "zarr" in formats:
+        (store,) = out.glob("*.zarr")
+        np.testing.assert_array_equal(np.asarray(zarr.open_group(store, mode="r")["0"][:]).reshape(4, S, 5, 6), volume)
+    if "h5" in formats:
+        (master,) = out.glob("*.h5")
+        with h5py.File(master) as f:
+            np.testing.assert_array_equal(np.asarray(f["mov"][:]).reshape(4, S, 5, 6), volume)
 
 
 def test_api_exports_a_flyback_stack_split_mid_volume(tmp_path, make_acquisition):
@@ -288,3 +305,20 @@ def test_api_exports_a_flyback_stack_split_mid_volume(tmp_path, make_acquisition
     for t, v in enumerate([1, 2, 3]):
         for s in range(3):
             assert np.all(movie[t, s] == page_value(stack_page(v, s, 0, 1, S=3, R=1, F=2, C=2), 2)), (v, s)
+
+
+def test_api_exports_lbm_with_a_piezo_stack_in_depth_order(tmp_path, make_acquisition):
+    import tifffile
+
+    import imexport
+
+    B, S, F = 2, 3, 1
+    spec, paths = make_acquisition(tmp_path, **{**ONE_ROI, "n_planes": B}, piezo_slices=S, flyback_frames=F,
+                                   n_frames=3, frames_per_file=5)
+    out = imexport.imwrite(paths[0].parent, tmp_path / "api", ext=".tiff", fix_phase=False, show_progress=False)
+    files = sorted(p for p in out.glob("zplane*.tif"))
+    assert len(files) == B * S
+    for plane, path in enumerate(files):
+        b, s = divmod(plane, S)
+        want = [page_value(stack_page(v, s, 0, b, S=S, R=1, F=F, C=B), B) for v in range(3)]
+        np.testing.assert_array_equal(tifffile.imread(path), np.broadcast_to(np.array(want)[:, None, None], (3, 5, 6)))
