@@ -153,6 +153,42 @@ def test_roi_height_larger_than_its_page_region_is_refused(tmp_path, make_acquis
     assert paths[0].name in str(err.value) and "[9, 4]" in str(err.value) and "12" in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "replace, fields",
+    [
+        (("actualNumSlices = 4", "actualNumSlices = 3"), ["numSlices = 4", "actualNumSlices = 3"]),
+        (("numFramesPerVolume = 4", "numFramesPerVolume = 5"), ["numFramesPerVolume = 5", "4 x 1"]),
+        (("logAverageFactor = 1", "logAverageFactor = 2"), ["logAverageFactor = 2", "framesPerSlice = 1"]),
+        (("actualNumVolumes = 3", "actualNumVolumes = 2"), ["3 volumes", "actualNumVolumes = 2"]),
+    ],
+    ids=["actualNumSlices", "numFramesPerVolume", "logAverageFactor", "actualNumVolumes"],
+)
+def test_a_header_that_contradicts_itself_or_the_pages_is_refused(tmp_path, make_acquisition, monkeypatch,
+                                                                   replace, fields):
+    original = synthetic.frame_data_text
+    monkeypatch.setattr(synthetic, "frame_data_text", lambda spec: original(spec).replace(*replace))
+    _, paths = make_acquisition(tmp_path, **ONE_ROI, piezo_slices=4, flyback_frames=2, n_frames=3, frames_per_file=6)
+    with pytest.raises(SourceError) as err:
+        inspect(paths)
+    assert paths[0].name in str(err.value)
+    for field in fields:
+        assert field in str(err.value)
+
+
+def test_fly_to_lines_follow_the_page_when_the_header_time_rounds_differently(tmp_path, make_acquisition, monkeypatch):
+    original = synthetic.frame_data_text
+    # flytoTimePerScanfield / linePeriod rounds to 2 lines, the pages hold 3
+    monkeypatch.setattr(synthetic, "frame_data_text", lambda spec: original(spec).replace(
+        f"flytoTimePerScanfield = {3 * spec.line_period!r}", f"flytoTimePerScanfield = {2.2 * spec.line_period!r}"))
+    spec, paths = make_acquisition(tmp_path, content="index", roi_heights=[6, 4], fly_to_lines=3, n_frames=2,
+                                   frames_per_file=2)
+    info = inspect(paths)
+    assert info.fly_to_lines == 3
+    with open_plane_reader(info, build_index(info)) as reader:
+        page = reader.read(np.array([1]), [0], 2)[0, 0]
+    assert np.all(page[:6] == 64 + 2) and np.all(page[6:9] == synthetic.FLY_TO_VALUE) and np.all(page[9:] == 64 + 2)
+
+
 def cut_chain(path, after_page: int) -> None:
     """End the IFD chain after page ``after_page`` without shortening the file."""
     import tifffile
