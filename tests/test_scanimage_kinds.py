@@ -97,6 +97,14 @@ def test_piezo_average_false_still_means_repeats_as_planes_and_both_keys_conflic
         inspect(paths, slice_repeats="bogus")
 
 
+def test_slice_repeats_is_a_checked_config_key():
+    from imexport.config import ConfigError, validate
+
+    assert validate({"input_options": {"slice_repeats": "first"}})["input_options"]["slice_repeats"] == "first"
+    with pytest.raises(ConfigError, match="input_options.slice_repeats"):
+        validate({"input_options": {"slice_repeats": "median"}})
+
+
 def test_one_saved_channel_written_as_a_scalar(tmp_path, make_acquisition):
     spec, paths = make_acquisition(tmp_path, **ONE_ROI, channel_save=[2], piezo_slices=4, flyback_frames=2,
                                    n_frames=3, frames_per_file=7)

@@ -30,6 +30,7 @@ from .scanimage_header import (
     SUMMARY_KEYS,
     check_coplanar,
     color_count,
+    is_volumetric,
     jsonable,
     roi_geometry,
     roi_list,
@@ -82,9 +83,7 @@ def check_series(paths: list[Path]) -> None:
 def parse_header(frame: dict, roi_groups: dict, where: str, *, slice_repeats: str = "average") -> dict[str, Any]:
     """ScanImage ``FrameData`` + ``RoiGroups`` → the ``SourceInfo`` fields they decide."""
     saved = saved_channels(frame, where)
-    slices = frame.get("SI.hStackManager.numSlices", 1)
-    volumetric = frame.get("SI.hStackManager.enable") is True and isinstance(slices, (int, float)) and slices > 1
-    n_colors = color_count(frame, saved, volumetric)
+    n_colors = color_count(frame, saved, is_volumetric(frame, where))
     if len(saved) % n_colors:
         raise SourceError(f"{where}: {len(saved)} saved channels cannot be split over {n_colors} colour channels")
     n_beads = len(saved) // n_colors

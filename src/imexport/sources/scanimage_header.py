@@ -114,11 +114,17 @@ def color_count(frame: dict, saved: list[int], volumetric: bool) -> int:
     return 2 if len(saved) == 2 else 1
 
 
+def is_volumetric(frame: dict, where: str) -> bool:
+    """A stack iff ``SI.hStackManager.enable`` and ``numSlices > 1`` (planar files may have enable with one slice)."""
+    slices = _integer(frame, "SI.hStackManager.numSlices", where, 1)
+    return frame.get("SI.hStackManager.enable") is True and slices is not None and slices > 1
+
+
 def stack_model(frame: dict, where: str, *, beads: int, slice_repeats: str) -> dict[str, Any] | None:
     """The page order of a volumetric recording (None when planar), checked field by field."""
-    slices = _integer(frame, "SI.hStackManager.numSlices", where, 1)
-    if not (frame.get("SI.hStackManager.enable") is True and slices and slices > 1):
+    if not is_volumetric(frame, where):
         return None
+    slices = _integer(frame, "SI.hStackManager.numSlices", where, 1)
     per_slice = _integer(frame, "SI.hStackManager.framesPerSlice", where, 1)
     log_average = _integer(frame, "SI.hScan2D.logAverageFactor", where, 1) or 1
     if per_slice < 1 or log_average < 1:
