@@ -97,6 +97,22 @@ def test_piezo_average_false_still_means_repeats_as_planes_and_both_keys_conflic
         inspect(paths, slice_repeats="bogus")
 
 
+def test_an_older_header_without_the_volume_fields_reads_a_stack_without_flyback(tmp_path, make_acquisition,
+                                                                               monkeypatch):
+    original = synthetic.frame_data_text
+    dropped = ("numFramesPerVolume", "actualNumSlices", "scanVolumeRate")
+    monkeypatch.setattr(synthetic, "frame_data_text", lambda spec: "".join(
+        line for line in original(spec).splitlines(keepends=True) if not any(k in line for k in dropped)))
+    spec, paths = make_acquisition(tmp_path, **ONE_ROI, piezo_slices=3, frames_per_slice=2, n_frames=2,
+                                   frames_per_file=5)
+    assert "numFramesPerVolume" not in synthetic.frame_data_text(spec)
+    info = inspect(paths, slice_repeats="first")
+    assert info.shape()[:3] == (2, 1, 3) and info.fs == pytest.approx(30.0 / 6)
+    got = read_all(info, build_index(info))
+    for v, s in np.ndindex(2, 3):
+        assert got[v, 0, s] == page_value(stack_page(v, s, 0, 0, S=3, R=2, F=0, C=1), 1)
+
+
 def test_slice_repeats_is_a_checked_config_key():
     from imexport.config import ConfigError, validate
 
@@ -253,13 +269,15 @@ def test_the_whole_header_is_kept_as_json(tmp_path, make_acquisition):
     assert len(text) > 1000
 
 
-def test_timestamps_of_a_frame_selection_and_dropped_frames(tmp_path, make_acquisition):
+def test_timestamps_of_a_frame_selection_and_dropped_frames(tmp_path, make_acquisition, caplog):
     S, F, C = 3, 2, 2
     spec, paths = make_acquisition(tmp_path, **ONE_ROI, n_colors=2, channel_save=[1, 4], piezo_slices=S,
                                    flyback_frames=F, n_frames=6, frames_per_file=7, dropped_after=[11],
                                    aux_events={4: 0.125})
     info = inspect(paths)
-    index = build_index(info)
+    with caplog.at_level(logging.WARNING):
+        index = build_index(info)
+    assert any("1 frame(s) dropped after frameNumbers = 12" in r.getMessage() for r in caplog.records)
     path = tmp_path / "index.npz"
     save_page_index(path, info, index)
     frames = np.array([1, 3, 4])  # 0-based volumes
