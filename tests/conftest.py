@@ -4,7 +4,7 @@
   ScanImage acquisition (``imexport.synthetic``) into ``folder/raw`` (``subdir=`` picks
   another sub-folder) and returns its ``AcquisitionSpec`` and file paths.
 * ``run_snakemake(workdir, config, *extra_args, expect_ok=True)`` writes ``config`` to
-  ``workdir/config.yaml`` and runs the repository's Snakefile on it in a subprocess.
+  ``workdir/config.yaml`` and runs the repository's workflow/Snakefile on it in a subprocess.
   The returned ``CompletedProcess`` has ``stdout`` and ``stderr`` captured and an extra
   attribute ``output`` = both together. ``expect_ok=True`` asserts exit status 0,
   ``False`` asserts a failure, ``None`` asserts nothing. ``preexec_fn`` runs in the
@@ -26,7 +26,7 @@ import yaml
 from imexport.synthetic import AcquisitionSpec, write_acquisition
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SNAKEFILE = REPO_ROOT / "Snakefile"
+SNAKEFILE = REPO_ROOT / "workflow" / "Snakefile"
 DEFAULT_CONFIG = REPO_ROOT / "config" / "config.yaml"
 SNAKEMAKE_TIMEOUT_S = 300
 
