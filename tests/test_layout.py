@@ -23,8 +23,13 @@ TEST_CONFIG = REPO / ".test" / "config" / "config.yaml"
 
 
 def test_snakemake_finds_the_workflow_from_the_repository_root():
-    result = subprocess.run([sys.executable, "-m", "snakemake", "--list-target-rules", "--workflow-profile", "none"],
-                            capture_output=True, text=True, cwd=REPO, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--list-target-rules", "--workflow-profile", "none"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "all" in result.stdout.split()
     assert not (REPO / "Snakefile").exists()  # one entry point: a top-level Snakefile would shadow it
@@ -38,8 +43,8 @@ def test_the_test_config_runs_every_format_over_the_defaults(tmp_path):
     test_config = yaml.safe_load(TEST_CONFIG.read_text())
     defaults = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     assert "metadata" not in test_config  # the plane spacing below can only come from the defaults
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
-           "--directory", str(tmp_path), "--cores", "2", "--workflow-profile", "none"]
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"), "--directory", str(tmp_path)]
+    cmd += ["--cores", "2", "--workflow-profile", "none"]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
 
@@ -52,9 +57,9 @@ def test_the_test_config_runs_every_format_over_the_defaults(tmp_path):
     expected |= {f"{volume}.zarr", f"{volume}.h5", f"{volume}_planes"}
     written = {p.name for p in out.iterdir() if p.name != "imexport_manifest.json" and not p.name.endswith(".history.json")}
     assert written == expected | {".imexport"}
+    frame_bytes = 2 * max(demo["roi_heights"]) * 2 * demo["width"]  # int16, two ROIs side by side
     for p in planes:
-        assert (out / f"zplane{p:02d}_{frames}" / "data_raw.bin").stat().st_size == \
-            2 * demo["n_frames"] * max(demo["roi_heights"]) * 2 * demo["width"]
+        assert (out / f"zplane{p:02d}_{frames}" / "data_raw.bin").stat().st_size == demo["n_frames"] * frame_bytes
 
     dz = defaults["metadata"]["dz"]
     with h5py.File(out / f"{volume}.h5") as h5:

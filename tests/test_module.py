@@ -72,8 +72,13 @@ def module_run(tmp_path_factory, make_acquisition):
     spec, _ = make_acquisition(root)
     # a module reads no config file: what config/config.yaml sets beyond the schema's
     # defaults (the demo's plane spacing) is given here, as the main workflow run gets it
-    config = {"input": str(root / "raw"), "outdir": "export", "format": ["tiff", "zarr"],
-              "scan_phase": {"fix_phase": False}, "metadata": {"dz": 16.0}}
+    config = {
+        "input": str(root / "raw"),
+        "outdir": "export",
+        "format": ["tiff", "zarr"],
+        "scan_phase": {"fix_phase": False},
+        "metadata": {"dz": 16.0},
+    }
     (root / "Snakefile").write_text(HOST_SNAKEFILE.format(snakefile=str(WORKFLOW_SNAKEFILE), config=config))
     # a temporary a killed writer left behind (its process is gone): the module's start
     # handler, called by the host, must remove it
@@ -82,8 +87,8 @@ def module_run(tmp_path_factory, make_acquisition):
     stale = root / "export" / f".zplane01_tp00001-00007.tif.imexport-tmp-{dead_pid.pid}"
     stale.parent.mkdir()
     stale.write_bytes(b"half a plane")
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(root / "Snakefile"), "--directory", str(root),
-           "--cores", "2", "--workflow-profile", "none"]
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(root / "Snakefile"), "--directory", str(root)]
+    cmd += ["--cores", "2", "--workflow-profile", "none"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=root)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
@@ -116,7 +121,12 @@ def test_module_pixels_equal_the_main_workflow(module_run, run_snakemake, tmp_pa
     assert len(pixel_digests(root / "export")) == 3 + 3  # three TIFF planes, one shard per plane
 
 
-@pytest.mark.xfail(strict=True, reason="workflow/rules/*.smk name their local rules in `localrules:` directives, "
-                   "which a module's rule prefix does not rename; `localrule: True` on each rule would")
+LOCALRULES_BY_NAME = (
+    "workflow/rules/*.smk name their local rules in `localrules:` directives, which a module's rule prefix "
+    "does not rename (Snakemake warns and submits them to the cluster); `localrule: True` on each rule would"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=LOCALRULES_BY_NAME)
 def test_module_keeps_the_local_rules_local(module_run):
     assert "localrules directive specifies rules that are not present" not in module_run[4]
