@@ -2,7 +2,8 @@
 
 The host workflow below is the one the docs show: it imports every rule under an
 ``imexport_`` prefix, gives the module its config, and calls the module's start and
-success handlers, which Snakemake runs only when the host calls them. Expected pixels are
+success handlers, which Snakemake runs only when the host calls them; a second import
+exports a second session. Expected pixels are
 the generator's ground truth (``expected_roi``), ROIs side by side; the module's pixel
 files must also be byte for byte those of the same config run as the main workflow.
 """
@@ -35,14 +36,26 @@ module imexport:
 use rule * from imexport as imexport_*
 
 
+module second_session:
+    snakefile:
+        {snakefile!r}
+    config:
+        {second_config!r}
+
+
+use rule * from second_session as second_session_*
+
+
 rule all:
     default_target: True
     input:
         rules.imexport_all.input,
+        rules.second_session_all.input,
 
 
 onstart:
     imexport.onstart()
+    second_session.onstart()
 
 
 onsuccess:
@@ -79,7 +92,9 @@ def module_run(tmp_path_factory, make_acquisition):
         "scan_phase": {"fix_phase": False},
         "metadata": {"dz": 16.0},
     }
-    (root / "Snakefile").write_text(HOST_SNAKEFILE.format(snakefile=str(WORKFLOW_SNAKEFILE), config=config))
+    second_config = {**config, "outdir": "export_bin", "format": "bin"}
+    host = HOST_SNAKEFILE.format(snakefile=str(WORKFLOW_SNAKEFILE), config=config, second_config=second_config)
+    (root / "Snakefile").write_text(host)
     # a temporary a killed writer left behind (its process is gone): the module's start
     # handler, called by the host, must remove it
     dead_pid = subprocess.Popen(["true"])
@@ -105,6 +120,17 @@ def test_module_writes_the_ground_truth(module_run):
     expected = np.stack([stitched_truth(spec, z) for z in range(spec.n_planes)], axis=1)
     assert np.array_equal(store["0"][:], expected)
     assert (out / "imexport_manifest.json").is_file()
+
+
+def test_a_second_module_exports_a_second_session(module_run):
+    """Two imports of the workflow, each with its own config, plan and outputs."""
+    spec, root, _, _, output = module_run
+    height, width = max(spec.roi_heights), spec.width * spec.n_rois
+    for z in range(spec.n_planes):
+        binary = root / "export_bin" / f"zplane{z + 1:02d}_tp00001-00007" / "data_raw.bin"
+        frames = np.fromfile(binary, dtype=np.int16).reshape(spec.n_frames, height, width)
+        assert np.array_equal(frames, stitched_truth(spec, z))
+    assert "second_session_write_plane_folder" in output
 
 
 def test_module_runs_the_start_and_success_handlers(module_run):
