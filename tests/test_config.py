@@ -84,7 +84,7 @@ def test_validate_fills_every_default():
     # spot checks against the documented defaults
     assert resolved["format"] == "tiff" and resolved["roi_mode"] == "concat_y"
     assert resolved["planes"] is None and resolved["overwrite"] is False
-    assert resolved["tiff"]["bigtiff"] is True
+    assert resolved["tiff"]["bigtiff"] == "auto"
     assert resolved["target_chunk_mb"] == 100
 
 
