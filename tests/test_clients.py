@@ -182,3 +182,56 @@ def test_every_layout_honours_bigtiff(tiff_acquisition, tmp_path, layout, bigtif
             ij = tif.imagej_metadata
             assert (ij["frames"], ij["slices"], ij["channels"]) == (spec.n_frames, spec.n_planes, spec.n_colors)
             assert ij["spacing"] == 12.5 and ij["hyperstack"] is True
+
+
+# ImageJ 1.x itself (Debian's imagej package, run on a virtual screen: it builds its menus
+# even in batch mode) opens the default TIFFs and reports their hyperstack dimensions
+IMAGEJ_JAR = Path("/usr/share/java/ij.jar")
+IMAGEJ_MACRO = """
+open(getArgument());
+Stack.getDimensions(width, height, channels, slices, frames);
+getVoxelSize(pixel_width, pixel_height, depth, unit);
+print("DIMS " + width + " " + height + " " + channels + " " + slices + " " + frames + " " + bitDepth());
+print("CALIBRATION " + pixel_width + " " + pixel_height + " " + depth);
+print("PIXEL " + getPixel(3, 2));
+run("Quit");
+"""
+
+
+def imagej_report(path: Path, tmp_path: Path) -> dict[str, list[str]]:
+    xvfb_run = shutil.which("xvfb-run")
+    if xvfb_run is None or not IMAGEJ_JAR.is_file():
+        reason = "ImageJ under Xvfb needs Debian's imagej and xvfb packages (tests/run.sh installs them)"
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    macro = tmp_path / "dimensions.ijm"
+    macro.write_text(IMAGEJ_MACRO)
+    result = subprocess.run([xvfb_run, "-a", "java", "-jar", str(IMAGEJ_JAR), "-batch", str(macro), str(path)],
+                            capture_output=True, text=True, timeout=120)
+    lines = [line.split() for line in result.stdout.splitlines() if line.split()]
+    report = {words[0]: words[1:] for words in lines if words[0] in ("DIMS", "CALIBRATION", "PIXEL")}
+    assert set(report) == {"DIMS", "CALIBRATION", "PIXEL"}, f"ImageJ could not open {path}:\n{result.stdout}{result.stderr}"
+    return report
+
+
+@pytest.mark.parametrize("layout", ["plane", "volume"])
+def test_imagej_opens_the_default_tiffs_as_hyperstacks(tiff_acquisition, tmp_path, layout):
+    spec, raw = tiff_acquisition
+    out = imexport.imwrite(raw, tmp_path / "out", ext=".tiff", show_progress=False, layout=layout,
+                           metadata={"dx": 0.5, "dy": 0.25, "dz": 12.5})
+    path = sorted(out.glob("*.tif"))[0]
+    with tifffile.TiffFile(path) as tif:
+        pixels = tif.series[0].asarray()
+    report = imagej_report(path, tmp_path)
+
+    height, width = pixels.shape[-2:]
+    slices = spec.n_planes if layout == "volume" else 1
+    assert report["DIMS"] == [str(width), str(height), str(spec.n_colors), str(slices), str(spec.n_frames), "16"]
+    pixel_width, pixel_height, depth = map(float, report["CALIBRATION"])
+    assert (pixel_width, pixel_height) == (pytest.approx(0.5, rel=1e-3), pytest.approx(0.25, rel=1e-3))
+    if layout == "volume":
+        assert depth == 12.5
+    # ImageJ holds signed 16-bit data as unsigned, shifted by 32768 (its calibration undoes it)
+    assert pixels.dtype == np.int16
+    assert int(float(report["PIXEL"][0])) == int(pixels.reshape(-1, height, width)[0, 2, 3]) + 32768
