@@ -235,3 +235,86 @@ def test_imagej_opens_the_default_tiffs_as_hyperstacks(tiff_acquisition, tmp_pat
     # ImageJ holds signed 16-bit data as unsigned, shifted by 32768 (its calibration undoes it)
     assert pixels.dtype == np.int16
     assert int(float(report["PIXEL"][0])) == int(pixels.reshape(-1, height, width)[0, 2, 3]) + 32768
+
+
+# ---- OME-Zarr ---------------------------------------------------------------------------
+
+ZARR_SPEC = dict(n_frames=7, n_planes=3, roi_heights=[16, 12], width=20, fly_to_lines=2, frames_per_file=3)
+
+
+def read_with_ome_zarr_py(store: Path) -> tuple[list[dict], list[float], tuple[int, ...]]:
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    image = next(iter(Reader(parse_url(str(store)))()))
+    scale = image.metadata["coordinateTransformations"][0][0]["scale"]
+    return image.metadata["axes"], scale, image.data[0].shape
+
+
+def read_with_bioio(store: Path):
+    import bioio_ome_zarr
+    from bioio import BioImage
+
+    image = BioImage(store, reader=bioio_ome_zarr.Reader)
+    return image.dims.order, image.scale, image.dimension_properties, image.shape
+
+
+@pytest.fixture(scope="module")
+def zarr_acquisition(tmp_path_factory):
+    raw = tmp_path_factory.mktemp("zarr_acquisition") / "raw"
+    spec = AcquisitionSpec(**ZARR_SPEC)
+    write_acquisition(spec, raw)
+    return spec, raw
+
+
+def zarr_session(run_snakemake, raw: Path, work: Path, **extra) -> Path:
+    """A session config on top of the shipped default, as a user writes one."""
+    run_snakemake(work, {"input": str(raw), "outdir": str(work / "out"), "format": "zarr", **extra})
+    return next((work / "out").glob("*.zarr"))
+
+
+def check_readers(store: Path, spec: AcquisitionSpec, z_scale: float | None) -> None:
+    height, width = max(spec.roi_heights), spec.width * spec.n_rois
+    axes, scale, shape = read_with_ome_zarr_py(store)
+    assert shape == (spec.n_frames, spec.n_planes, height, width)
+    assert [a["name"] for a in axes] == ["t", "z", "y", "x"]
+    assert axes[0]["unit"] == "second" and scale[0] == pytest.approx(1 / spec.frame_rate)
+    assert axes[2]["unit"] == axes[3]["unit"] == "micrometer"
+    order, bio_scale, properties, bio_shape = read_with_bioio(store)
+    assert order == "TCZYX" and bio_shape == (spec.n_frames, 1, spec.n_planes, height, width)
+    assert str(properties.Y.unit) == str(properties.X.unit) == "micrometer"
+    if z_scale is None:
+        # one step per plane, and no reader may take it for a length
+        assert "unit" not in axes[1] and scale[1] == 1.0
+        assert properties.Z.unit is None
+    else:
+        assert axes[1]["unit"] == "micrometer" and scale[1] == z_scale
+        assert str(properties.Z.unit) == "micrometer" and bio_scale.Z == z_scale
+
+
+def test_unknown_dz_gives_a_z_axis_without_unit_through_snakemake_and_the_api(zarr_acquisition, tmp_path, run_snakemake):
+    spec, raw = zarr_acquisition
+    # the shipped default config's demo dz must not reach a session that omits dz
+    check_readers(zarr_session(run_snakemake, raw, tmp_path / "workflow"), spec, None)
+    api_out = imexport.imwrite(raw, tmp_path / "api", ext=".zarr", show_progress=False)
+    check_readers(next(api_out.glob("*.zarr")), spec, None)
+
+
+def test_stated_dz_is_read_as_micrometers(zarr_acquisition, tmp_path, run_snakemake):
+    spec, raw = zarr_acquisition
+    store = zarr_session(run_snakemake, raw, tmp_path / "workflow", metadata={"dz": 12.5})
+    check_readers(store, spec, 12.5)
+
+
+def test_demo_metadata_fills_only_the_demo_and_never_a_stated_value():
+    from imexport.config import validate
+    from imexport.demo import with_demo_metadata
+
+    demo = {"folder": "demo_data/raw", "metadata": {"dz": 16.0}}
+    on_demo = validate({"input": "demo_data/raw", "demo": demo})
+    assert with_demo_metadata(on_demo)["metadata"]["dz"] == 16.0
+    stated = validate({"input": "demo_data/raw", "demo": demo, "metadata": {"dz": 5.0}})
+    assert with_demo_metadata(stated)["metadata"]["dz"] == 5.0
+    elsewhere = validate({"input": "recordings/m1", "demo": demo})
+    assert with_demo_metadata(elsewhere)["metadata"]["dz"] is None
+    assert with_demo_metadata(validate({"input": "demo_data/raw"}))["metadata"]["dz"] is None  # no demo value
