@@ -2,9 +2,9 @@
 # Install suite2p 1.1 (the current release) and 0.14 in cached virtual environments for
 # tests/test_clients.py, each built once and reused while its ".installed" marker is there.
 # suite2p pulls torch through cellpose: torch 2.14.1 is pinned because this machine image
-# serves that build from local disk (the 1.1 environment is about 6 GB, built in about
+# serves that build from local disk (the 1.1 environment is about 6.2 GB, built in about
 # 5 minutes); the 0.14 environment installs only suite2p 0.14 and what differs (about
-# 30 MB, 20 s) and takes torch and the rest from the 1.1 environment through a .pth file.
+# 100 MB, 20 s) and takes torch and the rest from the 1.1 environment through a .pth file.
 # Location: $IMEXPORT_CLIENTS_CACHE (default ~/.cache/imexport).
 set -euo pipefail
 CACHE="${IMEXPORT_CLIENTS_CACHE:-$HOME/.cache/imexport}"

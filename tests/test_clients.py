@@ -25,7 +25,7 @@ import imexport
 from imexport.synthetic import AcquisitionSpec, write_acquisition
 
 CLIENTS_CACHE = Path(os.environ.get("IMEXPORT_CLIENTS_CACHE", Path.home() / ".cache" / "imexport"))
-IN_CI = os.environ.get("CI") == "true"
+IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 SUITE2P_TIMEOUT_S = 900
 
 # The calls README documents, run verbatim with FOLDER set to the plane folder.
@@ -67,6 +67,17 @@ def client_python(venv_name: str) -> Path:
     return venv / "bin" / "python"
 
 
+@pytest.fixture
+def suite2p_1x():
+    """suite2p 1.1's python, checked before the export is made."""
+    return client_python("suite2p-1.1-venv")
+
+
+@pytest.fixture
+def suite2p_014():
+    return client_python("suite2p-0.14-venv")
+
+
 @pytest.fixture(scope="module")
 def suite2p_export(tmp_path_factory):
     """A two-plane export to suite2p plane folders, big enough for suite2p's defaults."""
@@ -101,8 +112,8 @@ def check_registered(folder: Path, ops: dict, exported_sha: str) -> None:
     assert (folder / "stat.npy").is_file() and (folder / "F.npy").is_file()
 
 
-def test_suite2p_1x_runs_on_a_moved_copy_and_never_writes_the_export(suite2p_export, tmp_path):
-    python = client_python("suite2p-1.1-venv")
+def test_suite2p_1x_runs_on_a_moved_copy_and_never_writes_the_export(suite2p_1x, suite2p_export, tmp_path):
+    python = suite2p_1x
     copy, original = copy_export(suite2p_export, tmp_path)
     folder = copy / PLANES[0]
     # the working directory is neither folder: every path must come from db_path
@@ -120,8 +131,8 @@ def test_suite2p_1x_runs_on_a_moved_copy_and_never_writes_the_export(suite2p_exp
     }
 
 
-def test_suite2p_014_runs_inside_a_moved_copy_and_never_writes_the_export(suite2p_export, tmp_path):
-    python = client_python("suite2p-0.14-venv")
+def test_suite2p_014_runs_inside_a_moved_copy_and_never_writes_the_export(suite2p_014, suite2p_export, tmp_path):
+    python = suite2p_014
     copy, original = copy_export(suite2p_export, tmp_path)
     folder = copy / PLANES[1]
     run_client(python, SUITE2P_014_CALL, cwd=folder)
