@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from imexport.outdir_lock import LOCK_NAME, OutdirLockedError, acquire, check_unlocked, lock_path, locked, release
+from imexport.outdir_lock import OutdirLockedError, acquire, check_unlocked, lock_path, locked, release
 
 HOLD = textwrap.dedent("""
     import sys, time
@@ -127,8 +127,9 @@ def test_of_runs_racing_for_a_stale_lock_exactly_one_wins(tmp_path):
     work.mkdir()
     lock_path(work).write_text(json.dumps({"host": socket.gethostname(), "pid": _dead_pid(), "started": "then"}))
     start = time.time() + 1.0
-    procs = [subprocess.Popen([sys.executable, "-c", RACE, str(work), str(start)], stdout=subprocess.PIPE, text=True)
-             for _ in range(6)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", RACE, str(work), str(start)], stdout=subprocess.PIPE, text=True) for _ in range(6)
+    ]
     outcomes = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
     assert outcomes == ["got"] + ["refused"] * 5
 
@@ -140,8 +141,11 @@ NO_PHASE = {"scan_phase": {"fix_phase": False}}
 
 def snapshot(folder: Path) -> dict[str, tuple[int, str]]:
     """Every file under ``folder``, bookkeeping included: mtime and sha256."""
-    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def verify(out: Path) -> subprocess.CompletedProcess:
@@ -180,8 +184,9 @@ def test_a_dead_runs_lock_is_taken_over_and_released(tmp_path, make_acquisition,
 def test_a_failed_run_releases_the_lock(tmp_path, make_acquisition, run_snakemake):
     # planes of 550 kB each against a 256 kB file size limit: every plane job fails, while
     # what the run writes before them (index, records, lock) stays below the limit
-    _, paths = make_acquisition(tmp_path, n_frames=60, n_planes=2, roi_heights=[48, 48], width=48, fly_to_lines=2,
-                                frames_per_file=30, n_cells=8)
+    _, paths = make_acquisition(
+        tmp_path, n_frames=60, n_planes=2, roi_heights=[48, 48], width=48, fly_to_lines=2, frames_per_file=30, n_cells=8
+    )
     out = tmp_path / "out"
     limit = 256 * 1024
     (out / ".imexport").mkdir(parents=True)
@@ -191,8 +196,9 @@ def test_a_failed_run_releases_the_lock(tmp_path, make_acquisition, run_snakemak
     def small_disk():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    failed = run_snakemake(tmp_path / "work", {"input": str(paths[0].parent), "outdir": str(out), **NO_PHASE},
-                           expect_ok=False, preexec_fn=small_disk)
+    failed = run_snakemake(
+        tmp_path / "work", {"input": str(paths[0].parent), "outdir": str(out), **NO_PHASE}, expect_ok=False, preexec_fn=small_disk
+    )
     assert "Error in rule write_plane_file" in failed.output
     assert (out / ".imexport" / "page_index.npz").is_file()  # the run got past its start
     assert not lock_path(out / ".imexport").exists()

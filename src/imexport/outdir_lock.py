@@ -68,8 +68,10 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 def _describe(holder: dict[str, Any]) -> str:
-    return (f"host {holder.get('host')}, pid {holder.get('pid')}, started {holder.get('started')}, "
-            f"working directory {holder.get('cwd')}")
+    return (
+        f"host {holder.get('host')}, pid {holder.get('pid')}, started {holder.get('started')}, "
+        f"working directory {holder.get('cwd')}"
+    )
 
 
 def _refusal(path: Path, holder: dict[str, Any]) -> OutdirLockedError:
@@ -116,8 +118,12 @@ def acquire(work: str | Path) -> dict[str, Any]:
     path = lock_path(work)
     path.parent.mkdir(parents=True, exist_ok=True)
     me = {
-        "host": socket.gethostname(), "pid": os.getpid(), "process_start": _process_start(os.getpid()),
-        "cwd": os.getcwd(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "token": secrets.token_hex(8),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "process_start": _process_start(os.getpid()),
+        "cwd": os.getcwd(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "token": secrets.token_hex(8),
     }
     for _ in range(2):
         try:
