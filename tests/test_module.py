@@ -1,8 +1,8 @@
 """imexport used as a Snakemake ``module`` from a second workflow (docs/module.md).
 
 The host workflow below is the one the docs show: it imports every rule under an
-``imexport_`` prefix, gives the module its config, and calls the module's start and
-success handlers, which Snakemake runs only when the host calls them; a second import
+``imexport_`` prefix, gives the module its config, and calls the module's start,
+success and error handlers, which Snakemake runs only when the host calls them; a second import
 exports a second session. Expected pixels are
 the generator's ground truth (``expected_roi``), ROIs side by side; the module's pixel
 files must also be byte for byte those of the same config run as the main workflow.
@@ -11,6 +11,8 @@ files must also be byte for byte those of the same config run as the main workfl
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +62,12 @@ onstart:
 
 onsuccess:
     imexport.onsuccess()
+    second_session.onsuccess()
+
+
+onerror:
+    imexport.onerror()
+    second_session.onerror()
 """
 
 
@@ -138,6 +146,56 @@ def test_module_runs_the_start_and_success_handlers(module_run):
     assert not stale.exists()
     assert f"imexport: removed export/{stale.name}" in output
     assert f"imexport: 4 output(s) in {(root / 'export').resolve()}" in output
+    # each session's output folder lock, taken by onstart, is released by onsuccess
+    assert not (root / "export" / ".imexport" / "run.lock").exists()
+    assert not (root / "export_bin" / ".imexport" / "run.lock").exists()
+
+
+# The host's start handler makes another live process (this test's) hold the folder after
+# the DAG was built, as a second run starting just then would: the module's start
+# handler must refuse with imexport's message, and no job runs.
+HOST_RACED = """\
+import json, os, socket
+from pathlib import Path
+
+module imexport:
+    snakefile:
+        {snakefile!r}
+    config:
+        {config!r}
+
+
+use rule * from imexport as imexport_*
+
+
+rule all:
+    default_target: True
+    input:
+        rules.imexport_all.input,
+
+
+onstart:
+    Path("export/.imexport").mkdir(parents=True, exist_ok=True)
+    other = {{"host": socket.gethostname(), "pid": os.getppid(), "cwd": os.getcwd(), "started": "now"}}
+    Path("export/.imexport/run.lock").write_text(json.dumps(other))
+    imexport.onstart()
+"""
+
+
+def test_module_start_handler_refuses_a_held_folder(tmp_path, make_acquisition):
+    make_acquisition(tmp_path)
+    config = {"input": str(tmp_path / "raw"), "outdir": "export", "scan_phase": {"fix_phase": False}}
+    (tmp_path / "Snakefile").write_text(HOST_RACED.format(snakefile=str(WORKFLOW_SNAKEFILE), config=config))
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(tmp_path / "Snakefile"), "--directory", str(tmp_path)]
+    result = subprocess.run(
+        [*cmd, "--cores", "1", "--workflow-profile", "none"], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-6000:]
+    holder = f"(host {socket.gethostname()}, pid {os.getpid()},"
+    assert f"imexport: export: another imexport run exports into this folder {holder}" in output
+    assert "Traceback" not in output and "rule " not in output
+    assert [p.name for p in (tmp_path / "export").iterdir()] == [".imexport"]
 
 
 def test_module_pixels_equal_the_main_workflow(module_run, run_snakemake, tmp_path):
