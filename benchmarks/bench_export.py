@@ -1,21 +1,25 @@
 #!/usr/bin/env python
 """End-to-end export benchmark of imexport: the real Snakemake workflow vs a plain copy.
 
-    python benchmarks/bench_export.py [--frames 300] [--planes 14] [--formats tiff,bin,zarr,h5]
-                                      [--workdir /tmp/imexport-bench] [--keep]
+    python benchmarks/bench_export.py [--frames 300] [--long-frames 1000] [--planes 14]
+                                      [--formats tiff,bin,zarr,h5] [--phase-offset 0.6]
+                                      [--workdir /tmp/imexport-bench] [--keep] [--demo-runs 3]
                                       [--reference-python PATH] [--profile] [--repeat N]
 
 What it does (see benchmarks/README.md for how to read the table):
 
-1. generates a realistic raw ScanImage LBM acquisition with ``imexport.synthetic``
-   (cached in the workdir, keyed by the spec; generation time printed on its own);
+1. generates a realistic raw ScanImage LBM acquisition with ``imexport.synthetic``, with a
+   fractional scan-phase offset as real resonant scanners have (cached in the workdir,
+   keyed by the spec; generation time printed on its own);
 2. measures the copy ceiling: a plain sequential read+write copy of the raw bytes to the
    same disk, fsync'ed, cold (page cache dropped) and warm;
 3. runs the real workflow (``python -m snakemake --snakefile <repo>/Snakefile ...``) once
    per format, plus TIFF with ``--cores 1``, TIFF on a warm cache, and every TIFF plane job
    in one Python process without Snakemake (benchmarks/profile_plane.py --plane all); a
    format that is not wired yet gives an "n/a (error ...)" row instead of stopping;
-4. optionally runs mbo_utilities (``--reference-python``) on the same data;
+4. the same for a ``--long-frames`` acquisition (direct-write copy, one run per format), and
+   the fixed cost per run of the shipped demo config (``--demo-runs``);
+   optionally runs mbo_utilities (``--reference-python``) on the main acquisition;
 5. prints one table (also ``<workdir>/bench_table.md``, raw numbers in
    ``<workdir>/bench_results.json``) and checks each plane job's peak RSS against
    ``2 x target_chunk_mb + 300`` MiB;
@@ -329,6 +333,7 @@ class Row:
     fmt: str | None = None
     cache: str = "cold"
     cores: int | None = None
+    frames: int | None = None  # frames (volumes) of the acquisition measured; rows compare within one
     bytes: int | None = None
     wall_s: float | None = None
     sync_s: float | None = None
@@ -578,11 +583,13 @@ def run_workflow(fmt: str, raw: Path, workdir: Path, cores: int, cache: PageCach
     resident = cache.resident_fraction()
     log_file = logs / f"{slug}.log"
     t0 = time.perf_counter()
+    started = time.time()
     with open(log_file, "w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=run_dir)
         monitor = HwmMonitor(proc.pid)
         proc.wait()
     wall = time.perf_counter() - t0
+    ended = time.time()
     monitor.stop()
     t1 = time.perf_counter()
     os.sync()
@@ -620,6 +627,7 @@ def run_workflow(fmt: str, raw: Path, workdir: Path, cores: int, cache: PageCach
             of_rule = [r for r in records if r["_file"].split("/")[0].removesuffix(".tsv") == rule]
             row.extra.setdefault("other_jobs_s", {})[rule] = round(sum(_float(r.get("s")) or 0.0 for r in of_rule), 2)
         row.jobs_s_sum = sum(_float(r.get("s")) or 0.0 for r in plane) or None
+        row.extra.update(fixed_cost(outdir / ".imexport", plane, started, ended))
         row.extra["n_plane_jobs"] = len(plane)
         row.extra["max_plane_job_s"] = max((_float(r.get("s")) or 0.0 for r in plane), default=None)
         row.extra["benchmarks"] = [{k: r.get(k) for k in ("_file", "s", "max_rss", "io_in", "io_out", "mean_load")}
@@ -636,6 +644,25 @@ def run_workflow(fmt: str, raw: Path, workdir: Path, cores: int, cache: PageCach
         if row.bytes == 0:
             row.status = "n/a (error: the run succeeded but wrote no output bytes)"
     return row, run_dir
+
+
+def fixed_cost(work: Path, plane_records: list[dict], started: float, ended: float) -> dict:
+    """Seconds from the Snakemake start to the first plane job's start, and from the last plane
+    job's end to Snakemake's exit (start-up, DAG, index, scan phase; checksums, history).
+
+    A job's benchmark file is written when the job ends: its mtime is the end, mtime - s the start.
+    """
+    spans = []
+    for record in plane_records:
+        duration = _float(record.get("s"))
+        path = work / "benchmarks" / record["_file"]
+        if duration is not None and path.is_file():
+            end = path.stat().st_mtime
+            spans.append((end - duration, end))
+    if not spans:
+        return {}
+    return {"before_first_plane_job_s": round(min(s for s, _ in spans) - started, 2),
+            "after_last_plane_job_s": round(ended - max(e for _, e in spans), 2)}
 
 
 def run_inprocess(fmt: str, raw: Path, workdir: Path, cache: PageCache, state: str,
@@ -764,18 +791,24 @@ def job_peak_mib(row: Row) -> float | None:
 
 
 def build_table(rows: list[Row], machine: dict, header: dict) -> tuple[str, str]:
-    ceilings = {r.cache: r for r in rows if r.kind == "ceiling" and r.ok}
-    # a row is compared with the reference run of the same format and the same register_z
-    references = {(r.fmt, "register_z" in r.label): r for r in rows if r.kind == "reference" and r.ok}
-    columns = ["row", "MB/s", "× copy ceiling", "× reference", "peak RSS/job (MiB)", "wall s", "notes"]
+    # rows compare with the copies of the same acquisition and cache state, and with the
+    # reference run of the same acquisition, format and register_z
+    ceilings = {(r.cache, r.frames): r for r in rows if r.kind == "ceiling" and r.ok}
+    directs = {(r.cache, r.frames): r for r in rows if r.kind == "ceiling-direct" and r.ok}
+    references = {(r.fmt, r.frames, "register_z" in r.label): r for r in rows if r.kind == "reference" and r.ok}
+    columns = ["row", "MB/s", "× copy ceiling", "× direct-write copy", "× reference", "peak RSS/job (MiB)", "wall s",
+               "notes"]
     body = []
     for r in rows:
         if not r.ok:
-            body.append([r.label, r.status, "—", "—", "—", fmt_num(r.wall_s) if r.kind != "reference" else "—", "; ".join(r.notes)])
+            body.append([r.label, r.status, "—", "—", "—", "—", fmt_num(r.wall_s) if r.kind != "reference" else "—",
+                         "; ".join(r.notes)])
             continue
-        ceiling = ceilings.get(r.cache)
+        ceiling = ceilings.get((r.cache, r.frames))
         vs_ceiling = r.mb_s / ceiling.mb_s if (ceiling and r.kind != "ceiling" and ceiling.mb_s) else None
-        ref = references.get((r.fmt, "register_z" in r.label)) if r.kind == "export" else None
+        direct = directs.get((r.cache, r.frames))
+        vs_direct = r.mb_s / direct.mb_s if (direct and r.kind in ("export", "reference") and direct.mb_s) else None
+        ref = references.get((r.fmt, r.frames, "register_z" in r.label)) if r.kind == "export" else None
         vs_ref = r.mb_s / ref.mb_s if (ref and ref.mb_s) else None
         notes = list(r.notes)
         if r.sync_s is not None and r.kind != "ceiling":
@@ -787,8 +820,11 @@ def build_table(rows: list[Row], machine: dict, header: dict) -> tuple[str, str]
         if worst is not None and r.kind == "export":
             verdict = "ok" if worst <= header["rss_limit_mib"] else "OVER"
             notes.append(f"≤ {header['rss_limit_mib']:.0f} MiB: {verdict}")
+        if "before_first_plane_job_s" in r.extra:
+            notes.append(f"fixed cost {r.extra['before_first_plane_job_s']:.1f} s before the first plane job "
+                         f"+ {r.extra['after_last_plane_job_s']:.1f} s after the last")
         body.append([
-            r.label, fmt_num(r.mb_s), fmt_ratio(vs_ceiling), fmt_ratio(vs_ref),
+            r.label, fmt_num(r.mb_s), fmt_ratio(vs_ceiling), fmt_ratio(vs_direct), fmt_ratio(vs_ref),
             rss_cell, fmt_num(r.wall_s, 2), "; ".join(notes),
         ])
     title = [
@@ -817,11 +853,11 @@ def build_table(rows: list[Row], machine: dict, header: dict) -> tuple[str, str]
 
 def summary_lines(rows: list[Row]) -> list[str]:
     out = []
-    direct = next((r for r in rows if r.kind == "ceiling-direct" and r.ok), None)
-    exports = [r for r in rows if r.kind == "export" and r.ok and r.cache == (direct.cache if direct else None)]
-    if direct and exports:
-        out.append(f"vs the direct-write copy ({direct.mb_s:.0f} MB/s): "
-                   + ", ".join(f"{r.label} {r.mb_s / direct.mb_s:.2f}×" for r in exports))
+    for direct in (r for r in rows if r.kind == "ceiling-direct" and r.ok):
+        exports = [r for r in rows if r.kind == "export" and r.ok and (r.cache, r.frames) == (direct.cache, direct.frames)]
+        if exports:
+            out.append(f"vs the direct-write copy of the {direct.frames}-frame acquisition ({direct.mb_s:.0f} MB/s): "
+                       + ", ".join(f"{r.label} {r.mb_s / direct.mb_s:.2f}×" for r in exports))
     two = next((r for r in rows if r.kind == "export" and r.fmt == "tiff" and r.cache == "cold" and r.cores and r.cores > 1 and r.ok), None)
     one = next((r for r in rows if r.kind == "export" and r.label.startswith("tiff --cores 1") and r.ok), None)
     if one and two:
@@ -896,6 +932,75 @@ def profile_plane(raw: Path, workdir: Path, chunk_mb: float | None, top: int = 1
     return "\n\n".join(parts)
 
 
+# --------------------------------------------------------------------------- long runs, demo
+
+
+def long_acquisition_rows(args: argparse.Namespace, workdir: Path, cores: int, state: str, logs: Path) -> list[Row]:
+    """The direct-write copy and one workflow run per format of the ``--long-frames`` acquisition."""
+    settings = acquisition_spec(args.long_frames, args.planes, args.phase_offset)
+    raw, raw_files, gen_s = ensure_acquisition(workdir, settings)
+    log(f"long acquisition: {raw}, {sum(p.stat().st_size for p in raw_files) / 1e9:.2f} GB; "
+        + (f"generated in {gen_s:.1f} s" if gen_s is not None else "cached"))
+    cache = PageCache(raw_files, args.cold_method)
+    suffix = f", {args.long_frames} frames"
+    rows = [best_of(args.repeat, lambda: copy_ceiling(raw_files, workdir / "copy_ceiling", cache, state, direct=True))]
+    rows[0].label += suffix
+    log(f"  {rows[0].label}: {rows[0].mb_s:.0f} MB/s")
+    for fmt in args.formats:
+        label = f"{fmt} --cores {cores}{suffix}"
+        log(f"running {label} ({state}) ...")
+
+        def one_run():
+            row, run_dir = run_workflow(fmt, raw, workdir, cores, cache, state, args.target_chunk_mb, logs, label)
+            remove(run_dir)
+            return row
+
+        rows.append(best_of(args.repeat, one_run))
+        log(f"  {rows[-1].status if not rows[-1].ok else f'{rows[-1].mb_s:.0f} MB/s'}")
+    for row in rows:
+        row.frames = args.long_frames
+    return rows
+
+
+def demo_fixed_cost(folder: Path, cores: int, runs: int, logs: Path) -> list[str]:
+    """The fixed cost per run on the demo (the shipped default config): Snakemake start to the
+    first plane job, last plane job to exit. The first run generates the demo and is not counted."""
+    import yaml
+
+    remove(folder)
+    folder.mkdir(parents=True)
+    with open(REPO / "config" / "config.yaml") as fh:
+        config = yaml.safe_load(fh)
+    config["show_progress"] = False
+    cfg = folder / "config.yaml"
+    cfg.write_text(json.dumps(config))
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(folder),
+           "--cores", str(cores), "--workflow-profile", "none", "--configfile", str(cfg)]
+    work = folder / config["outdir"] / ".imexport"
+    measured = []
+    for attempt in range(runs + 1):
+        remove(folder / config["outdir"])
+        t0, started = time.perf_counter(), time.time()
+        with open(logs / f"demo_{attempt}.log", "w") as fh:
+            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=folder)
+        wall, ended = time.perf_counter() - t0, time.time()
+        if proc.returncode != 0:
+            return [f"demo fixed cost: run failed, see {logs / f'demo_{attempt}.log'}"]
+        if attempt == 0:
+            continue  # generated the demo acquisition
+        plane = [r for r in benchmark_records(work) if r["_file"].startswith("write")]
+        measured.append({"wall": wall, **fixed_cost(work, plane, started, ended)})
+    remove(folder)
+    if not measured or "before_first_plane_job_s" not in measured[0]:
+        return ["demo fixed cost: no plane job benchmark records found"]
+    best = min(measured, key=lambda m: m["before_first_plane_job_s"] + m["after_last_plane_job_s"])
+    return [f"demo (shipped default config, --cores {cores}; best of {len(measured)}): wall {best['wall']:.2f} s, "
+            f"{best['before_first_plane_job_s']:.2f} s to the first plane job + {best['after_last_plane_job_s']:.2f} s "
+            f"after the last = {best['before_first_plane_job_s'] + best['after_last_plane_job_s']:.2f} s fixed cost "
+            f"(all runs: " + ", ".join(f"{m['before_first_plane_job_s']:.2f}+{m['after_last_plane_job_s']:.2f}"
+                                       for m in measured) + ")"]
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -905,9 +1010,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=300, help="frames (volumes) of the generated acquisition")
     parser.add_argument("--planes", type=int, default=14, help="z-planes of the generated acquisition")
     parser.add_argument("--formats", default=",".join(ALL_FORMATS), help="comma-separated: tiff,bin,zarr,h5")
-    parser.add_argument("--phase-offset", type=float, default=0.0,
-                        help="bidirectional scan-phase error of the generated data, px (0 = none: the "
-                             "workflow's phase correction then finds nothing to apply)")
+    parser.add_argument("--phase-offset", type=float, default=0.6,
+                        help="bidirectional scan-phase error of the generated data, px (default 0.6: a typical "
+                             "resonant scanner's, so every odd row is resampled; 0 = none, nothing to correct)")
+    parser.add_argument("--long-frames", type=int, default=1000,
+                        help="also a direct-write copy and one run per format of an acquisition with this many "
+                             "frames (0 = skip)")
+    parser.add_argument("--demo-runs", type=int, default=3,
+                        help="runs of the shipped default config (the demo) that measure the fixed cost per run "
+                             "(0 = skip)")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     parser.add_argument("--keep", action="store_true", help="keep the exported outputs (default: delete after measuring)")
     parser.add_argument("--reference-python", default=None, help="interpreter where `import mbo_utilities` works")
@@ -931,6 +1042,8 @@ def parse_args() -> argparse.Namespace:
         parser.error(f"--formats: unknown {unknown}; valid: {', '.join(ALL_FORMATS)}")
     if args.frames < 1 or args.planes < 1:
         parser.error("--frames and --planes must be >= 1")
+    if args.long_frames < 0 or args.demo_runs < 0:
+        parser.error("--long-frames and --demo-runs must be >= 0")
     return args
 
 
@@ -1022,6 +1135,9 @@ def main() -> int:
         if args.keep:
             kept.append(run_dir)
 
+    if args.long_frames:
+        rows += long_acquisition_rows(args, workdir, cores, main_state, logs)
+
     if "tiff" in args.formats and not args.no_inprocess:
         log(f"running tiff in-process ({main_state}) ...")
         row = best_of(args.repeat, lambda: run_inprocess("tiff", raw, workdir, cache, main_state, args.target_chunk_mb, logs))
@@ -1041,6 +1157,10 @@ def main() -> int:
             row = Row(label, "reference", fmt=fmt, status=ref_status)
         rows.append(row)
 
+    for row in rows:
+        row.frames = row.frames or args.frames
+    demo_lines = demo_fixed_cost(workdir / "demo", cores, args.demo_runs, logs) if args.demo_runs else []
+
     header = {
         "spec_line": f"{args.planes} planes × {args.frames} frames, 2 ROIs of 224×448 → {out_h}×{out_w} int16, "
                      f"{expected_out / 1e9:.2f} GB output / {raw_bytes / 1e9:.2f} GB raw; --cores {cores}",
@@ -1049,7 +1169,7 @@ def main() -> int:
         "rss_limit_mib": rss_limit,
     }
     text, md = build_table(rows, machine, header)
-    extra = summary_lines(rows)
+    extra = summary_lines(rows) + demo_lines
     gen_note = "generation of the acquisition: " + (f"{gen_s_cached:.1f} s" if gen_s_cached is not None else "time unknown")
     gen_note += " (not part of any ratio" + ("; reused from the cache this run)" if gen_s is None else ")")
     log("")
