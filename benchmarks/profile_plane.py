@@ -20,7 +20,7 @@ started during the job dumps its own ``<prefix>.<thread name>.prof``.
 plan one after the other in this one process: the export without Snakemake, for the
 benchmark's in-process row.
 
-Prints one JSON line: wall seconds of the plane job(s), exact peak RSS of this process
+Prints one JSON line: wall and CPU seconds (all threads) of the plane job(s), exact peak RSS of this process
 (``VmHWM``), output bytes.
 """
 
@@ -116,6 +116,8 @@ def main() -> None:
                              "after building the index and records in the same process")
     parser.add_argument("--target-chunk-mb", type=float, default=None)
     parser.add_argument("--prepare", action="store_true", help="only build the page index (and records), then exit")
+    parser.add_argument("--no-fix-phase", action="store_true",
+                        help="scan_phase.fix_phase: false (no estimate, no correction), to measure what they cost")
     parser.add_argument("--thread-profiles", default=None, metavar="PREFIX",
                         help="profile helper threads too, into PREFIX.<thread>.prof")
     args = parser.parse_args()
@@ -133,6 +135,8 @@ def main() -> None:
               "planes": None if every else [int(args.plane)], "overwrite": True, "show_progress": False}
     if args.target_chunk_mb is not None:
         config["target_chunk_mb"] = args.target_chunk_mb
+    if args.no_fix_phase:
+        config["scan_phase"] = {"fix_phase": False}
     config = validate(config)
     info = inspect_input(config["input"])
     plan = build_plan(config, info)
@@ -153,16 +157,17 @@ def main() -> None:
 
     if args.thread_profiles:
         _thread_profiles(args.thread_profiles)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     written = 0
     for job in plan.jobs.values():
         steps.write_plane(job, str(source_json), str(index_path), show_progress=False)
         written += _size(Path(job["output"]))
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     print(json.dumps({
         "job": "all" if every else next(iter(plan.jobs)),
         "n_jobs": len(plan.jobs),
         "write_plane_s": round(wall, 3),
+        "write_plane_cpu_s": round(cpu, 3),
         "total_s": round(time.perf_counter() - t_start, 3),
         "peak_rss_mib": round(peak_rss_mib(), 1),
         "ru_maxrss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
