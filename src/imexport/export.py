@@ -17,7 +17,7 @@ from . import geometry
 from .selection import from_runs
 from .sinks.base import PlaneSink, PlaneTarget
 from .sources import open_plane_reader
-from .sources.scanimage import SourceInfo
+from .sources.info import SourceInfo
 
 log = logging.getLogger(__name__)
 MIB = 2**20

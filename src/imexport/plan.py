@@ -23,7 +23,7 @@ import numpy as np
 from . import naming
 from .metadata import export_metadata, plane_metadata
 from .selection import SelectionError, limit, reorder, select, to_runs
-from .sources.scanimage import SourceInfo
+from .sources.info import SourceInfo
 
 FORMATS = ("tiff", "bin", "zarr", "h5")
 WORK_FOLDER = ".imexport"

@@ -30,7 +30,7 @@ from .plan import Export, Plan, build_plan, formats_of
 from .selection import from_runs
 from .sinks.base import write_atomic
 from .sources import open_plane_reader
-from .sources.scanimage import SourceInfo
+from .sources.info import SourceInfo
 from .steps import plan_summary
 
 QC_FOLDER = "qc"

@@ -26,7 +26,8 @@ from .plan import Plan
 from .selection import from_runs
 from .sinks.base import commit_path, temporary_sibling, write_json_atomic
 from .sources import build_index
-from .sources.scanimage import SourceInfo, check_page_index, load_page_index, save_page_index
+from .sources.info import SourceInfo
+from .sources.scanimage import check_page_index, load_page_index, save_page_index
 from .synthetic import AcquisitionSpec, write_acquisition
 
 log = logging.getLogger("imexport")
@@ -295,7 +296,8 @@ def assemble_tiff_volume(export: dict[str, Any], plane_files: list[str], target_
     from .sinks.tiff_volume import assemble_volume_tiff
 
     export = _with_corrections(export)
-    assemble_volume_tiff(Path(export["path"]), [Path(p) for p in plane_files], metadata=export["metadata"], target_chunk_mb=target_chunk_mb)
+    assemble_volume_tiff(Path(export["path"]), [Path(p) for p in plane_files], metadata=export["metadata"],
+                         target_chunk_mb=target_chunk_mb, bigtiff=export["options"].get("bigtiff", "auto"))
     if checksums:
         remember_files([Path(export["path"])], checksums)
 

@@ -23,10 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from .info import SourceError, SourceInfo
 from .scanimage import (
     PlaneReader,
-    SourceError,
-    SourceInfo,
     build_page_index,
     inspect_acquisition,
     is_raw_scanimage,
@@ -36,7 +35,7 @@ from .scanimage import (
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 H5_SUFFIXES = (".h5", ".hdf5")
-INPUT_OPTIONS = ("dim_order", "dataset_name", "shape", "piezo_average")
+INPUT_OPTIONS = ("dim_order", "dataset_name", "shape", "slice_repeats", "piezo_average")
 # kind -> module under sources/ with ``open_array``; imported on first use so that the
 # DAG of a raw recording never loads h5py or zarr
 READERS = {"tiff": "tiff", "suite2p": "suite2p", "zarr": "zarr_source", "hdf5": "hdf5", "npy": "npy"}
@@ -125,7 +124,8 @@ def inspect_input(spec: str | Path, **options: Any) -> SourceInfo:
     dim_order, dataset_name = options.get("dim_order"), options.get("dataset_name")
     if kind == "tiff":
         if is_raw_scanimage(paths[0]):
-            return inspect_acquisition(paths, piezo_average=options.get("piezo_average") is not False)
+            return inspect_acquisition(paths, slice_repeats=options.get("slice_repeats"),
+                                       piezo_average=options.get("piezo_average"))
         from .tiff import inspect_tiff
 
         return inspect_tiff(paths, dim_order=dim_order)
