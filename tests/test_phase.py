@@ -112,9 +112,7 @@ def test_integer_shift_fills_with_edge_value_not_wraparound(shift):
 
 def test_rounding_without_fft_uses_whole_pixels():
     image = np.arange(4 * 10, dtype=np.uint16).reshape(4, 10)
-    np.testing.assert_array_equal(
-        apply_offset(image, 1.6, use_fft=False), apply_offset(image, 2, use_fft=False)
-    )
+    np.testing.assert_array_equal(apply_offset(image, 1.6, use_fft=False), apply_offset(image, 2, use_fft=False))
 
 
 def test_stacks_of_frames_are_corrected_like_single_frames(base):
@@ -230,9 +228,7 @@ def test_numpy_and_cupy_agree(base):
     on_gpu = estimate_offset([(image, 3)], xp=cupy)
     assert on_gpu == pytest.approx(on_cpu, abs=1e-3)
     corrected_gpu = cupy.asnumpy(apply_offset(image, on_cpu, first_row=3, xp=cupy))
-    np.testing.assert_allclose(
-        corrected_gpu.astype(int), apply_offset(image, on_cpu, first_row=3), atol=1
-    )
+    np.testing.assert_allclose(corrected_gpu.astype(int), apply_offset(image, on_cpu, first_row=3), atol=1)
 
 
 def test_fft_length_is_the_next_5_smooth_number():
@@ -253,8 +249,9 @@ def test_fft_length_is_the_next_5_smooth_number():
 @pytest.mark.parametrize("true_offset", [0.0, 0.3, 1.0])
 @pytest.mark.parametrize("window_frames", [2, 20])
 @pytest.mark.parametrize("width, heights", [(128, [128, 128]), (64, [56, 44])])
-def test_every_plane_of_a_noisy_acquisition_is_read_within_a_twentieth_of_a_pixel(tmp_path, true_offset, window_frames,
-                                                                                 width, heights):
+def test_every_plane_of_a_noisy_acquisition_is_read_within_a_twentieth_of_a_pixel(
+    tmp_path, true_offset, window_frames, width, heights
+):
     # sparse cells + noise on every plane of a real-layout acquisition: phase correlation
     # (whitened spectra) misread these by 0.2-0.4 px rms; a full Hann taper without the
     # taper's autocorrelation divided out read 1 px as 0.85 px on the demo's 64 px lines
@@ -262,14 +259,22 @@ def test_every_plane_of_a_noisy_acquisition_is_read_within_a_twentieth_of_a_pixe
     from imexport.sources.scanimage import build_page_index, inspect_acquisition
     from imexport.synthetic import AcquisitionSpec, write_acquisition
 
-    spec = AcquisitionSpec(width=width, roi_heights=heights, fly_to_lines=8, n_planes=4, n_frames=20,
-                           frames_per_file=20, noise=20.0, n_cells=40, phase_offset=true_offset)
+    spec = AcquisitionSpec(
+        width=width,
+        roi_heights=heights,
+        fly_to_lines=8,
+        n_planes=4,
+        n_frames=20,
+        frames_per_file=20,
+        noise=20.0,
+        n_cells=40,
+        phase_offset=true_offset,
+    )
     info = inspect_acquisition(write_acquisition(spec, tmp_path))
     offsets = build_page_index(info)
     options = {"phasecorr_method": "mean", "use_fft": True, "border": 3, "max_offset": 4, "window_frames": window_frames}
     for plane in range(info.n_planes):
-        record = estimate_scan_phase(info, offsets, plane=plane, roi=None, color=0, frames_runs=[[0, 20, 1]],
-                                     options=options)
+        record = estimate_scan_phase(info, offsets, plane=plane, roi=None, color=0, frames_runs=[[0, 20, 1]], options=options)
         # the estimate is the shift that undoes the displacement
         assert record["offset"] == pytest.approx(-true_offset, abs=0.05), plane
         if true_offset == 0.0:
@@ -321,8 +326,11 @@ def test_integer_subpixel_shift_is_within_one_dn_of_the_float64_fourier_shift(wi
     rng = np.random.default_rng(5)
     image = np.clip(rng.normal(1000, 600, (64, width)), -32768, 32767).astype(np.int16)
     shift, pad = 0.6, 2
-    length = next(n for n in range(width + 2 * pad, 4 * width)
-                  if all(p in (2, 3, 5) for p in range(2, n + 1) if n % p == 0 and all(p % q for q in range(2, p))))
+    length = next(
+        n
+        for n in range(width + 2 * pad, 4 * width)
+        if all(p in (2, 3, 5) for p in range(2, n + 1) if n % p == 0 and all(p % q for q in range(2, p)))
+    )
     padded = np.pad(image[1::2].astype(np.float64), [(0, 0), (pad, length - width - pad)], mode="edge")
     spectrum = np.fft.rfft(padded, axis=-1) * np.exp(-2j * np.pi * np.fft.rfftfreq(padded.shape[-1]) * shift)
     reference = np.rint(np.fft.irfft(spectrum, n=length, axis=-1)[:, pad : pad + width])

@@ -52,8 +52,15 @@ def _window_image(reader, frames: np.ndarray, color: int, plane: int, method: st
 
 
 def estimate_scan_phase(
-    info: SourceInfo, offsets: list[np.ndarray], *, plane: int, roi: int | None, color: int,
-    frames_runs: list[list[int]], options: dict[str, Any], chunk: int = 16,
+    info: SourceInfo,
+    offsets: list[np.ndarray],
+    *,
+    plane: int,
+    roi: int | None,
+    color: int,
+    frames_runs: list[list[int]],
+    options: dict[str, Any],
+    chunk: int = 16,
 ) -> dict[str, Any]:
     """The scan-phase record of one plane (one ROI, or all ROIs of the stitched view)."""
     method = options["phasecorr_method"]
@@ -68,8 +75,13 @@ def estimate_scan_phase(
             for start in range(0, len(frames), chunk):
                 pages = reader.read(frames[start : start + chunk], [color], plane)[:, 0]
                 per_frame.extend(phase.frame_offsets(pages, strips=_row_strips(strips), **kwargs).tolist())
-            record.update({"frames": frames_runs, "offsets": per_frame,
-                           "applied": [applied_offset(o, options["use_fft"]) for o in per_frame]})
+            record.update(
+                {
+                    "frames": frames_runs,
+                    "offsets": per_frame,
+                    "applied": [applied_offset(o, options["use_fft"]) for o in per_frame],
+                }
+            )
             return record
         window = axial.mean_frame_indices(info.n_frames, int(options["window_frames"]))
         image = _window_image(reader, window, color, plane, method, chunk)
@@ -118,8 +130,7 @@ def phase_corrector(record: dict[str, Any] | None, info: SourceInfo, roi: int | 
                 j += 1
             if offsets[i] != 0:
                 for strip in strips:
-                    phase.shift_odd_rows(pages[i:j, ..., strip.rows, :], offsets[i], first_row=strip.y0,
-                                         use_fft=use_fft)
+                    phase.shift_odd_rows(pages[i:j, ..., strip.rows, :], offsets[i], first_row=strip.y0, use_fft=use_fft)
             i = j
         return pages
 
@@ -127,8 +138,13 @@ def phase_corrector(record: dict[str, Any] | None, info: SourceInfo, roi: int | 
 
 
 def compute_axial_shifts(
-    info: SourceInfo, offsets: list[np.ndarray], *, roi: int | None, color: int,
-    phase_records: list[dict[str, Any] | None], options: dict[str, Any],
+    info: SourceInfo,
+    offsets: list[np.ndarray],
+    *,
+    roi: int | None,
+    color: int,
+    phase_records: list[dict[str, Any] | None],
+    options: dict[str, Any],
 ) -> dict[str, Any]:
     """Shifts of every source plane of one view (stitched, or one ROI), plane 0 = (0, 0)."""
     every_frame = np.arange(info.n_frames)
@@ -149,8 +165,9 @@ def compute_axial_shifts(
                 planes.append(geometry.extract(pages[:, 0], layout, roi)[:, rows])
         return np.stack(planes, axis=1)
 
-    mean = axial.temporal_mean(read_frames, info.n_frames, max_frames=int(options["max_frames"]),
-                               chunk_frames=int(options["chunk_frames"]))
+    mean = axial.temporal_mean(
+        read_frames, info.n_frames, max_frames=int(options["max_frames"]), chunk_frames=int(options["chunk_frames"])
+    )
     xp, backend = array_module(options.get("gpu", "auto"))
     result = axial.plane_shifts(mean, max_reg_xy=int(options["max_reg_xy"]), xp=xp)
     return {
@@ -159,9 +176,12 @@ def compute_axial_shifts(
         "steps": np.asarray(result.steps).tolist(),
         "at_search_limit": [z + 1 for z in result.at_search_limit],
         "params": {
-            "max_frames": int(options["max_frames"]), "chunk_frames": int(options["chunk_frames"]),
-            "max_reg_xy": int(options["max_reg_xy"]), "sigma": result.params["sigma"],
-            "smooth_sigma": result.params["smooth_sigma"], "backend": backend,
+            "max_frames": int(options["max_frames"]),
+            "chunk_frames": int(options["chunk_frames"]),
+            "max_reg_xy": int(options["max_reg_xy"]),
+            "sigma": result.params["sigma"],
+            "smooth_sigma": result.params["smooth_sigma"],
+            "backend": backend,
             "frames_used": to_runs(axial.mean_frame_indices(info.n_frames, int(options["max_frames"]))),
         },
     }

@@ -52,10 +52,7 @@ def reduce_window(chunks: Any, method: str) -> np.ndarray:
     of a chunk: this runs for every plane of a view.
     """
     if method not in REDUCE_METHODS:
-        raise ValueError(
-            f"unknown phase window method {method!r}; valid methods are "
-            f"{', '.join(REDUCE_METHODS)}"
-        )
+        raise ValueError(f"unknown phase window method {method!r}; valid methods are {', '.join(REDUCE_METHODS)}")
     if isinstance(chunks, np.ndarray):
         chunks = [chunks]
     total = total_sq = peak = first = None
@@ -151,8 +148,7 @@ def apply_offset(
     return corrected
 
 
-def shift_odd_rows(frames: Any, offset: float, *, first_row: int = 0, use_fft: bool = True,
-                   xp: ModuleType = np) -> None:
+def shift_odd_rows(frames: Any, offset: float, *, first_row: int = 0, use_fft: bool = True, xp: ModuleType = np) -> None:
     """:func:`apply_offset` in place: only the odd rows of ``frames`` are read and rewritten."""
     if offset == 0:
         return
@@ -200,9 +196,7 @@ def _odd_row_start(first_row: int) -> int:
 def _border_tuple(border: int | Sequence[int]) -> tuple[int, int, int, int]:
     crop = (border,) * 4 if isinstance(border, (int, np.integer)) else tuple(border)
     if len(crop) != 4 or any(int(c) < 0 for c in crop):
-        raise ValueError(
-            f"border must be a non-negative int or (top, bottom, left, right), got {border!r}"
-        )
+        raise ValueError(f"border must be a non-negative int or (top, bottom, left, right), got {border!r}")
     return tuple(int(c) for c in crop)
 
 
