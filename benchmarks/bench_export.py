@@ -1,21 +1,25 @@
 #!/usr/bin/env python
 """End-to-end export benchmark of imexport: the real Snakemake workflow vs a plain copy.
 
-    python benchmarks/bench_export.py [--frames 300] [--planes 14] [--formats tiff,bin,zarr,h5]
-                                      [--workdir /tmp/imexport-bench] [--keep]
+    python benchmarks/bench_export.py [--frames 300] [--long-frames 1000] [--planes 14]
+                                      [--formats tiff,bin,zarr,h5] [--phase-offset 0.6]
+                                      [--workdir /tmp/imexport-bench] [--keep] [--demo-runs 3]
                                       [--reference-python PATH] [--profile] [--repeat N]
 
 What it does (see benchmarks/README.md for how to read the table):
 
-1. generates a realistic raw ScanImage LBM acquisition with ``imexport.synthetic``
-   (cached in the workdir, keyed by the spec; generation time printed on its own);
+1. generates a realistic raw ScanImage LBM acquisition with ``imexport.synthetic``, with a
+   fractional scan-phase offset as real resonant scanners have (cached in the workdir,
+   keyed by the spec; generation time printed on its own);
 2. measures the copy ceiling: a plain sequential read+write copy of the raw bytes to the
    same disk, fsync'ed, cold (page cache dropped) and warm;
 3. runs the real workflow (``python -m snakemake --snakefile <repo>/Snakefile ...``) once
    per format, plus TIFF with ``--cores 1``, TIFF on a warm cache, and every TIFF plane job
    in one Python process without Snakemake (benchmarks/profile_plane.py --plane all); a
    format that is not wired yet gives an "n/a (error ...)" row instead of stopping;
-4. optionally runs mbo_utilities (``--reference-python``) on the same data;
+4. the same for a ``--long-frames`` acquisition (direct-write copy, one run per format), and
+   the fixed cost per run of the shipped demo config (``--demo-runs``);
+   optionally runs mbo_utilities (``--reference-python``) on the main acquisition;
 5. prints one table (also ``<workdir>/bench_table.md``, raw numbers in
    ``<workdir>/bench_results.json``) and checks each plane job's peak RSS against
    ``2 x target_chunk_mb + 300`` MiB;
@@ -174,8 +178,14 @@ class PageCache:
     @staticmethod
     def _warm_software() -> None:
         subprocess.run([sys.executable, "-m", "snakemake", "--version"], capture_output=True)
-        subprocess.run([sys.executable, "-c", "import imexport.steps, imexport.export, imexport.sinks.tiff, "
-                        "imexport.workflow_plan, tifffile, zarr, h5py"], capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import imexport.steps, imexport.export, imexport.sinks.tiff, imexport.workflow_plan, tifffile, zarr, h5py",
+            ],
+            capture_output=True,
+        )
 
     def _probe(self, wanted: str) -> str:
         can_fadvise = hasattr(os, "posix_fadvise")
@@ -202,11 +212,11 @@ class PageCache:
     def label(self) -> str:
         return {
             "fadvise": "cold = raw files evicted from the page cache (sync + posix_fadvise DONTNEED, checked with fincore) "
-                       "before the run; software stays cached",
+            "before the run; software stays cached",
             "fadvise-unverified": "cold = raw files evicted with posix_fadvise DONTNEED before the run (not verified: "
-                                  "no fincore, drop_caches not writable)",
+            "no fincore, drop_caches not writable)",
             "drop_caches": "cold = page cache dropped (echo 3 > /proc/sys/vm/drop_caches) before the run, then "
-                           "Python/Snakemake/imexport re-read by a throw-away import",
+            "Python/Snakemake/imexport re-read by a throw-away import",
             "none": "warm cache (could not drop the page cache: every row reads from RAM when the data fit)",
         }[self.method]
 
@@ -225,8 +235,9 @@ class PageCache:
             return None
         cached = total = 0
         for path in self.raw_files:
-            out = subprocess.run(["fincore", "--bytes", "--noheadings", "--raw", "--output", "RES,SIZE", str(path)],
-                                 capture_output=True, text=True)
+            out = subprocess.run(
+                ["fincore", "--bytes", "--noheadings", "--raw", "--output", "RES,SIZE", str(path)], capture_output=True, text=True
+            )
             if out.returncode != 0 or not out.stdout.split():
                 return None
             res, size = out.stdout.split()[:2]
@@ -309,8 +320,10 @@ def ensure_acquisition(workdir: Path, settings: dict) -> tuple[Path, list[Path],
     staging = folder.with_name(folder.name + f".partial-{os.getpid()}")
     remove(staging)
     # in a child process: the generator holds ~0.5 GB, which the benchmark itself need not keep
-    code = ("import json, sys; from imexport.synthetic import AcquisitionSpec, write_acquisition; "
-            "write_acquisition(AcquisitionSpec(**json.loads(sys.argv[1])), sys.argv[2])")
+    code = (
+        "import json, sys; from imexport.synthetic import AcquisitionSpec, write_acquisition; "
+        "write_acquisition(AcquisitionSpec(**json.loads(sys.argv[1])), sys.argv[2])"
+    )
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", code, json.dumps(spec.to_dict()), str(staging / "raw")], check=True)
     elapsed = time.perf_counter() - t0
@@ -329,6 +342,7 @@ class Row:
     fmt: str | None = None
     cache: str = "cold"
     cores: int | None = None
+    frames: int | None = None  # frames (volumes) of the acquisition measured; rows compare within one
     bytes: int | None = None
     wall_s: float | None = None
     sync_s: float | None = None
@@ -361,8 +375,11 @@ def _cpu_seconds() -> tuple[float, float] | None:
         return None
     # user nice system idle iowait irq softirq steal ...: busy = all but idle and iowait
     busy = sum(fields[:8]) - fields[3] - fields[4]
-    ours = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-               for f in ("ru_utime", "ru_stime"))
+    ours = sum(
+        getattr(resource.getrusage(who), f)
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        for f in ("ru_utime", "ru_stime")
+    )
     return busy / os.sysconf("SC_CLK_TCK"), ours
 
 
@@ -428,7 +445,9 @@ def copy_ceiling(raw_files: list[Path], dest: Path, cache: PageCache, state: str
     remove(dest)
     if direct:
         row = Row(f"copy, direct writes ({state})", "ceiling-direct", cache=state, bytes=total, wall_s=wall)
-        row.notes.append("read 16 MiB buffers, write through DirectFile (O_DIRECT), fsync per file; for reference, not a ratio base")
+        row.notes.append(
+            "read 16 MiB buffers, write through DirectFile (O_DIRECT), fsync per file; for reference, not a ratio base"
+        )
     else:
         row = Row(f"copy ceiling ({state})", "ceiling", cache=state, bytes=total, wall_s=wall)
         row.notes.append("read+write 16 MiB buffers, fsync per file (included)")
@@ -560,8 +579,18 @@ def error_summary(log_text: str) -> str:
     return picked if len(picked) <= 110 else picked[:107] + "..."
 
 
-def run_workflow(fmt: str, raw: Path, workdir: Path, cores: int, cache: PageCache, state: str,
-                 chunk_mb: float | None, logs: Path, label: str, extra_config: dict | None = None) -> tuple[Row, Path]:
+def run_workflow(
+    fmt: str,
+    raw: Path,
+    workdir: Path,
+    cores: int,
+    cache: PageCache,
+    state: str,
+    chunk_mb: float | None,
+    logs: Path,
+    label: str,
+    extra_config: dict | None = None,
+) -> tuple[Row, Path]:
     slug = re.sub(r"[^A-Za-z0-9]+", "_", label).strip("_")  # "tiff --cores 2 (warm)" -> tiff_cores_2_warm
     run_dir = workdir / f"run_{slug}"
     remove(run_dir)
@@ -572,17 +601,32 @@ def run_workflow(fmt: str, raw: Path, workdir: Path, cores: int, cache: PageCach
         config["target_chunk_mb"] = chunk_mb
     cfg = run_dir / "bench_config.yaml"
     cfg.write_text(json.dumps(config, indent=1))  # JSON is YAML
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(run_dir),
-           "--cores", str(cores), "--workflow-profile", "none", "--configfile", str(cfg)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(run_dir),
+        "--cores",
+        str(cores),
+        "--workflow-profile",
+        "none",
+        "--configfile",
+        str(cfg),
+    ]
     cache.prepare(state)
     resident = cache.resident_fraction()
     log_file = logs / f"{slug}.log"
     t0 = time.perf_counter()
+    started = time.time()
     with open(log_file, "w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=run_dir)
         monitor = HwmMonitor(proc.pid)
         proc.wait()
     wall = time.perf_counter() - t0
+    ended = time.time()
     monitor.stop()
     t1 = time.perf_counter()
     os.sync()
@@ -594,8 +638,9 @@ def run_workflow(fmt: str, raw: Path, workdir: Path, cores: int, cache: PageCach
     if proc.returncode != 0:
         summary = error_summary(log_file.read_text(errors="replace"))
         # a failed job's traceback is in its own log, which goes with the run dir: keep a copy
-        failed = [p for p in sorted((outdir / ".imexport" / "logs").rglob("*.log"))
-                  if "Traceback" in p.read_text(errors="replace")]
+        failed = [
+            p for p in sorted((outdir / ".imexport" / "logs").rglob("*.log")) if "Traceback" in p.read_text(errors="replace")
+        ]
         if failed:
             keep = logs / f"{log_file.stem}_failed_jobs"
             remove(keep)
@@ -620,10 +665,12 @@ def run_workflow(fmt: str, raw: Path, workdir: Path, cores: int, cache: PageCach
             of_rule = [r for r in records if r["_file"].split("/")[0].removesuffix(".tsv") == rule]
             row.extra.setdefault("other_jobs_s", {})[rule] = round(sum(_float(r.get("s")) or 0.0 for r in of_rule), 2)
         row.jobs_s_sum = sum(_float(r.get("s")) or 0.0 for r in plane) or None
+        row.extra.update(fixed_cost(outdir / ".imexport", plane, started, ended))
         row.extra["n_plane_jobs"] = len(plane)
         row.extra["max_plane_job_s"] = max((_float(r.get("s")) or 0.0 for r in plane), default=None)
-        row.extra["benchmarks"] = [{k: r.get(k) for k in ("_file", "s", "max_rss", "io_in", "io_out", "mean_load")}
-                                   for r in records]
+        row.extra["benchmarks"] = [
+            {k: r.get(k) for k in ("_file", "s", "max_rss", "io_in", "io_out", "mean_load")} for r in records
+        ]
         plane_hwm = monitor.peak(lambda cmdline: "write_plane" in cmdline)
         if plane_hwm:
             row.extra["plane_job_hwm_mib"] = plane_hwm / 1024
@@ -638,13 +685,32 @@ def run_workflow(fmt: str, raw: Path, workdir: Path, cores: int, cache: PageCach
     return row, run_dir
 
 
-def run_inprocess(fmt: str, raw: Path, workdir: Path, cache: PageCache, state: str,
-                  chunk_mb: float | None, logs: Path) -> Row:
+def fixed_cost(work: Path, plane_records: list[dict], started: float, ended: float) -> dict:
+    """Seconds from the Snakemake start to the first plane job's start, and from the last plane
+    job's end to Snakemake's exit (start-up, DAG, index, scan phase; checksums, history).
+
+    A job's benchmark file is written when the job ends: its mtime is the end, mtime - s the start.
+    """
+    spans = []
+    for record in plane_records:
+        duration = _float(record.get("s"))
+        path = work / "benchmarks" / record["_file"]
+        if duration is not None and path.is_file():
+            end = path.stat().st_mtime
+            spans.append((end - duration, end))
+    if not spans:
+        return {}
+    return {
+        "before_first_plane_job_s": round(min(s for s, _ in spans) - started, 2),
+        "after_last_plane_job_s": round(ended - max(e for _, e in spans), 2),
+    }
+
+
+def run_inprocess(fmt: str, raw: Path, workdir: Path, cache: PageCache, state: str, chunk_mb: float | None, logs: Path) -> Row:
     """All plane jobs in one Python process, no Snakemake (benchmarks/profile_plane.py --plane all)."""
     run_dir = workdir / f"inprocess_{fmt}"
     remove(run_dir)
-    cmd = [sys.executable, str(PROFILE_DRIVER), "--input", str(raw), "--workdir", str(run_dir),
-           "--format", fmt, "--plane", "all"]
+    cmd = [sys.executable, str(PROFILE_DRIVER), "--input", str(raw), "--workdir", str(run_dir), "--format", fmt, "--plane", "all"]
     if chunk_mb is not None:
         cmd += ["--target-chunk-mb", str(chunk_mb)]
     cache.prepare(state)
@@ -655,8 +721,15 @@ def run_inprocess(fmt: str, raw: Path, workdir: Path, cache: PageCache, state: s
     wall = time.perf_counter() - t0
     t1 = time.perf_counter()
     os.sync()
-    row = Row(f"{fmt} in-process, 1 core (no Snakemake)", "export", fmt=fmt, cache=state, cores=1, wall_s=wall,
-              sync_s=time.perf_counter() - t1)
+    row = Row(
+        f"{fmt} in-process, 1 core (no Snakemake)",
+        "export",
+        fmt=fmt,
+        cache=state,
+        cores=1,
+        wall_s=wall,
+        sync_s=time.perf_counter() - t1,
+    )
     text = log_file.read_text(errors="replace")
     if proc.returncode != 0:
         row.status = f"n/a (error: {error_summary(text)})"
@@ -669,8 +742,11 @@ def run_inprocess(fmt: str, raw: Path, workdir: Path, cache: PageCache, state: s
         row.peak_rss_mib = results.get("peak_rss_mib")
         row.extra.update(results)
         row.notes.append("all plane jobs in one process: RSS is that process' peak")
-        steps_s = [f"{k.removesuffix('_s')} {results[k]:.1f} s" for k in ("index_s", "scan_phase_s", "write_plane_s")
-                   if isinstance(results.get(k), (int, float))]
+        steps_s = [
+            f"{k.removesuffix('_s')} {results[k]:.1f} s"
+            for k in ("index_s", "scan_phase_s", "write_plane_s")
+            if isinstance(results.get(k), (int, float))
+        ]
         if steps_s:
             row.notes.append(", ".join(steps_s))
     remove(run_dir)
@@ -717,8 +793,9 @@ def reference_available(python: str | None) -> tuple[bool, str]:
     return True, "ok"
 
 
-def run_reference(python: str, fmt: str, raw: Path, workdir: Path, cache: PageCache, state: str, logs: Path,
-                  register_z: bool = False) -> Row:
+def run_reference(
+    python: str, fmt: str, raw: Path, workdir: Path, cache: PageCache, state: str, logs: Path, register_z: bool = False
+) -> Row:
     script = workdir / "reference_export.py"
     script.write_text(REFERENCE_SCRIPT)
     out = workdir / f"ref_{fmt}"
@@ -729,13 +806,23 @@ def run_reference(python: str, fmt: str, raw: Path, workdir: Path, cache: PageCa
     log_file = logs / f"reference_{fmt}{'_register_z' if register_z else ''}.log"
     t0 = time.perf_counter()
     with open(log_file, "w") as fh:
-        proc = subprocess.run([python, str(script), str(raw), str(out), REFERENCE_EXT[fmt], *(["register_z"] if register_z else [])],
-                              stdout=fh, stderr=subprocess.STDOUT, cwd=out)
+        proc = subprocess.run(
+            [python, str(script), str(raw), str(out), REFERENCE_EXT[fmt], *(["register_z"] if register_z else [])],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=out,
+        )
     wall = time.perf_counter() - t0
     t1 = time.perf_counter()
     os.sync()
-    row = Row(f"reference {fmt}{suffix} (mbo_utilities)", "reference", fmt=fmt, cache=state, wall_s=wall,
-              sync_s=time.perf_counter() - t1)
+    row = Row(
+        f"reference {fmt}{suffix} (mbo_utilities)",
+        "reference",
+        fmt=fmt,
+        cache=state,
+        wall_s=wall,
+        sync_s=time.perf_counter() - t1,
+    )
     text = log_file.read_text(errors="replace")
     if proc.returncode != 0:
         row.status = f"n/a (error: {error_summary(text)})"
@@ -764,18 +851,24 @@ def job_peak_mib(row: Row) -> float | None:
 
 
 def build_table(rows: list[Row], machine: dict, header: dict) -> tuple[str, str]:
-    ceilings = {r.cache: r for r in rows if r.kind == "ceiling" and r.ok}
-    # a row is compared with the reference run of the same format and the same register_z
-    references = {(r.fmt, "register_z" in r.label): r for r in rows if r.kind == "reference" and r.ok}
-    columns = ["row", "MB/s", "× copy ceiling", "× reference", "peak RSS/job (MiB)", "wall s", "notes"]
+    # rows compare with the copies of the same acquisition and cache state, and with the
+    # reference run of the same acquisition, format and register_z
+    ceilings = {(r.cache, r.frames): r for r in rows if r.kind == "ceiling" and r.ok}
+    directs = {(r.cache, r.frames): r for r in rows if r.kind == "ceiling-direct" and r.ok}
+    references = {(r.fmt, r.frames, "register_z" in r.label): r for r in rows if r.kind == "reference" and r.ok}
+    columns = ["row", "MB/s", "× copy ceiling", "× direct-write copy", "× reference", "peak RSS/job (MiB)", "wall s", "notes"]
     body = []
     for r in rows:
         if not r.ok:
-            body.append([r.label, r.status, "—", "—", "—", fmt_num(r.wall_s) if r.kind != "reference" else "—", "; ".join(r.notes)])
+            body.append(
+                [r.label, r.status, "—", "—", "—", "—", fmt_num(r.wall_s) if r.kind != "reference" else "—", "; ".join(r.notes)]
+            )
             continue
-        ceiling = ceilings.get(r.cache)
+        ceiling = ceilings.get((r.cache, r.frames))
         vs_ceiling = r.mb_s / ceiling.mb_s if (ceiling and r.kind != "ceiling" and ceiling.mb_s) else None
-        ref = references.get((r.fmt, "register_z" in r.label)) if r.kind == "export" else None
+        direct = directs.get((r.cache, r.frames))
+        vs_direct = r.mb_s / direct.mb_s if (direct and r.kind in ("export", "reference") and direct.mb_s) else None
+        ref = references.get((r.fmt, r.frames, "register_z" in r.label)) if r.kind == "export" else None
         vs_ref = r.mb_s / ref.mb_s if (ref and ref.mb_s) else None
         notes = list(r.notes)
         if r.sync_s is not None and r.kind != "ceiling":
@@ -787,10 +880,23 @@ def build_table(rows: list[Row], machine: dict, header: dict) -> tuple[str, str]
         if worst is not None and r.kind == "export":
             verdict = "ok" if worst <= header["rss_limit_mib"] else "OVER"
             notes.append(f"≤ {header['rss_limit_mib']:.0f} MiB: {verdict}")
-        body.append([
-            r.label, fmt_num(r.mb_s), fmt_ratio(vs_ceiling), fmt_ratio(vs_ref),
-            rss_cell, fmt_num(r.wall_s, 2), "; ".join(notes),
-        ])
+        if "before_first_plane_job_s" in r.extra:
+            notes.append(
+                f"fixed cost {r.extra['before_first_plane_job_s']:.1f} s before the first plane job "
+                f"+ {r.extra['after_last_plane_job_s']:.1f} s after the last"
+            )
+        body.append(
+            [
+                r.label,
+                fmt_num(r.mb_s),
+                fmt_ratio(vs_ceiling),
+                fmt_ratio(vs_direct),
+                fmt_ratio(vs_ref),
+                rss_cell,
+                fmt_num(r.wall_s, 2),
+                "; ".join(notes),
+            ]
+        )
     title = [
         f"imexport export benchmark — {header['spec_line']}",
         f"machine: {machine['nproc']} CPUs ({machine['cpu']}), {machine['ram']} RAM, disk {machine['disk']}; "
@@ -808,7 +914,9 @@ def build_table(rows: list[Row], machine: dict, header: dict) -> tuple[str, str]
 
     text = "\n".join(title + ["", line(columns), sep] + [line(b) for b in body])
     md = "\n".join(
-        [f"### {title[0]}", ""] + [f"- {t}" for t in title[1:]] + [""]
+        [f"### {title[0]}", ""]
+        + [f"- {t}" for t in title[1:]]
+        + [""]
         + ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
         + ["| " + " | ".join(str(c).replace("|", "\\|") for c in b) + " |" for b in body]
     )
@@ -817,33 +925,52 @@ def build_table(rows: list[Row], machine: dict, header: dict) -> tuple[str, str]
 
 def summary_lines(rows: list[Row]) -> list[str]:
     out = []
-    direct = next((r for r in rows if r.kind == "ceiling-direct" and r.ok), None)
-    exports = [r for r in rows if r.kind == "export" and r.ok and r.cache == (direct.cache if direct else None)]
-    if direct and exports:
-        out.append(f"vs the direct-write copy ({direct.mb_s:.0f} MB/s): "
-                   + ", ".join(f"{r.label} {r.mb_s / direct.mb_s:.2f}×" for r in exports))
-    two = next((r for r in rows if r.kind == "export" and r.fmt == "tiff" and r.cache == "cold" and r.cores and r.cores > 1 and r.ok), None)
+    for direct in (r for r in rows if r.kind == "ceiling-direct" and r.ok):
+        exports = [r for r in rows if r.kind == "export" and r.ok and (r.cache, r.frames) == (direct.cache, direct.frames)]
+        if exports:
+            out.append(
+                f"vs the direct-write copy of the {direct.frames}-frame acquisition ({direct.mb_s:.0f} MB/s): "
+                + ", ".join(f"{r.label} {r.mb_s / direct.mb_s:.2f}×" for r in exports)
+            )
+    two = next(
+        (r for r in rows if r.kind == "export" and r.fmt == "tiff" and r.cache == "cold" and r.cores and r.cores > 1 and r.ok),
+        None,
+    )
     one = next((r for r in rows if r.kind == "export" and r.label.startswith("tiff --cores 1") and r.ok), None)
     if one and two:
-        out.append(f"tiff speed-up --cores {two.cores} vs --cores 1: {one.wall_s / two.wall_s:.2f}× "
-                   f"({one.wall_s:.1f} s → {two.wall_s:.1f} s wall)")
+        out.append(
+            f"tiff speed-up --cores {two.cores} vs --cores 1: {one.wall_s / two.wall_s:.2f}× "
+            f"({one.wall_s:.1f} s → {two.wall_s:.1f} s wall)"
+        )
     for r in rows:
         if r.kind == "export" and r.ok and r.jobs_s_sum:
             overhead = r.wall_s - r.jobs_s_sum / (r.cores or 1)
-            out.append(f"{r.label}: {r.extra.get('n_plane_jobs')} plane jobs, Σ job s {r.jobs_s_sum:.1f} "
-                       f"(max {r.extra.get('max_plane_job_s') or 0:.1f} s); wall − Σjob/cores ≈ {overhead:.1f} s "
-                       f"of Snakemake start-up, DAG and non-plane jobs; plane-job max_rss in {r.peak_rss_job}"
-                       + "".join(f"; {rule} jobs Σ {sec:.1f} s" for rule, sec in (r.extra.get("other_jobs_s") or {}).items())
-                       + (f"; other jobs max_rss {r.extra['other_jobs_max_rss'][0]:.0f} MiB" if r.extra.get("other_jobs_max_rss") else "")
-                       + (f"; Snakemake main process HWM {r.extra['snakemake_main_hwm_mib']:.0f} MiB"
-                          if r.extra.get("snakemake_main_hwm_mib") else ""))
+            out.append(
+                f"{r.label}: {r.extra.get('n_plane_jobs')} plane jobs, Σ job s {r.jobs_s_sum:.1f} "
+                f"(max {r.extra.get('max_plane_job_s') or 0:.1f} s); wall − Σjob/cores ≈ {overhead:.1f} s "
+                f"of Snakemake start-up, DAG and non-plane jobs; plane-job max_rss in {r.peak_rss_job}"
+                + "".join(f"; {rule} jobs Σ {sec:.1f} s" for rule, sec in (r.extra.get("other_jobs_s") or {}).items())
+                + (
+                    f"; other jobs max_rss {r.extra['other_jobs_max_rss'][0]:.0f} MiB"
+                    if r.extra.get("other_jobs_max_rss")
+                    else ""
+                )
+                + (
+                    f"; Snakemake main process HWM {r.extra['snakemake_main_hwm_mib']:.0f} MiB"
+                    if r.extra.get("snakemake_main_hwm_mib")
+                    else ""
+                )
+            )
     return out
 
 
 # --------------------------------------------------------------------------- profile
 
 
-_NOT_IMPORT = r"^(?!.*(importlib|<frozen|<module>|builtins\.exec|__import__|_imp\.|marshal\.|builtins\.compile|sre_|_compiler\.py|_parser\.py))"
+_NOT_IMPORT = (
+    r"^(?!.*(importlib|<frozen|<module>|builtins\.exec|__import__|_imp\.|marshal\.|builtins\.compile"
+    r"|sre_|_compiler\.py|_parser\.py))"
+)
 
 
 def profile_plane(raw: Path, workdir: Path, chunk_mb: float | None, top: int = 10) -> str:
@@ -866,7 +993,7 @@ def profile_plane(raw: Path, workdir: Path, chunk_mb: float | None, top: int = 1
     wall = time.perf_counter() - t0
     if run.returncode != 0:
         return f"profile: plane job failed:\n{run.stderr[-2000:]}"
-    result = next((json.loads(line) for line in run.stdout.splitlines() if line.startswith("{\"job\"")), {})
+    result = next((json.loads(line) for line in run.stdout.splitlines() if line.startswith('{"job"')), {})
     prepared = next((line for line in prep.stdout.splitlines() if line.startswith("{")), "{}")
     parts = [
         f"prepared with steps.index_source (+ the correction records the plan asks for): {prepared}",
@@ -886,8 +1013,9 @@ def profile_plane(raw: Path, workdir: Path, chunk_mb: float | None, top: int = 1
         start = text.find("   ncalls")
         return text[start:].rstrip() if start >= 0 else text.rstrip()
 
-    parts.append(f"-- main thread, top {top} by cumulative time (import machinery hidden) --\n"
-                 f"{top_text(main_prof, 'cumulative')}")
+    parts.append(
+        f"-- main thread, top {top} by cumulative time (import machinery hidden) --\n{top_text(main_prof, 'cumulative')}"
+    )
     parts.append(f"-- main thread, top {top} by own time --\n{top_text(main_prof, 'tottime')}")
     for thread_prof in sorted(workdir.glob("plane_thread.*.prof")):
         parts.append(f"-- thread {thread_prof.name}, top {top} by cumulative time --\n{top_text(thread_prof, 'cumulative')}")
@@ -896,33 +1024,141 @@ def profile_plane(raw: Path, workdir: Path, chunk_mb: float | None, top: int = 1
     return "\n\n".join(parts)
 
 
+# --------------------------------------------------------------------------- long runs, demo
+
+
+def long_acquisition_rows(args: argparse.Namespace, workdir: Path, cores: int, state: str, logs: Path) -> list[Row]:
+    """The direct-write copy and one workflow run per format of the ``--long-frames`` acquisition."""
+    settings = acquisition_spec(args.long_frames, args.planes, args.phase_offset)
+    raw, raw_files, gen_s = ensure_acquisition(workdir, settings)
+    log(
+        f"long acquisition: {raw}, {sum(p.stat().st_size for p in raw_files) / 1e9:.2f} GB; "
+        + (f"generated in {gen_s:.1f} s" if gen_s is not None else "cached")
+    )
+    cache = PageCache(raw_files, args.cold_method)
+    suffix = f", {args.long_frames} frames"
+    rows = [best_of(args.repeat, lambda: copy_ceiling(raw_files, workdir / "copy_ceiling", cache, state, direct=True))]
+    rows[0].label += suffix
+    log(f"  {rows[0].label}: {rows[0].mb_s:.0f} MB/s")
+    for fmt in args.formats:
+        label = f"{fmt} --cores {cores}{suffix}"
+        log(f"running {label} ({state}) ...")
+
+        def one_run():
+            row, run_dir = run_workflow(fmt, raw, workdir, cores, cache, state, args.target_chunk_mb, logs, label)
+            remove(run_dir)
+            return row
+
+        rows.append(best_of(args.repeat, one_run))
+        log(f"  {rows[-1].status if not rows[-1].ok else f'{rows[-1].mb_s:.0f} MB/s'}")
+    for row in rows:
+        row.frames = args.long_frames
+    return rows
+
+
+def demo_fixed_cost(folder: Path, cores: int, runs: int, logs: Path) -> list[str]:
+    """The fixed cost per run on the demo (the shipped default config): Snakemake start to the
+    first plane job, last plane job to exit. The first run generates the demo and is not counted."""
+    import yaml
+
+    remove(folder)
+    folder.mkdir(parents=True)
+    with open(REPO / "config" / "config.yaml") as fh:
+        config = yaml.safe_load(fh)
+    config["show_progress"] = False
+    cfg = folder / "config.yaml"
+    cfg.write_text(json.dumps(config))
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(folder),
+        "--cores",
+        str(cores),
+        "--workflow-profile",
+        "none",
+        "--configfile",
+        str(cfg),
+    ]
+    work = folder / config["outdir"] / ".imexport"
+    measured = []
+    for attempt in range(runs + 1):
+        remove(folder / config["outdir"])
+        t0, started = time.perf_counter(), time.time()
+        with open(logs / f"demo_{attempt}.log", "w") as fh:
+            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=folder)
+        wall, ended = time.perf_counter() - t0, time.time()
+        if proc.returncode != 0:
+            return [f"demo fixed cost: run failed, see {logs / f'demo_{attempt}.log'}"]
+        if attempt == 0:
+            continue  # generated the demo acquisition
+        plane = [r for r in benchmark_records(work) if r["_file"].startswith("write")]
+        measured.append({"wall": wall, **fixed_cost(work, plane, started, ended)})
+    remove(folder)
+    if not measured or "before_first_plane_job_s" not in measured[0]:
+        return ["demo fixed cost: no plane job benchmark records found"]
+    best = min(measured, key=lambda m: m["before_first_plane_job_s"] + m["after_last_plane_job_s"])
+    return [
+        f"demo (shipped default config, --cores {cores}; best of {len(measured)}): wall {best['wall']:.2f} s, "
+        f"{best['before_first_plane_job_s']:.2f} s to the first plane job + {best['after_last_plane_job_s']:.2f} s "
+        f"after the last = {best['before_first_plane_job_s'] + best['after_last_plane_job_s']:.2f} s fixed cost "
+        f"(all runs: "
+        + ", ".join(f"{m['before_first_plane_job_s']:.2f}+{m['after_last_plane_job_s']:.2f}" for m in measured)
+        + ")"
+    ]
+
+
 # --------------------------------------------------------------------------- main
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=300, help="frames (volumes) of the generated acquisition")
     parser.add_argument("--planes", type=int, default=14, help="z-planes of the generated acquisition")
     parser.add_argument("--formats", default=",".join(ALL_FORMATS), help="comma-separated: tiff,bin,zarr,h5")
-    parser.add_argument("--phase-offset", type=float, default=0.0,
-                        help="bidirectional scan-phase error of the generated data, px (0 = none: the "
-                             "workflow's phase correction then finds nothing to apply)")
+    parser.add_argument(
+        "--phase-offset",
+        type=float,
+        default=0.6,
+        help="bidirectional scan-phase error of the generated data, px (default 0.6: a typical "
+        "resonant scanner's, so every odd row is resampled; 0 = none, nothing to correct)",
+    )
+    parser.add_argument(
+        "--long-frames",
+        type=int,
+        default=1000,
+        help="also a direct-write copy and one run per format of an acquisition with this many frames (0 = skip)",
+    )
+    parser.add_argument(
+        "--demo-runs",
+        type=int,
+        default=3,
+        help="runs of the shipped default config (the demo) that measure the fixed cost per run (0 = skip)",
+    )
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     parser.add_argument("--keep", action="store_true", help="keep the exported outputs (default: delete after measuring)")
     parser.add_argument("--reference-python", default=None, help="interpreter where `import mbo_utilities` works")
     parser.add_argument("--cores", type=int, default=None, help="--cores of the main runs (default: all usable CPUs)")
-    parser.add_argument("--target-chunk-mb", type=float, default=None,
-                        help="target_chunk_mb of the runs (default: the workflow default)")
+    parser.add_argument(
+        "--target-chunk-mb", type=float, default=None, help="target_chunk_mb of the runs (default: the workflow default)"
+    )
     parser.add_argument("--no-cores1", action="store_true", help="skip the tiff --cores 1 row")
     parser.add_argument("--no-warm", action="store_true", help="skip the warm-cache tiff row")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="measure every row N times and keep the fastest (for a machine with other load)")
-    parser.add_argument("--cold-method", choices=["auto", "fadvise", "drop_caches"], default="auto",
-                        help="how cold rows evict the raw data (auto: fadvise if fincore can verify it, "
-                             "else drop_caches)")
-    parser.add_argument("--no-inprocess", action="store_true",
-                        help="skip the tiff in-process row (all plane jobs in one process, no Snakemake)")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="measure every row N times and keep the fastest (for a machine with other load)"
+    )
+    parser.add_argument(
+        "--cold-method",
+        choices=["auto", "fadvise", "drop_caches"],
+        default="auto",
+        help="how cold rows evict the raw data (auto: fadvise if fincore can verify it, else drop_caches)",
+    )
+    parser.add_argument(
+        "--no-inprocess", action="store_true", help="skip the tiff in-process row (all plane jobs in one process, no Snakemake)"
+    )
     parser.add_argument("--profile", action="store_true", help="also cProfile one tiff plane job (benchmarks/profile_plane.py)")
     args = parser.parse_args()
     args.formats = [f.strip() for f in args.formats.split(",") if f.strip()]
@@ -931,6 +1167,8 @@ def parse_args() -> argparse.Namespace:
         parser.error(f"--formats: unknown {unknown}; valid: {', '.join(ALL_FORMATS)}")
     if args.frames < 1 or args.planes < 1:
         parser.error("--frames and --planes must be >= 1")
+    if args.long_frames < 0 or args.demo_runs < 0:
+        parser.error("--long-frames and --demo-runs must be >= 0")
     return args
 
 
@@ -946,8 +1184,7 @@ def main() -> int:
 
     from imexport.config import validate
 
-    chunk_mb = float(args.target_chunk_mb if args.target_chunk_mb is not None
-                     else validate({})["target_chunk_mb"])
+    chunk_mb = float(args.target_chunk_mb if args.target_chunk_mb is not None else validate({})["target_chunk_mb"])
     rss_limit = 2 * chunk_mb + 300
 
     settings = acquisition_spec(args.frames, args.planes, args.phase_offset)
@@ -956,10 +1193,9 @@ def main() -> int:
     raw_bytes = sum(p.stat().st_size for p in raw_files)
     out_h, out_w = max(settings["roi_heights"]), settings["width"] * len(settings["roi_heights"])
     expected_out = args.frames * args.planes * out_h * out_w * 2
-    gen_line = (f"generated in {gen_s:.1f} s" if gen_s is not None else "cached (generated earlier, see spec.json)")
+    gen_line = f"generated in {gen_s:.1f} s" if gen_s is not None else "cached (generated earlier, see spec.json)"
     log(f"raw: {raw} — {len(raw_files)} files, {raw_bytes / 1e9:.2f} GB; {gen_line}")
-    log(f"output per format: {args.planes} planes × {args.frames} frames × {out_h}×{out_w} int16 "
-        f"= {expected_out / 1e9:.2f} GB")
+    log(f"output per format: {args.planes} planes × {args.frames} frames × {out_h}×{out_w} int16 = {expected_out / 1e9:.2f} GB")
     if gen_s is None:
         try:
             gen_s_cached = json.loads((raw.parent / "spec.json").read_text()).get("generation_s")
@@ -981,8 +1217,10 @@ def main() -> int:
     for state, direct in [(s, False) for s in states] + [(main_state, True)]:
         row = best_of(args.repeat, lambda: copy_ceiling(raw_files, workdir / "copy_ceiling", cache, state, direct))
         resident = row.extra.get("raw_resident_before")
-        log(f"  {row.label}: {row.mb_s:.0f} MB/s ({row.wall_s:.2f} s)"
-            + ("" if resident is None else f", raw data in page cache before: {100 * resident:.0f}%"))
+        log(
+            f"  {row.label}: {row.mb_s:.0f} MB/s ({row.wall_s:.2f} s)"
+            + ("" if resident is None else f", raw data in page cache before: {100 * resident:.0f}%")
+        )
         rows.append(row)
 
     ref_ok, ref_status = reference_available(args.reference_python)
@@ -1002,8 +1240,7 @@ def main() -> int:
         run_dirs = []
 
         def one_run():
-            row, run_dir = run_workflow(fmt, raw, workdir, n_cores, cache, state, args.target_chunk_mb, logs, label,
-                                        extra_config)
+            row, run_dir = run_workflow(fmt, raw, workdir, n_cores, cache, state, args.target_chunk_mb, logs, label, extra_config)
             run_dirs.append(run_dir)
             if not args.keep:
                 remove(run_dir)
@@ -1015,12 +1252,17 @@ def main() -> int:
         resident = row.extra.get("raw_resident_before")
         resident = "" if resident is None else f", raw data in page cache before: {100 * resident:.0f}%"
         if row.ok:
-            log(f"  {row.bytes / 1e9:.2f} GB in {row.wall_s:.1f} s = {row.mb_s:.0f} MB/s, "
-                f"peak RSS/job {fmt_num(row.peak_rss_mib, 0)} MiB, sync +{row.sync_s:.1f} s{resident}")
+            log(
+                f"  {row.bytes / 1e9:.2f} GB in {row.wall_s:.1f} s = {row.mb_s:.0f} MB/s, "
+                f"peak RSS/job {fmt_num(row.peak_rss_mib, 0)} MiB, sync +{row.sync_s:.1f} s{resident}"
+            )
         else:
             log(f"  {row.status}")
         if args.keep:
             kept.append(run_dir)
+
+    if args.long_frames:
+        rows += long_acquisition_rows(args, workdir, cores, main_state, logs)
 
     if "tiff" in args.formats and not args.no_inprocess:
         log(f"running tiff in-process ({main_state}) ...")
@@ -1034,22 +1276,27 @@ def main() -> int:
         label = f"reference {fmt}{' + register_z' if register_z else ''} (mbo_utilities)"
         if ref_ok:
             log(f"running {label} ...")
-            row = best_of(args.repeat, lambda: run_reference(args.reference_python, fmt, raw, workdir, cache, main_state,
-                                                             logs, register_z))
+            row = best_of(
+                args.repeat, lambda: run_reference(args.reference_python, fmt, raw, workdir, cache, main_state, logs, register_z)
+            )
             log(f"  {row.status if not row.ok else f'{row.mb_s:.0f} MB/s'}")
         else:
             row = Row(label, "reference", fmt=fmt, status=ref_status)
         rows.append(row)
 
+    for row in rows:
+        row.frames = row.frames or args.frames
+    demo_lines = demo_fixed_cost(workdir / "demo", cores, args.demo_runs, logs) if args.demo_runs else []
+
     header = {
         "spec_line": f"{args.planes} planes × {args.frames} frames, 2 ROIs of 224×448 → {out_h}×{out_w} int16, "
-                     f"{expected_out / 1e9:.2f} GB output / {raw_bytes / 1e9:.2f} GB raw; --cores {cores}",
+        f"{expected_out / 1e9:.2f} GB output / {raw_bytes / 1e9:.2f} GB raw; --cores {cores}",
         "cache_label": cache.label + (f"; rows are best of {args.repeat}" if args.repeat > 1 else "") + f"; {bytecode}",
         "chunk_mb": chunk_mb,
         "rss_limit_mib": rss_limit,
     }
     text, md = build_table(rows, machine, header)
-    extra = summary_lines(rows)
+    extra = summary_lines(rows) + demo_lines
     gen_note = "generation of the acquisition: " + (f"{gen_s_cached:.1f} s" if gen_s_cached is not None else "time unknown")
     gen_note += " (not part of any ratio" + ("; reused from the cache this run)" if gen_s is None else ")")
     log("")
@@ -1059,17 +1306,26 @@ def main() -> int:
         log(line)
     checked = [r for r in rows if r.kind == "export" and job_peak_mib(r) is not None]
     over = [r for r in checked if job_peak_mib(r) > rss_limit]
-    memory_line = (f"memory check (peak RSS per plane job ≤ 2×{chunk_mb:g}+300 = {rss_limit:.0f} MiB, "
-                   f"max of Snakemake max_rss and VmHWM, {args.frames} frames): "
-                   + ("no successful export to check" if not checked else "PASS" if not over else
-                      "FAIL: " + ", ".join(f"{r.label} {job_peak_mib(r):.0f} MiB" for r in over)))
+    memory_line = (
+        f"memory check (peak RSS per plane job ≤ 2×{chunk_mb:g}+300 = {rss_limit:.0f} MiB, "
+        f"max of Snakemake max_rss and VmHWM, {args.frames} frames): "
+        + (
+            "no successful export to check"
+            if not checked
+            else "PASS"
+            if not over
+            else "FAIL: " + ", ".join(f"{r.label} {job_peak_mib(r):.0f} MiB" for r in over)
+        )
+    )
     extra.append(memory_line)
     log(memory_line)
-    (workdir / "bench_table.md").write_text(
-        md + "\n\n" + "\n".join(f"- {line}" for line in [gen_note, *extra]) + "\n"
-    )
+    (workdir / "bench_table.md").write_text(md + "\n\n" + "\n".join(f"- {line}" for line in [gen_note, *extra]) + "\n")
     results = {
-        "machine": machine, "header": header, "raw": str(raw), "raw_bytes": raw_bytes, "generation_s": gen_s_cached,
+        "machine": machine,
+        "header": header,
+        "raw": str(raw),
+        "raw_bytes": raw_bytes,
+        "generation_s": gen_s_cached,
         "rows": [{**{k: v for k, v in r.__dict__.items()}, "mb_s": r.mb_s} for r in rows],
     }
     (workdir / "bench_results.json").write_text(json.dumps(results, indent=1, default=str))

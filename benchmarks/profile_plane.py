@@ -20,7 +20,7 @@ started during the job dumps its own ``<prefix>.<thread name>.prof``.
 plan one after the other in this one process: the export without Snakemake, for the
 benchmark's in-process row.
 
-Prints one JSON line: wall seconds of the plane job(s), exact peak RSS of this process
+Prints one JSON line: wall and CPU seconds (all threads) of the plane job(s), exact peak RSS of this process
 (``VmHWM``), output bytes.
 """
 
@@ -109,15 +109,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", required=True, help="raw ScanImage folder / file / glob")
     parser.add_argument("--workdir", required=True, help="output folder of this profile run")
-    parser.add_argument("--format", default="tiff", choices=["tiff", "bin"],
-                        help="formats whose plane jobs need no store/assembly step")
-    parser.add_argument("--plane", default="1",
-                        help="1-based plane to export, or 'all': every plane job of the plan in a row, "
-                             "after building the index and records in the same process")
+    parser.add_argument(
+        "--format", default="tiff", choices=["tiff", "bin"], help="formats whose plane jobs need no store/assembly step"
+    )
+    parser.add_argument(
+        "--plane",
+        default="1",
+        help="1-based plane to export, or 'all': every plane job of the plan in a row, "
+        "after building the index and records in the same process",
+    )
     parser.add_argument("--target-chunk-mb", type=float, default=None)
     parser.add_argument("--prepare", action="store_true", help="only build the page index (and records), then exit")
-    parser.add_argument("--thread-profiles", default=None, metavar="PREFIX",
-                        help="profile helper threads too, into PREFIX.<thread>.prof")
+    parser.add_argument(
+        "--no-fix-phase",
+        action="store_true",
+        help="scan_phase.fix_phase: false (no estimate, no correction), to measure what they cost",
+    )
+    parser.add_argument(
+        "--thread-profiles", default=None, metavar="PREFIX", help="profile helper threads too, into PREFIX.<thread>.prof"
+    )
     args = parser.parse_args()
 
     from imexport import steps
@@ -129,17 +139,27 @@ def main() -> None:
     every = args.plane == "all"
     workdir = Path(args.workdir).resolve()
     outdir = workdir / "out"
-    config = {"input": str(Path(args.input).resolve()), "outdir": str(outdir), "format": args.format,
-              "planes": None if every else [int(args.plane)], "overwrite": True, "show_progress": False}
+    config = {
+        "input": str(Path(args.input).resolve()),
+        "outdir": str(outdir),
+        "format": args.format,
+        "planes": None if every else [int(args.plane)],
+        "overwrite": True,
+        "show_progress": False,
+    }
     if args.target_chunk_mb is not None:
         config["target_chunk_mb"] = args.target_chunk_mb
+    if args.no_fix_phase:
+        config["scan_phase"] = {"fix_phase": False}
     config = validate(config)
     info = inspect_input(config["input"])
     plan = build_plan(config, info)
     source_json = Path(plan.work) / "source.json"
     index_path = Path(plan.work) / "page_index.npz"
-    needed = [index_path, *(Path(r) for job in plan.jobs.values()
-                            for r in (job.get("phase_record"), job.get("axial_record")) if r)]
+    needed = [
+        index_path,
+        *(Path(r) for job in plan.jobs.values() for r in (job.get("phase_record"), job.get("axial_record")) if r),
+    ]
     if args.prepare or every or not all(p.exists() for p in needed):
         prepare(plan, info, source_json, index_path)
         if args.prepare:
@@ -153,22 +173,27 @@ def main() -> None:
 
     if args.thread_profiles:
         _thread_profiles(args.thread_profiles)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     written = 0
     for job in plan.jobs.values():
         steps.write_plane(job, str(source_json), str(index_path), show_progress=False)
         written += _size(Path(job["output"]))
-    wall = time.perf_counter() - t0
-    print(json.dumps({
-        "job": "all" if every else next(iter(plan.jobs)),
-        "n_jobs": len(plan.jobs),
-        "write_plane_s": round(wall, 3),
-        "total_s": round(time.perf_counter() - t_start, 3),
-        "peak_rss_mib": round(peak_rss_mib(), 1),
-        "ru_maxrss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "output_bytes": written,
-        "pid": os.getpid(),
-    }))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    print(
+        json.dumps(
+            {
+                "job": "all" if every else next(iter(plan.jobs)),
+                "n_jobs": len(plan.jobs),
+                "write_plane_s": round(wall, 3),
+                "write_plane_cpu_s": round(cpu, 3),
+                "total_s": round(time.perf_counter() - t_start, 3),
+                "peak_rss_mib": round(peak_rss_mib(), 1),
+                "ru_maxrss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "output_bytes": written,
+                "pid": os.getpid(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -32,12 +32,7 @@ def translated_crops(scene, displacements, size=96, origin=60):
     Cropping (rather than rolling) brings new content in at the edges, as a real lateral
     offset between beams does.
     """
-    return np.stack(
-        [
-            scene[origin - dy : origin - dy + size, origin - dx : origin - dx + size]
-            for dy, dx in displacements
-        ]
-    )
+    return np.stack([scene[origin - dy : origin - dy + size, origin - dx : origin - dx + size] for dy, dx in displacements])
 
 
 def test_rolled_planes_give_cumulative_shifts_with_documented_sign():

@@ -66,9 +66,7 @@ def temporal_mean(
     if chunk_frames < 1:
         raise ValueError("chunk_frames must be at least 1")
     indices = mean_frame_indices(n_frames_total, max_frames)
-    chunks = (
-        indices[start : start + chunk_frames] for start in range(0, indices.size, chunk_frames)
-    )
+    chunks = (indices[start : start + chunk_frames] for start in range(0, indices.size, chunk_frames))
     total = sum(_chunk_sum(read_frames, chunk) for chunk in chunks)
     return (total / indices.size).astype(np.float32)
 
@@ -145,10 +143,7 @@ def apply_shifts_padded(planes_frames: np.ndarray, shifts: Any) -> np.ndarray:
     planes_frames = np.asarray(planes_frames)
     shifts = np.asarray(shifts, dtype=np.int64)
     if planes_frames.ndim < 3 or shifts.shape != (planes_frames.shape[-3], 2):
-        raise ValueError(
-            f"need (..., Z, Y, X) frames and (Z, 2) shifts, got {planes_frames.shape} "
-            f"and {shifts.shape}"
-        )
+        raise ValueError(f"need (..., Z, Y, X) frames and (Z, 2) shifts, got {planes_frames.shape} and {shifts.shape}")
     top, bottom, left, right = canvas_padding(shifts)
     ny, nx = planes_frames.shape[-2:]
     canvas = np.zeros(
@@ -165,10 +160,7 @@ def apply_shifts_padded(planes_frames: np.ndarray, shifts: Any) -> np.ndarray:
 def _chunk_sum(read_frames: Callable[[np.ndarray], Any], indices: np.ndarray) -> np.ndarray:
     frames = np.asarray(read_frames(indices))
     if frames.ndim != 4 or frames.shape[0] != indices.size:
-        raise ValueError(
-            f"read_frames returned shape {frames.shape} for {indices.size} frames; "
-            "expected (n, Z, Y, X)"
-        )
+        raise ValueError(f"read_frames returned shape {frames.shape} for {indices.size} frames; expected (n, Z, Y, X)")
     return frames.sum(axis=0, dtype=np.float64)
 
 

@@ -45,49 +45,22 @@ def _strips(info: SourceInfo, roi: int | None) -> list[geometry.RoiStrip]:
     return list(layout.strips) if roi is None else [layout.strips[roi]]
 
 
-def _exact_sum_dtype(dtype: np.dtype, n: int) -> type:
-    """Accumulator for a sum over ``n`` pages: small integers add exactly (and twice as fast)
-    in int32; the float64 total of such exact partial sums equals a float64 sum."""
-    if dtype.kind in "iu" and dtype.itemsize <= 2 and n <= 2**15:
-        return np.int32
-    return np.float64
-
-
 def _window_image(reader, frames: np.ndarray, color: int, plane: int, method: str, chunk: int) -> np.ndarray:
-    """The window reduced to one page image, streamed ``chunk`` frames at a time.
-
-    Only what ``method`` needs is accumulated (float64 sums straight from the raw
-    integers, no float copy of the chunk): this runs for every plane of a view.
-    """
-    if method not in ("mean", "max", "std", "mean-sub"):
-        raise ValueError(f"scan_phase.phasecorr_method: {method!r} is not one of mean, max, std, mean-sub, frame")
-    total = total_sq = peak = first = None
-    for start in range(0, len(frames), chunk):
-        pages = reader.read(frames[start : start + chunk], [color], plane)[:, 0]
-        if first is None:
-            first = pages[0].astype(np.float64)
-        if method == "max":
-            peak = pages.max(0) if peak is None else np.maximum(peak, pages.max(0))
-            continue
-        part = pages.sum(0, dtype=_exact_sum_dtype(pages.dtype, len(pages))).astype(np.float64)
-        total = part if total is None else total + part
-        if method == "std":
-            values = pages.astype(np.float64)
-            part_sq = np.einsum("nij,nij->ij", values, values)
-            total_sq = part_sq if total_sq is None else total_sq + part_sq
-    if method == "max":
-        return peak.astype(np.float64)
-    mean = total / len(frames)
-    if method == "mean":
-        return mean
-    if method == "std":
-        return np.sqrt(np.maximum(total_sq / len(frames) - mean**2, 0.0))
-    return first - mean
+    """The window reduced to one page image, read ``chunk`` frames at a time."""
+    chunks = (reader.read(frames[start : start + chunk], [color], plane)[:, 0] for start in range(0, len(frames), chunk))
+    return phase.reduce_window(chunks, method)
 
 
 def estimate_scan_phase(
-    info: SourceInfo, offsets: list[np.ndarray], *, plane: int, roi: int | None, color: int,
-    frames_runs: list[list[int]], options: dict[str, Any], chunk: int = 16,
+    info: SourceInfo,
+    offsets: list[np.ndarray],
+    *,
+    plane: int,
+    roi: int | None,
+    color: int,
+    frames_runs: list[list[int]],
+    options: dict[str, Any],
+    chunk: int = 16,
 ) -> dict[str, Any]:
     """The scan-phase record of one plane (one ROI, or all ROIs of the stitched view)."""
     method = options["phasecorr_method"]
@@ -101,16 +74,25 @@ def estimate_scan_phase(
             per_frame = []
             for start in range(0, len(frames), chunk):
                 pages = reader.read(frames[start : start + chunk], [color], plane)[:, 0]
-                for page in pages:
-                    per_frame.append(phase.estimate_offset([(page[s.rows], s.y0) for s in strips], **kwargs))
-            record.update({"frames": frames_runs, "offsets": per_frame,
-                           "applied": [applied_offset(o, options["use_fft"]) for o in per_frame]})
+                per_frame.extend(phase.frame_offsets(pages, strips=_row_strips(strips), **kwargs).tolist())
+            record.update(
+                {
+                    "frames": frames_runs,
+                    "offsets": per_frame,
+                    "applied": [applied_offset(o, options["use_fft"]) for o in per_frame],
+                }
+            )
             return record
         window = axial.mean_frame_indices(info.n_frames, int(options["window_frames"]))
         image = _window_image(reader, window, color, plane, method, chunk)
     offset = phase.estimate_offset([(image[s.rows], s.y0) for s in strips], **kwargs)
     record.update({"window": to_runs(window), "offset": offset, "applied": applied_offset(offset, options["use_fft"])})
     return record
+
+
+def _row_strips(strips: list[geometry.RoiStrip]) -> list[tuple[slice, int]]:
+    """``(rows, first page row)`` of each strip, as :func:`phase.frame_offsets` takes them."""
+    return [(s.rows, s.y0) for s in strips]
 
 
 def phase_corrector(record: dict[str, Any] | None, info: SourceInfo, roi: int | None, frames: np.ndarray) -> Callable | None:
@@ -133,14 +115,14 @@ def phase_corrector(record: dict[str, Any] | None, info: SourceInfo, roi: int | 
     def offset_of(pages: np.ndarray, i: int, start: int) -> float:
         offset = float(per_frame[start + i])
         if np.isnan(offset):
-            page = pages[i, 0]
-            offset = applied_offset(phase.estimate_offset([(page[s.rows], s.y0) for s in strips], **kwargs), use_fft)
+            estimate = phase.frame_offsets(pages[i : i + 1, 0], strips=_row_strips(strips), **kwargs)[0]
+            offset = applied_offset(float(estimate), use_fft)
         return offset
 
     def correct(pages: np.ndarray, start: int, plane: int) -> np.ndarray:
         offsets = [offset_of(pages, i, start) for i in range(len(pages))]
-        # frames sharing an offset are corrected together, a few at a time: one FFT call
-        # per batch instead of per frame, while the batch stays cache-sized
+        # frames sharing an offset are corrected together, in place, a few at a time: one
+        # matrix product per batch instead of per frame, while the batch stays cache-sized
         i = 0
         while i < len(pages):
             j = i + 1
@@ -148,9 +130,7 @@ def phase_corrector(record: dict[str, Any] | None, info: SourceInfo, roi: int | 
                 j += 1
             if offsets[i] != 0:
                 for strip in strips:
-                    pages[i:j, ..., strip.rows, :] = phase.apply_offset(
-                        pages[i:j, ..., strip.rows, :], offsets[i], first_row=strip.y0, use_fft=use_fft
-                    )
+                    phase.shift_odd_rows(pages[i:j, ..., strip.rows, :], offsets[i], first_row=strip.y0, use_fft=use_fft)
             i = j
         return pages
 
@@ -158,8 +138,13 @@ def phase_corrector(record: dict[str, Any] | None, info: SourceInfo, roi: int | 
 
 
 def compute_axial_shifts(
-    info: SourceInfo, offsets: list[np.ndarray], *, roi: int | None, color: int,
-    phase_records: list[dict[str, Any] | None], options: dict[str, Any],
+    info: SourceInfo,
+    offsets: list[np.ndarray],
+    *,
+    roi: int | None,
+    color: int,
+    phase_records: list[dict[str, Any] | None],
+    options: dict[str, Any],
 ) -> dict[str, Any]:
     """Shifts of every source plane of one view (stitched, or one ROI), plane 0 = (0, 0)."""
     every_frame = np.arange(info.n_frames)
@@ -180,8 +165,9 @@ def compute_axial_shifts(
                 planes.append(geometry.extract(pages[:, 0], layout, roi)[:, rows])
         return np.stack(planes, axis=1)
 
-    mean = axial.temporal_mean(read_frames, info.n_frames, max_frames=int(options["max_frames"]),
-                               chunk_frames=int(options["chunk_frames"]))
+    mean = axial.temporal_mean(
+        read_frames, info.n_frames, max_frames=int(options["max_frames"]), chunk_frames=int(options["chunk_frames"])
+    )
     xp, backend = array_module(options.get("gpu", "auto"))
     result = axial.plane_shifts(mean, max_reg_xy=int(options["max_reg_xy"]), xp=xp)
     return {
@@ -190,9 +176,12 @@ def compute_axial_shifts(
         "steps": np.asarray(result.steps).tolist(),
         "at_search_limit": [z + 1 for z in result.at_search_limit],
         "params": {
-            "max_frames": int(options["max_frames"]), "chunk_frames": int(options["chunk_frames"]),
-            "max_reg_xy": int(options["max_reg_xy"]), "sigma": result.params["sigma"],
-            "smooth_sigma": result.params["smooth_sigma"], "backend": backend,
+            "max_frames": int(options["max_frames"]),
+            "chunk_frames": int(options["chunk_frames"]),
+            "max_reg_xy": int(options["max_reg_xy"]),
+            "sigma": result.params["sigma"],
+            "smooth_sigma": result.params["smooth_sigma"],
+            "backend": backend,
             "frames_used": to_runs(axial.mean_frame_indices(info.n_frames, int(options["max_frames"]))),
         },
     }
