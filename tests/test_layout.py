@@ -42,7 +42,7 @@ def test_the_test_config_runs_every_format_over_the_defaults(tmp_path):
     shutil.copy(TEST_CONFIG, tmp_path / "config" / "config.yaml")
     test_config = yaml.safe_load(TEST_CONFIG.read_text())
     defaults = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    assert "metadata" not in test_config  # the plane spacing below can only come from the defaults
+    assert "metadata" not in test_config["demo"]  # the plane spacing below can only come from the defaults
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"), "--directory", str(tmp_path)]
     cmd += ["--cores", "2", "--workflow-profile", "none"]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
@@ -61,7 +61,7 @@ def test_the_test_config_runs_every_format_over_the_defaults(tmp_path):
     for p in planes:
         assert (out / f"zplane{p:02d}_{frames}" / "data_raw.bin").stat().st_size == demo["n_frames"] * frame_bytes
 
-    dz = defaults["metadata"]["dz"]
+    dz = defaults["demo"]["metadata"]["dz"]  # the demo's spacing, applied while the demo is the input
     with h5py.File(out / f"{volume}.h5") as h5:
         assert h5["mov"].shape == (demo["n_frames"], demo["n_planes"], max(demo["roi_heights"]), 2 * demo["width"])
         assert json.loads(h5.attrs["metadata"])["dz"] == dz
