@@ -17,7 +17,10 @@ says what becomes of ``framesPerSlice > 1`` repeats.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import os
 import re
 import struct
 from pathlib import Path
@@ -32,6 +35,7 @@ from .scanimage_header import (
     color_count,
     is_volumetric,
     jsonable,
+    real,
     roi_geometry,
     roi_list,
     saved_channels,
@@ -90,24 +94,27 @@ def parse_header(frame: dict, roi_groups: dict, where: str, *, slice_repeats: st
     stack = stack_model(frame, where, beads=n_beads, slice_repeats=slice_repeats)
     rois = roi_list(roi_groups, where)
     check_coplanar(rois, where)
-    line_period = float(frame.get("SI.hRoiManager.linePeriod", 0) or 0)
-    flyto = float(frame.get("SI.hScan2D.flytoTimePerScanfield", 0) or 0)
-    fly_to_lines = int(round(flyto / line_period)) if line_period > 0 and len(rois) > 1 else 0
+    line_period = real(frame, "SI.hRoiManager.linePeriod", where, positive=True)
+    flyto = real(frame, "SI.hScan2D.flytoTimePerScanfield", where) or 0.0
+    if flyto < 0:
+        raise SourceError(f"{where}: SI.hScan2D.flytoTimePerScanfield = {flyto} is negative: the header is damaged")
+    fly_to_lines = int(round(flyto / line_period)) if line_period and len(rois) > 1 else 0
     roi_info = roi_geometry(frame, rois, where)
     first = roi_info[0]
     dx = first["size_um_xy"][0] / first["pixels_xy"][0] if first["size_um_xy"][0] > 0 else None
     dy = first["size_um_xy"][1] / first["pixels_xy"][1] if first["size_um_xy"][1] > 0 else None
-    rate = frame.get("SI.hRoiManager.scanFrameRate")
-    if not rate and frame.get("SI.hRoiManager.scanFramePeriod"):
-        rate = 1.0 / float(frame["SI.hRoiManager.scanFramePeriod"])
+    rate = real(frame, "SI.hRoiManager.scanFrameRate", where, positive=True)
+    if not rate and real(frame, "SI.hRoiManager.scanFramePeriod", where, positive=True):
+        rate = 1.0 / real(frame, "SI.hRoiManager.scanFramePeriod", where)
     dz = None  # LBM bead spacing is not in the header; users supply metadata.dz
     if stack:
         stack_type = "lbm_piezo" if n_beads > 1 else "piezo"
-        volume_rate = frame.get("SI.hRoiManager.scanVolumeRate")
+        volume_rate = real(frame, "SI.hRoiManager.scanVolumeRate", where, positive=True)
         acquired = stack["slices"] * stack["frames_per_slice"] + stack["flyback_frames"]
         rate = volume_rate if volume_rate else (float(rate) / acquired if rate else None)
-        step = frame.get("SI.hStackManager.actualStackZStepSize") or frame.get("SI.hStackManager.stackZStepSize")
-        stack["slice_step_um"] = abs(float(step)) if isinstance(step, (int, float)) and step else None
+        step = (real(frame, "SI.hStackManager.actualStackZStepSize", where)
+                or real(frame, "SI.hStackManager.stackZStepSize", where))
+        stack["slice_step_um"] = abs(step) if step else None
         # repeats exposed as planes sit at the same z, and beads x slices are not evenly
         # spaced: no single spacing describes those planes
         if stack["n_planes"] == stack["slices"]:
@@ -147,16 +154,64 @@ def is_raw_scanimage(path: Path) -> bool:
     return len(head) == 20 and head[:4] == b"II+\0" and struct.unpack_from("<I", head, 16)[0] == SCANIMAGE_MAGIC
 
 
-def read_header(path: Path, *, slice_repeats: str = "average") -> dict[str, Any]:
-    with open(path, "rb") as fh:
+_COPY_AGAIN = "copy it again from the acquisition computer or a backup"
+_ARRAY_CALL = re.compile(r"\b(?:zeros|ones)\(([^)]*)\)")
+
+
+def _header_text(path: Path, data: bytes, part: str) -> str:
+    """One part of the header block as text (UTF-8, or cp1252 as older ScanImage wrote it)."""
+    data = data.rstrip(b"\0")
+    for encoding in ("utf-8", "cp1252"):
         try:
-            frame, roi_groups, _ = tifffile.read_scanimage_metadata(fh)
-        except ValueError as exc:
-            raise SourceError(
-                f"{path}: not a raw ScanImage TIFF (no ScanImage header block at byte 16: {exc})"
-            ) from None
-        except Exception as exc:  # damaged JSON or text inside a real header block
-            raise SourceError(f"{path}: the ScanImage header is corrupt ({type(exc).__name__}: {exc})") from None
+            text = data.decode(encoding)
+        except UnicodeDecodeError as exc:
+            error = exc
+            continue
+        if "\0" not in text:
+            return text
+        error = f"a zero byte at {text.index(chr(0))}"
+    raise SourceError(f"{path}: the {part} of the ScanImage header is damaged ({error}); {_COPY_AGAIN}")
+
+
+def read_header_block(path: Path) -> tuple[dict, dict]:
+    """The static header block ScanImage writes at byte 16: ``(FrameData, RoiGroups)``.
+
+    Parsed here rather than by ``tifffile.read_scanimage_metadata``, which logs damaged
+    JSON as a warning and returns nothing: every damaged part is refused naming it.
+    Layout: magic, version (3 or 4), the sizes of the FrameData text and of the RoiGroups
+    JSON (uint32 each), then both.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(32)
+        file_size = os.fstat(fh.fileno()).st_size
+        if len(head) < 32 or head[:4] != b"II+\0" or struct.unpack_from("<I", head, 16)[0] != SCANIMAGE_MAGIC:
+            raise SourceError(f"{path}: not a raw ScanImage TIFF (no ScanImage header block at byte 16: a BigTIFF "
+                              f"starting II+ with magic {SCANIMAGE_MAGIC} there)")
+        version, frame_size, roi_size = struct.unpack_from("<III", head, 20)
+        if version not in (3, 4) or 32 + frame_size + roi_size > file_size:
+            raise SourceError(f"{path}: the ScanImage header block is damaged (version {version}, {frame_size} + "
+                              f"{roi_size} bytes of header in a {file_size} byte file); {_COPY_AGAIN}")
+        frame_bytes, roi_bytes = fh.read(frame_size), fh.read(roi_size)
+    frame_text = _header_text(path, frame_bytes, "SI.* text")
+    # tifffile builds MATLAB zeros(...)/ones(...) arrays as given: a damaged size must
+    # not allocate more than the header itself could describe
+    for call in _ARRAY_CALL.finditer(frame_text):
+        sizes = call.group(1).split(",")
+        if not all(n.strip().isdigit() for n in sizes) or math.prod(int(n) for n in sizes) > len(frame_text):
+            raise SourceError(f"{path}: the ScanImage header holds {call.group(0)!r}, not an array size ScanImage "
+                              f"writes: the header is damaged; {_COPY_AGAIN}")
+    frame = tifffile.matlabstr2py(frame_text)
+    if not isinstance(frame, dict):
+        raise SourceError(f"{path}: the ScanImage header block holds no SI.* fields: the header is damaged; {_COPY_AGAIN}")
+    try:
+        roi_groups = json.loads(_header_text(path, roi_bytes, "ROI block (RoiGroups JSON)")) if roi_size > 1 else {}
+    except (ValueError, RecursionError) as exc:  # a JSONDecodeError is a ValueError
+        raise SourceError(f"{path}: the ROI block (RoiGroups JSON) of the ScanImage header is damaged ({exc}); {_COPY_AGAIN}") from None
+    return frame, roi_groups
+
+
+def read_header(path: Path, *, slice_repeats: str = "average") -> dict[str, Any]:
+    frame, roi_groups = read_header_block(path)
     return parse_header(frame, roi_groups, str(path), slice_repeats=slice_repeats)
 
 
@@ -218,13 +273,27 @@ def _check_file_sizes(paths: list[Path], pages: list[int], n_saved: int, per_fil
             )
 
 
+def _rounds_to(lines: int, header: dict) -> bool:
+    """Is ``lines`` the fly-to time in line periods, rounded down or up?
+
+    Only that much may the page correct the header: a ROI height changed by damage would
+    otherwise be absorbed into the fly-to gap and every ROI cut at the wrong row.
+    """
+    fields = header["scanimage"]
+    period, flyto = fields.get("SI.hRoiManager.linePeriod"), fields.get("SI.hScan2D.flytoTimePerScanfield")
+    if not (isinstance(period, float) and isinstance(flyto, (int, float)) and period > 0):
+        return False
+    in_lines = round(flyto / period, 6)  # 2.0000000001 line periods is 2 lines
+    return math.floor(in_lines) <= lines <= math.ceil(in_lines)
+
+
 def _roi_rows(path: Path, page_height: int, header: dict) -> int:
     """Fly-to lines between ROIs, checked: ROI heights + fly-to lines must fill the page exactly."""
     heights, fly = header["roi_heights"], header["fly_to_lines"]
     spare = page_height - sum(heights)
     if spare == (len(heights) - 1) * fly:
         return fly
-    if len(heights) > 1 and spare >= 0 and spare % (len(heights) - 1) == 0:
+    if len(heights) > 1 and spare >= 0 and spare % (len(heights) - 1) == 0 and _rounds_to(spare // (len(heights) - 1), header):
         # the header's fly-to time rounds to a different line count than the page holds
         log.info("%s: %d fly-to lines between ROIs (from the page height), not %d", path, spare // (len(heights) - 1), fly)
         return spare // (len(heights) - 1)

@@ -86,6 +86,23 @@ def _integer(frame: dict, key: str, where: str, default: int | None) -> int | No
     return int(number)
 
 
+def real(frame: dict, key: str, where: str, *, positive: bool = False) -> float | None:
+    """A finite number from the header (None when absent or ``[]``), refused when damaged.
+
+    A damaged digit leaves text such as ``'4S-05'`` where a number belongs: that must stop
+    the run naming the field, not become a Python error (or a wrong time) later.
+    """
+    value = frame.get(key)
+    if value is None or value == []:
+        return None
+    number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    if not math.isfinite(number) or (positive and number <= 0):
+        wanted = "a positive number" if positive else "a finite number"
+        raise SourceError(f"{where}: {key} = {value!r} in the ScanImage header is not {wanted}: the header is "
+                          f"damaged or was edited; copy the file again from the acquisition computer or a backup")
+    return number
+
+
 def saved_channels(frame: dict, where: str) -> list[int]:
     if "SI.hChannels.channelSave" not in frame:
         raise SourceError(f"{where}: ScanImage header lacks SI.hChannels.channelSave")
@@ -97,6 +114,9 @@ def saved_channels(frame: dict, where: str) -> list[int]:
         ) from None
     if not saved:
         raise SourceError(f"{where}: SI.hChannels.channelSave is empty: no channel was saved")
+    if min(saved) < 1 or len(set(saved)) != len(saved):
+        raise SourceError(f"{where}: SI.hChannels.channelSave = {frame['SI.hChannels.channelSave']!r} lists a channel "
+                          f"below 1 or twice: the header is damaged or was edited")
     return saved
 
 
@@ -203,19 +223,34 @@ def check_coplanar(rois: list[dict], where: str) -> None:
         )
 
 
+def _pair(scanfield: dict, key: str, where: str, roi: int, *, whole: bool = False) -> list:
+    """``[x, y]`` of a ROI's scanfield: two finite numbers, positive whole ones for pixel counts."""
+    value = scanfield.get(key, [0.0, 0.0])
+    numbers = value if isinstance(value, list) and len(value) == 2 else []
+    if len(numbers) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                 for v in numbers):
+        if not whole:
+            return [float(v) for v in numbers]
+        if all(float(v).is_integer() and v >= 1 for v in numbers):
+            return [int(v) for v in numbers]
+    kind = "two positive whole numbers" if whole else "two finite numbers"
+    raise SourceError(f"{where}: RoiGroups.imagingRoiGroup.rois[{roi}].scanfields.{key} = {value!r} is not {kind}: "
+                      f"the ROI block of the ScanImage header is damaged or was edited")
+
+
 def roi_geometry(frame: dict, rois: list[dict], where: str) -> list[dict[str, Any]]:
-    objective = float(frame.get("SI.objectiveResolution", 1.0) or 1.0)
+    objective = real(frame, "SI.objectiveResolution", where) or 1.0
     out = []
     for i, roi in enumerate(rois):
         sf = _scanfield(roi, where)
-        width, height = (int(v) for v in sf["pixelResolutionXY"])
-        size = [float(v) for v in sf.get("sizeXY", [0.0, 0.0])]
+        width, height = _pair(sf, "pixelResolutionXY", where, i, whole=True)
+        size = _pair(sf, "sizeXY", where, i)
         out.append({
             "index": i + 1,
             "name": roi.get("name", f"ROI {i + 1}"),
             "pixels_xy": [width, height],
             "size_deg_xy": size,
-            "center_deg_xy": [float(v) for v in sf.get("centerXY", [0.0, 0.0])],
+            "center_deg_xy": _pair(sf, "centerXY", where, i),
             "size_um_xy": [objective * size[0], objective * size[1]],
         })
     return out
