@@ -107,3 +107,19 @@ def test_a_damaged_header_stops_the_run_with_one_imexport_message(tmp_path, make
     assert messages[0].startswith(f"imexport: {paths[0]}: the ROI block (RoiGroups JSON) of the ScanImage header is "
                                   f"damaged") and "copy it again" in messages[0]
     assert "Traceback" not in result.output and "tifffile" not in result.output
+
+
+def test_a_strip_offset_pointing_at_another_page_is_refused(tmp_path, make_acquisition):
+    # the damaged offset still lies inside the file: read as given, page 301 would
+    # silently hold page 302's pixels
+    _, paths = make_acquisition(tmp_path, **LONG_SERIES)
+    with tifffile.TiffFile(paths[1]) as tif:
+        where = tif.pages[DEEP_PAGE].tags[273].valueoffset
+        other = tif.pages[DEEP_PAGE + 1].dataoffsets[0]
+    with open(paths[1], "r+b") as fh:
+        fh.seek(where)
+        fh.write(struct.pack("<Q", other))
+    with pytest.raises(SourceError) as error:
+        inspect_input(paths[0].parent)
+    assert str(paths[1]) in str(error.value)
+    assert f"the pixels of page {DEEP_PAGE + 1}" in str(error.value) and f"page {DEEP_PAGE}" in str(error.value)

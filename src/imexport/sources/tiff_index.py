@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import mmap
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,7 @@ class _Ifd:
     data_offset: int
     data_bytes: int
     description: bytes = b""
+    directory_bytes: int = 0  # tag count, tags and next offset
 
 
 class _TiffReader:
@@ -129,7 +130,7 @@ class _TiffReader:
             elif description and tag == _TAG_DESCRIPTION and type_code == 2:
                 text = self._text(value_at, count)
         next_offset = struct.unpack_from(next_fmt, self.buf, end - struct.calcsize(next_fmt))[0]
-        return self._describe(tags, next_offset, page_number, text)
+        return replace(self._describe(tags, next_offset, page_number, text), directory_bytes=end - offset)
 
     def _describe(self, tags: dict[int, list[int]], next_offset: int, page_number: int, text: bytes = b"") -> _Ifd:
         where = f"{self.path}: page {page_number}"
@@ -199,6 +200,7 @@ def index_pages(path: str | Path, *, descriptions: bool = False) -> PageLayout:
         first: _Ifd | None = None
         last: _Ifd | None = None
         ifd_offset, last_ifd_offset, seen = reader.first_ifd, 0, set()
+        directories: list[tuple[int, int]] = []
         stride = 0
         while ifd_offset:
             if ifd_offset in seen:
@@ -215,6 +217,7 @@ def index_pages(path: str | Path, *, descriptions: bool = False) -> PageLayout:
             if len(offsets) == 1:
                 stride = ifd_offset - last_ifd_offset
             offsets.append(ifd.data_offset)
+            directories.append((ifd_offset, ifd.directory_bytes))
             texts.append(ifd.description)
             last, last_ifd_offset, ifd_offset = ifd, ifd_offset, ifd.next_offset
         if first is None:
@@ -226,8 +229,9 @@ def index_pages(path: str | Path, *, descriptions: bool = False) -> PageLayout:
             raise TiffLayoutError(
                 f"{path}: the page chain ends after {len(offsets)} pages, but the file holds {left} more bytes "
                 f"(room for {left // stride} more pages of {stride} bytes): a damaged directory cuts the "
-                f"recording short"
+                f"recording short; {_REPAIR}"
             )
+        _check_no_overlap(path, directories, offsets, first.data_bytes)
         return PageLayout(first.height, first.width, first.dtype, np.asarray(offsets, dtype=np.int64),
                           texts if descriptions else None)
     finally:
@@ -235,7 +239,25 @@ def index_pages(path: str | Path, *, descriptions: bool = False) -> PageLayout:
         handle.close()
 
 
-def _uniform_chain(reader: _TiffReader, stride: int, n_pages: int) -> bool:
+def _check_no_overlap(path: Path, directories: list[tuple[int, int]], data_offsets: list[int], data_bytes: int) -> None:
+    """No page's pixels may share bytes with another page's pixels or any directory.
+
+    A damaged strip offset that still points inside the file would otherwise read
+    another page's pixels (or a directory) as this page's, silently.
+    """
+    n = len(data_offsets)
+    starts = np.array([at for at, _ in directories] + data_offsets, dtype=np.int64)
+    ends = starts + np.array([size for _, size in directories] + [data_bytes] * n, dtype=np.int64)
+    order = np.argsort(starts, kind="stable")
+    clash = np.flatnonzero(starts[order][1:] < ends[order][:-1])
+    if clash.size:
+        a, b = (int(order[clash[0]]), int(order[clash[0] + 1]))
+        name = lambda i: f"the directory of page {i}" if i < n else f"the pixels of page {i - n}"  # noqa: E731
+        raise TiffLayoutError(f"{path}: {name(b)} (byte {starts[b]}) overlap {name(a)} (bytes {starts[a]}-{ends[a] - 1}): "
+                              f"a damaged offset; {_REPAIR}")
+
+
+def _uniform_chain(reader: _TiffReader, first: _Ifd, stride: int, n_pages: int) -> bool:
     """Does every page's directory repeat page 0's, with its offsets moved by its page's stride?
 
     All ``n_pages`` directories are compared at once (numpy over the memory map, one
@@ -244,8 +266,9 @@ def _uniform_chain(reader: _TiffReader, stride: int, n_pages: int) -> bool:
     plus ``k * stride`` (where page ``k`` keeps its pixels and strings), and each page's
     next-directory offset the next page, 0 on the last. Only the description's length may
     vary (it is text, read at indexing). With page 0 fully read, that holds every page to
-    page 0's checks; pages stored in several strips (a strip list outside the directory)
-    are left to the full walk.
+    page 0's checks; pages stored in several strips (a strip list outside the directory),
+    or whose pixels do not lie between their directory and the next, are left to the full
+    walk.
     """
     big, buf, start = reader.big, reader.buf, reader.first_ifd
     count_size, entry_size, word = (8, 20, 8) if big else (2, 12, 4)
@@ -254,7 +277,9 @@ def _uniform_chain(reader: _TiffReader, stride: int, n_pages: int) -> bool:
                for i in range(n_entries)]
     codes = [tag for tag, _, _ in entries]
     length = count_size + n_entries * entry_size + word
-    if dict((tag, count) for tag, _, count in entries).get(_TAG_STRIP_OFFSETS) != 1 or start + (n_pages - 1) * stride + length > len(buf):
+    gap = first.data_offset - start  # pixels between a page's directory and the next one
+    if (dict((tag, count) for tag, _, count in entries).get(_TAG_STRIP_OFFSETS) != 1
+            or start + (n_pages - 1) * stride + length > len(buf) or not length <= gap <= stride - first.data_bytes):
         return False
     whole = np.frombuffer(buf, np.uint8)
     ifds = np.lib.stride_tricks.as_strided(whole[start:], shape=(n_pages, length), strides=(stride, 1))
@@ -300,7 +325,7 @@ def count_pages(path: str | Path) -> tuple[int, int, int, str]:
             predicted = (len(buf) - reader.first_ifd) // stride
             # every page like page 0, the last one's pixels inside the file too
             last_data_end = first.data_offset + (predicted - 1) * stride + first.data_bytes
-            if _uniform_chain(reader, stride, predicted) and last_data_end <= len(buf):
+            if _uniform_chain(reader, first, stride, predicted) and last_data_end <= len(buf):
                 return predicted, first.height, first.width, first.dtype
     finally:
         buf.close()
