@@ -230,7 +230,7 @@ def slice_repeats_option(slice_repeats: str | None, piezo_average: bool | None) 
 
 def inspect_acquisition(paths: list[Path], *, slice_repeats: str | None = None,
                         piezo_average: bool | None = None) -> SourceInfo:
-    """Header of the first file + page count of every file (validated stride)."""
+    """Header of the first file + page count of every file (every page's directory checked)."""
     paths = sorted((Path(p).resolve() for p in paths), key=natural_key)
     if not paths:
         raise SourceError("input: no TIFF files found")

@@ -3,8 +3,10 @@
 Raw ScanImage files hold hundreds of thousands of pages; tifffile parses every tag of
 every page, which takes minutes. We only need each page's strip offset, so we walk
 the IFD chain ourselves over a memory map. For a fast page *count* (while Snakemake
-builds its DAG) a constant page stride is assumed only after it has been checked
-against the real IFDs at both ends of the file.
+builds its DAG) every page's directory is compared with page 0's at once (numpy, ~1-3 µs
+a page): a damaged page anywhere stops the plan, before any job. Every value read from
+a tag is checked where it is read; a damaged one raises ``TiffLayoutError`` naming the
+file, the page, the tag and its value.
 """
 
 from __future__ import annotations
