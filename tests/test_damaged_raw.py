@@ -123,3 +123,14 @@ def test_a_strip_offset_pointing_at_another_page_is_refused(tmp_path, make_acqui
         inspect_input(paths[0].parent)
     assert str(paths[1]) in str(error.value)
     assert f"the pixels of page {DEEP_PAGE + 1}" in str(error.value) and f"page {DEEP_PAGE}" in str(error.value)
+
+
+def test_a_damaged_channel_list_that_still_parses_is_refused_by_the_pages(tmp_path, make_acquisition):
+    # one file: no other file's page count can contradict the header; the pages'
+    # frameNumbers (the same on the 3 pages of a frame) do
+    _, paths = make_acquisition(tmp_path, n_planes=3, n_frames=4, frames_per_file=4)
+    replace_in_header(paths[0], b"SI.hChannels.channelSave = [1;2;3]", b"SI.hChannels.channelSave = [1;213]")
+    with pytest.raises(SourceError) as error:
+        inspect_input(paths[0].parent)
+    assert str(paths[0]) in str(error.value) and "SI.hChannels.channelSave = [1, 213]" in str(error.value)
+    assert "[1, 1, 1, 2]" in str(error.value)  # the frameNumbers of the first pages

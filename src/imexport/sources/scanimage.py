@@ -26,6 +26,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tifffile
 
 from .info import SourceError, SourceInfo
@@ -42,7 +43,8 @@ from .scanimage_header import (
     stack_model,
 )
 from .scanimage_pages import PlaneReader, build_page_index, check_page_index, load_page_index, save_page_index
-from .tiff_index import TiffLayoutError, count_pages
+from .scanimage_timing import parse_descriptions
+from .tiff_index import TiffLayoutError, count_pages, first_descriptions
 
 __all__ = [  # the page functions live in scanimage_pages; callers import them from here
     "PlaneReader", "build_page_index", "check_page_index", "inspect_acquisition", "load_page_index",
@@ -236,6 +238,7 @@ def inspect_acquisition(paths: list[Path], *, slice_repeats: str | None = None,
         raise SourceError("input: no TIFF files found")
     check_series(paths)
     header = read_header(paths[0], slice_repeats=slice_repeats_option(slice_repeats, piezo_average))
+    _check_saved_channels(paths[0], header)
     pages, geometry = [], None
     for path in paths:
         # only the first header is parsed: a plain TIFF slipped into the series would
@@ -258,6 +261,29 @@ def inspect_acquisition(paths: list[Path], *, slice_repeats: str | None = None,
             )
         pages.append(n)
     return _info(paths, pages, geometry, header)
+
+
+def _check_saved_channels(path: Path, header: dict) -> None:
+    """The pages of one frame share a ``frameNumbers``: as many pages as the header saves channels.
+
+    A damaged ``SI.hChannels.channelSave`` that still parses (``[1 2 3]`` → ``[1 213]``)
+    would otherwise regroup every page into frames of the wrong size.
+    """
+    n_saved = header["n_saved"]
+    try:
+        numbers = parse_descriptions(first_descriptions(path, 2 * n_saved))["frame_numbers"]
+    except TiffLayoutError as exc:
+        raise SourceError(str(exc)) from None
+    if numbers.size == 0 or np.any(numbers < 0):
+        return  # no frameNumbers in the descriptions (an older ScanImage): nothing to compare
+    frames = numbers[: numbers.size // n_saved * n_saved].reshape(-1, n_saved)
+    per_frame = int(np.argmax(numbers != numbers[0])) or numbers.size  # pages until the number changes
+    if np.any(frames != frames[:, :1]) or np.any(frames[1:, 0] == frames[:-1, 0]):
+        raise SourceError(
+            f"{path}: SI.hChannels.channelSave = {header['options']['saved_channels']} saves {n_saved} page(s) a frame, "
+            f"but the pages' frameNumbers {numbers.tolist()} change every {per_frame} page(s): the header does not "
+            f"describe these pages (damaged?); {_COPY_AGAIN}"
+        )
 
 
 def _check_file_sizes(paths: list[Path], pages: list[int], n_saved: int, per_file: Any) -> None:

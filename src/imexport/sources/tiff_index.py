@@ -259,6 +259,23 @@ def _check_no_overlap(path: Path, directories: list[tuple[int, int]], data_offse
                               f"a damaged offset; {_REPAIR}")
 
 
+def first_descriptions(path: str | Path, n_pages: int) -> list[bytes]:
+    """The ImageDescription of the first ``n_pages`` pages (fewer if the file holds fewer)."""
+    path = Path(path)
+    handle, buf = _open_map(path)
+    try:
+        reader = _TiffReader(path, buf)
+        texts, at = [], reader.first_ifd
+        while at and len(texts) < n_pages:
+            ifd = reader.read_ifd(at, len(texts), description=True)
+            texts.append(ifd.description)
+            at = ifd.next_offset
+        return texts
+    finally:
+        buf.close()
+        handle.close()
+
+
 _BLOCK_PAGES = 16384
 
 
