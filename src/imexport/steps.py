@@ -296,7 +296,8 @@ def assemble_tiff_volume(export: dict[str, Any], plane_files: list[str], target_
     from .sinks.tiff_volume import assemble_volume_tiff
 
     export = _with_corrections(export)
-    assemble_volume_tiff(Path(export["path"]), [Path(p) for p in plane_files], metadata=export["metadata"], target_chunk_mb=target_chunk_mb)
+    assemble_volume_tiff(Path(export["path"]), [Path(p) for p in plane_files], metadata=export["metadata"],
+                         target_chunk_mb=target_chunk_mb, bigtiff=export["options"].get("bigtiff", "auto"))
     if checksums:
         remember_files([Path(export["path"])], checksums)
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from .config import validate
-from .demo import demo_active, planned_demo_info
+from .demo import demo_active, planned_demo_info, with_demo_metadata
 from .guard import check_outdir
 from .plan import Plan, build_plan
 from .sources import inspect_input
 
 
 def plan_for_config(config: dict[str, Any]) -> tuple[dict[str, Any], Plan]:
-    resolved = validate(config)
+    resolved = with_demo_metadata(validate(config))
     if demo_active(resolved) and not _demo_present(resolved):
         info = planned_demo_info(resolved)
     else:

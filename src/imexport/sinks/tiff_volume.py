@@ -19,6 +19,7 @@ import numpy as np
 import tifffile
 
 from imexport.sinks.base import commit_path, known_positive, remove_path, temporary_sibling
+from imexport.sinks.tiff import use_bigtiff
 
 PLANE_AXES = "TCYX"
 
@@ -71,8 +72,10 @@ def assemble_volume_tiff(
     *,
     metadata: dict[str, Any],
     target_chunk_mb: float = 100,
+    bigtiff: bool | str = "auto",
 ) -> Path:
-    """Write the planes (in written Z order) as one ImageJ BigTIFF hyperstack ``out_path``.
+    """Write the planes (in written Z order) as one ImageJ hyperstack ``out_path``
+    (BigTIFF as config ``tiff.bigtiff`` says: see :func:`imexport.sinks.tiff.use_bigtiff`).
 
     Pages are ordered T, Z, C (page ``t*Z*C + z*C + c``); axes are TZCYX, or TZYX for one
     channel. ``metadata`` goes as JSON into the ImageJ ``Info`` property; dz, fs, dx and dy
@@ -91,7 +94,7 @@ def assemble_volume_tiff(
             stack.callback(plane.close)
             planes.append(plane)
         _check_planes(planes)
-        _write_volume(out_path, planes, ij_metadata, resolution, target_chunk_mb)
+        _write_volume(out_path, planes, ij_metadata, resolution, target_chunk_mb, bigtiff)
     return out_path
 
 
@@ -124,17 +127,20 @@ def _write_volume(
     ij_metadata: dict[str, Any],
     resolution: tuple[float, float] | None,
     target_chunk_mb: float,
+    bigtiff_option: bool | str,
 ) -> None:
     n_frames, n_channels, y, x = planes[0].shape
     n_planes = len(planes)
     shape = (n_frames, n_planes, n_channels, y, x) if n_channels > 1 else (n_frames, n_planes, y, x)
     frame_bytes = n_planes * n_channels * y * x * planes[0].dtype.itemsize
     chunk_t = int(min(n_frames, max(1, math.floor(target_chunk_mb * 2**20 / frame_bytes))))
+    n_pages = n_frames * n_planes * n_channels
+    bigtiff = use_bigtiff(bigtiff_option, n_frames * frame_bytes, n_pages, len(ij_metadata.get("Info", "")))
     temporary = temporary_sibling(out_path)
     try:
         with warnings.catch_warnings():
-            # ImageJ itself reads only classic TIFF; BigTIFF is what this format asks for
-            # (Fiji / Bio-Formats and tifffile read it), so tifffile's notice is expected
+            # ImageJ itself reads only classic TIFF; BigTIFF is written only past 4 GiB or
+            # when asked for (Fiji / Bio-Formats and tifffile read it): the notice is expected
             warnings.filterwarnings("ignore", message=".*nonconformant BigTIFF ImageJ")
             tifffile.imwrite(
                 temporary,
@@ -142,7 +148,7 @@ def _write_volume(
                 shape=shape,
                 dtype=planes[0].dtype,
                 imagej=True,
-                bigtiff=True,
+                bigtiff=bigtiff,
                 resolution=resolution,
                 metadata={"axes": "TZCYX" if n_channels > 1 else "TZYX", **ij_metadata},
             )

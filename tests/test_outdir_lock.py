@@ -1,0 +1,204 @@
+"""One run per output folder (imexport.outdir_lock), with real processes holding the lock:
+the module on its own, then real Snakemake runs of workflow/Snakefile."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import resource
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from imexport.outdir_lock import OutdirLockedError, acquire, check_unlocked, lock_path, locked, release
+
+HOLD = textwrap.dedent("""
+    import sys, time
+    from imexport.outdir_lock import acquire
+    acquire(sys.argv[1])
+    print("held", flush=True)
+    time.sleep(60)
+""")
+
+
+@pytest.fixture
+def hold():
+    """``hold(work)``: start a live process holding the lock of ``work``."""
+    procs = []
+
+    def start(work: Path) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-c", HOLD, str(work)], stdout=subprocess.PIPE, text=True)
+        procs.append(proc)
+        assert proc.stdout.readline().strip() == "held"
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def holder_process(tmp_path, hold):
+    """A live process holding the lock of ``tmp_path / 'work'``."""
+    return hold(tmp_path / "work")
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_live_run_holds_the_folder(tmp_path, holder_process):
+    work = tmp_path / "work"
+    with pytest.raises(OutdirLockedError, match=rf"pid {holder_process.pid}.*wait for it to finish"):
+        acquire(work)
+    with pytest.raises(OutdirLockedError, match=rf"pid {holder_process.pid}"):
+        check_unlocked(work)
+    assert json.loads(lock_path(work).read_text())["pid"] == holder_process.pid
+
+
+def test_a_dead_runs_lock_is_taken_over(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    lock_path(work).write_text(json.dumps({"host": socket.gethostname(), "pid": _dead_pid(), "started": "then"}))
+    check_unlocked(work)
+    holder = acquire(work)
+    assert json.loads(lock_path(work).read_text())["token"] == holder["token"]
+    release(work, holder)
+    assert not lock_path(work).exists()
+
+
+def test_a_recycled_pid_does_not_keep_a_dead_runs_lock(tmp_path, holder_process):
+    """The PID is alive, but it is another process than the one that took the lock."""
+    work = tmp_path / "other"
+    work.mkdir()
+    stale = {"host": socket.gethostname(), "pid": holder_process.pid, "process_start": "1", "started": "then"}
+    lock_path(work).write_text(json.dumps(stale))
+    holder = acquire(work)
+    assert holder["pid"] != holder_process.pid
+
+
+def test_a_lock_from_another_host_is_reported_with_how_to_clear_it(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    lock_path(work).write_text(json.dumps({"host": "node17", "pid": 1, "started": "2026-12-01T10:00:00+0000"}))
+    with pytest.raises(OutdirLockedError, match=rf"node17.*remove {lock_path(work)}"):
+        acquire(work)
+
+
+def test_release_never_removes_another_runs_lock(tmp_path, holder_process):
+    work = tmp_path / "work"
+    release(work, {"token": "not-the-holders"})
+    assert lock_path(work).exists()
+
+
+def test_locked_releases_on_error(tmp_path):
+    work = tmp_path / "work"
+    with pytest.raises(RuntimeError), locked(work):
+        assert lock_path(work).exists()
+        raise RuntimeError
+    assert not lock_path(work).exists()
+
+
+RACE = textwrap.dedent("""
+    import sys, time
+    from imexport.outdir_lock import acquire, OutdirLockedError
+    while time.time() < float(sys.argv[2]):
+        pass
+    try:
+        acquire(sys.argv[1])
+    except OutdirLockedError:
+        print("refused", flush=True)
+    else:
+        print("got", flush=True)
+        time.sleep(2)
+""")
+
+
+def test_of_runs_racing_for_a_stale_lock_exactly_one_wins(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    lock_path(work).write_text(json.dumps({"host": socket.gethostname(), "pid": _dead_pid(), "started": "then"}))
+    start = time.time() + 1.0
+    procs = [
+        subprocess.Popen([sys.executable, "-c", RACE, str(work), str(start)], stdout=subprocess.PIPE, text=True) for _ in range(6)
+    ]
+    outcomes = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
+    assert outcomes == ["got"] + ["refused"] * 5
+
+
+# --------------------------------------------------------------------------- workflow runs
+
+NO_PHASE = {"scan_phase": {"fix_phase": False}}
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, str]]:
+    """Every file under ``folder``, bookkeeping included: mtime and sha256."""
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def verify(out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "imexport.cli", "verify", str(out)], capture_output=True, text=True)
+
+
+def test_a_run_into_a_held_folder_stops_before_any_job(tmp_path, make_acquisition, run_snakemake, hold):
+    _, paths = make_acquisition(tmp_path)
+    out = tmp_path / "out"
+    config = {"input": str(paths[0].parent), "outdir": str(out), "format": ["tiff", "zarr"], **NO_PHASE}
+    run_snakemake(tmp_path / "first", config)
+    holder = hold(out / ".imexport")
+    before = snapshot(out)
+    # a different export that, unlocked, would remove the third plane and rewrite the others
+    second = {**config, "planes": [1, 2], "metadata": {"dz": 5.0}, "overwrite": True}
+    for extra in ((), ("--dry-run",)):
+        refused = run_snakemake(tmp_path / "second", second, *extra, expect_ok=False)
+        assert f"imexport: {out}: another imexport run exports into this folder" in refused.output
+        assert f"pid {holder.pid}," in refused.output and "wait for it to finish" in refused.output
+        assert "Traceback" not in refused.output and "rule " not in refused.output  # no job started
+    assert snapshot(out) == before
+    assert verify(out).returncode == 0
+
+
+def test_a_dead_runs_lock_is_taken_over_and_released(tmp_path, make_acquisition, run_snakemake):
+    _, paths = make_acquisition(tmp_path)
+    out = tmp_path / "out"
+    (out / ".imexport").mkdir(parents=True)
+    stale = {"host": socket.gethostname(), "pid": _dead_pid(), "started": "then"}
+    lock_path(out / ".imexport").write_text(json.dumps(stale))
+    run_snakemake(tmp_path / "work", {"input": str(paths[0].parent), "outdir": str(out), **NO_PHASE})
+    assert not lock_path(out / ".imexport").exists()  # taken over (or it would still be there), then released
+    assert verify(out).returncode == 0
+
+
+def test_a_failed_run_releases_the_lock(tmp_path, make_acquisition, run_snakemake):
+    # planes of 550 kB each against a 256 kB file size limit: every plane job fails, while
+    # what the run writes before them (index, records, lock) stays below the limit
+    _, paths = make_acquisition(
+        tmp_path, n_frames=60, n_planes=2, roi_heights=[48, 48], width=48, fly_to_lines=2, frames_per_file=30, n_cells=8
+    )
+    out = tmp_path / "out"
+    limit = 256 * 1024
+    (out / ".imexport").mkdir(parents=True)
+    stale = {"host": socket.gethostname(), "pid": _dead_pid(), "started": "then"}
+    lock_path(out / ".imexport").write_text(json.dumps(stale))  # gone after the run only if the run took it
+
+    def small_disk():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    failed = run_snakemake(
+        tmp_path / "work", {"input": str(paths[0].parent), "outdir": str(out), **NO_PHASE}, expect_ok=False, preexec_fn=small_disk
+    )
+    assert "Error in rule write_plane_file" in failed.output
+    assert (out / ".imexport" / "page_index.npz").is_file()  # the run got past its start
+    assert not lock_path(out / ".imexport").exists()
