@@ -18,8 +18,9 @@ from imexport.sources.info import SourceError
 
 NO_PHASE = {"scan_phase": {"fix_phase": False}}
 # one small plane per page: the second file holds 400 pages
-LONG_SERIES = dict(content="index", n_planes=1, roi_heights=[4], width=4, fly_to_lines=0, n_frames=800,
-                   frames_per_file=400, n_cells=1)
+LONG_SERIES = dict(
+    content="index", n_planes=1, roi_heights=[4], width=4, fly_to_lines=0, n_frames=800, frames_per_file=400, n_cells=1
+)
 # not one of the 64 pages the planning step used to sample in a 400-page file
 # (np.linspace(0, 399, 64) passes 297 and 304)
 DEEP_PAGE = 301
@@ -83,10 +84,14 @@ def test_a_damaged_bits_per_sample_is_refused_naming_page_and_tag(tmp_path, make
     assert f"{paths[1]}: page {DEEP_PAGE}: BitsPerSample (tag 258) = 96" in str(error.value)
 
 
-@pytest.mark.parametrize("damage, fragment", [
-    (lambda path: damage_tag(path, DEEP_PAGE, 258, 96), "BitsPerSample (tag 258) = 96"),
-    (lambda path: break_next_offset(path, DEEP_PAGE), f"page {DEEP_PAGE + 1} starts at byte"),
-], ids=["bits_per_sample", "next_directory_offset"])
+@pytest.mark.parametrize(
+    "damage, fragment",
+    [
+        (lambda path: damage_tag(path, DEEP_PAGE, 258, 96), "BitsPerSample (tag 258) = 96"),
+        (lambda path: break_next_offset(path, DEEP_PAGE), f"page {DEEP_PAGE + 1} starts at byte"),
+    ],
+    ids=["bits_per_sample", "next_directory_offset"],
+)
 def test_damage_deep_in_the_page_chain_stops_the_dry_run(tmp_path, make_acquisition, run_snakemake, damage, fragment):
     _, paths = make_acquisition(tmp_path, **LONG_SERIES)
     damage(paths[1])
@@ -104,8 +109,10 @@ def test_a_damaged_header_stops_the_run_with_one_imexport_message(tmp_path, make
     result = run_snakemake(tmp_path / "work", config, expect_ok=False)
     messages = [line for line in result.output.splitlines() if line.startswith("imexport:")]
     assert len(messages) == 1, result.output
-    assert messages[0].startswith(f"imexport: {paths[0]}: the ROI block (RoiGroups JSON) of the ScanImage header is "
-                                  f"damaged") and "copy it again" in messages[0]
+    assert (
+        messages[0].startswith(f"imexport: {paths[0]}: the ROI block (RoiGroups JSON) of the ScanImage header is damaged")
+        and "copy it again" in messages[0]
+    )
     assert "Traceback" not in result.output and "tifffile" not in result.output
 
 

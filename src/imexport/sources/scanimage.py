@@ -47,8 +47,13 @@ from .scanimage_timing import parse_descriptions
 from .tiff_index import TiffLayoutError, count_pages, first_descriptions
 
 __all__ = [  # the page functions live in scanimage_pages; callers import them from here
-    "PlaneReader", "build_page_index", "check_page_index", "inspect_acquisition", "load_page_index",
-    "parse_header", "save_page_index",
+    "PlaneReader",
+    "build_page_index",
+    "check_page_index",
+    "inspect_acquisition",
+    "load_page_index",
+    "parse_header",
+    "save_page_index",
 ]
 
 log = logging.getLogger(__name__)
@@ -114,8 +119,9 @@ def parse_header(frame: dict, roi_groups: dict, where: str, *, slice_repeats: st
         volume_rate = real(frame, "SI.hRoiManager.scanVolumeRate", where, positive=True)
         acquired = stack["slices"] * stack["frames_per_slice"] + stack["flyback_frames"]
         rate = volume_rate if volume_rate else (float(rate) / acquired if rate else None)
-        step = (real(frame, "SI.hStackManager.actualStackZStepSize", where)
-                or real(frame, "SI.hStackManager.stackZStepSize", where))
+        step = real(frame, "SI.hStackManager.actualStackZStepSize", where) or real(
+            frame, "SI.hStackManager.stackZStepSize", where
+        )
         stack["slice_step_um"] = abs(step) if step else None
         # repeats exposed as planes sit at the same z, and beads x slices are not evenly
         # spaced: no single spacing describes those planes
@@ -142,8 +148,9 @@ def parse_header(frame: dict, roi_groups: dict, where: str, *, slice_repeats: st
             **({"stack": stack} if stack else {}),
             "saved_channels": saved,
             # the ScanImage channel number(s) behind each colour: one per colour, or its beads (LBM)
-            "channel_numbers": [saved[c * n_beads] if n_beads == 1 else saved[c * n_beads : (c + 1) * n_beads]
-                                for c in range(n_colors)],
+            "channel_numbers": [
+                saved[c * n_beads] if n_beads == 1 else saved[c * n_beads : (c + 1) * n_beads] for c in range(n_colors)
+            ],
             "header": {"FrameData": jsonable(frame), "RoiGroups": jsonable(roi_groups)},
         },
     }
@@ -187,12 +194,16 @@ def read_header_block(path: Path) -> tuple[dict, dict]:
         head = fh.read(32)
         file_size = os.fstat(fh.fileno()).st_size
         if len(head) < 32 or head[:4] != b"II+\0" or struct.unpack_from("<I", head, 16)[0] != SCANIMAGE_MAGIC:
-            raise SourceError(f"{path}: not a raw ScanImage TIFF (no ScanImage header block at byte 16: a BigTIFF "
-                              f"starting II+ with magic {SCANIMAGE_MAGIC} there)")
+            raise SourceError(
+                f"{path}: not a raw ScanImage TIFF (no ScanImage header block at byte 16: a BigTIFF "
+                f"starting II+ with magic {SCANIMAGE_MAGIC} there)"
+            )
         version, frame_size, roi_size = struct.unpack_from("<III", head, 20)
         if version not in (3, 4) or 32 + frame_size + roi_size > file_size:
-            raise SourceError(f"{path}: the ScanImage header block is damaged (version {version}, {frame_size} + "
-                              f"{roi_size} bytes of header in a {file_size} byte file); {_COPY_AGAIN}")
+            raise SourceError(
+                f"{path}: the ScanImage header block is damaged (version {version}, {frame_size} + "
+                f"{roi_size} bytes of header in a {file_size} byte file); {_COPY_AGAIN}"
+            )
         frame_bytes, roi_bytes = fh.read(frame_size), fh.read(roi_size)
     frame_text = _header_text(path, frame_bytes, "SI.* text")
     # tifffile builds MATLAB zeros(...)/ones(...) arrays as given: a damaged size must
@@ -200,15 +211,19 @@ def read_header_block(path: Path) -> tuple[dict, dict]:
     for call in _ARRAY_CALL.finditer(frame_text):
         sizes = call.group(1).split(",")
         if not all(n.strip().isdigit() for n in sizes) or math.prod(int(n) for n in sizes) > len(frame_text):
-            raise SourceError(f"{path}: the ScanImage header holds {call.group(0)!r}, not an array size ScanImage "
-                              f"writes: the header is damaged; {_COPY_AGAIN}")
+            raise SourceError(
+                f"{path}: the ScanImage header holds {call.group(0)!r}, not an array size ScanImage "
+                f"writes: the header is damaged; {_COPY_AGAIN}"
+            )
     frame = tifffile.matlabstr2py(frame_text)
     if not isinstance(frame, dict):
         raise SourceError(f"{path}: the ScanImage header block holds no SI.* fields: the header is damaged; {_COPY_AGAIN}")
     try:
         roi_groups = json.loads(_header_text(path, roi_bytes, "ROI block (RoiGroups JSON)")) if roi_size > 1 else {}
     except (ValueError, RecursionError) as exc:  # a JSONDecodeError is a ValueError
-        raise SourceError(f"{path}: the ROI block (RoiGroups JSON) of the ScanImage header is damaged ({exc}); {_COPY_AGAIN}") from None
+        raise SourceError(
+            f"{path}: the ROI block (RoiGroups JSON) of the ScanImage header is damaged ({exc}); {_COPY_AGAIN}"
+        ) from None
     return frame, roi_groups
 
 
@@ -220,8 +235,9 @@ def read_header(path: Path, *, slice_repeats: str = "average") -> dict[str, Any]
 def slice_repeats_option(slice_repeats: str | None, piezo_average: bool | None) -> str:
     """``input_options.slice_repeats``; the former ``piezo_average`` true/false still means average/planes."""
     if slice_repeats is not None and piezo_average is not None:
-        raise SourceError("input_options: piezo_average and slice_repeats both given; "
-                          "piezo_average is the old name, keep only slice_repeats")
+        raise SourceError(
+            "input_options: piezo_average and slice_repeats both given; piezo_average is the old name, keep only slice_repeats"
+        )
     if slice_repeats is not None:
         return slice_repeats
     return "planes" if piezo_average is False else "average"
@@ -230,8 +246,7 @@ def slice_repeats_option(slice_repeats: str | None, piezo_average: bool | None) 
 # --------------------------------------------------------------------------- inspect
 
 
-def inspect_acquisition(paths: list[Path], *, slice_repeats: str | None = None,
-                        piezo_average: bool | None = None) -> SourceInfo:
+def inspect_acquisition(paths: list[Path], *, slice_repeats: str | None = None, piezo_average: bool | None = None) -> SourceInfo:
     """Header of the first file + page count of every file (every page's directory checked)."""
     paths = sorted((Path(p).resolve() for p in paths), key=natural_key)
     if not paths:
@@ -290,8 +305,10 @@ def _check_file_sizes(paths: list[Path], pages: list[int], n_saved: int, per_fil
     """Every file but the last holds whole frames, ``logFramesPerFile`` of them when the header says so."""
     for path, n in zip(paths[:-1], pages[:-1]):
         if n % n_saved:
-            raise SourceError(f"{path}: {n} pages is not a whole number of frames of {n_saved} saved channel(s); "
-                              f"only the last file of a recording may end on an unfinished frame")
+            raise SourceError(
+                f"{path}: {n} pages is not a whole number of frames of {n_saved} saved channel(s); "
+                f"only the last file of a recording may end on an unfinished frame"
+            )
         if isinstance(per_file, int) and not isinstance(per_file, bool) and n != per_file * n_saved:
             raise SourceError(
                 f"{path}: {n} pages, but SI.hScan2D.logFramesPerFile = {per_file} x {n_saved} saved channel(s) "
@@ -343,15 +360,21 @@ def _info(paths: list[Path], pages: list[int], geometry: tuple, header: dict) ->
     if stack:
         volumes, left = divmod(sum(frames), stack["frames_per_volume"])
         if volumes == 0:
-            raise SourceError(f"{paths[0]}: fewer frames than one volume ({stack['frames_per_volume']} frames "
-                              f"of {n_saved} pages, flyback included)")
+            raise SourceError(
+                f"{paths[0]}: fewer frames than one volume ({stack['frames_per_volume']} frames "
+                f"of {n_saved} pages, flyback included)"
+            )
         logged = header["options"]["header"]["FrameData"].get("SI.hStackManager.actualNumVolumes")
         if isinstance(logged, int) and volumes > logged:
-            raise SourceError(f"{paths[0]}: the pages hold {volumes} volumes, but SI.hStackManager.actualNumVolumes = "
-                              f"{logged}: the header's volume layout does not match the pages")
+            raise SourceError(
+                f"{paths[0]}: the pages hold {volumes} volumes, but SI.hStackManager.actualNumVolumes = "
+                f"{logged}: the header's volume layout does not match the pages"
+            )
         if left:
-            notes.append(f"{paths[-1].name} ends on an incomplete volume (an aborted acquisition?): its last "
-                         f"{left} logged frame(s) are not exported, {volumes} whole volumes are")
+            notes.append(
+                f"{paths[-1].name} ends on an incomplete volume (an aborted acquisition?): its last "
+                f"{left} logged frame(s) are not exported, {volumes} whole volumes are"
+            )
             log.warning("%s ends on an unfinished volume: %d trailing frame(s) dropped", paths[-1], left)
         header = {**header, "options": {**header["options"], "n_frames": volumes}}
     header = {**header, "fly_to_lines": _roi_rows(paths[0], geometry[0], header)}

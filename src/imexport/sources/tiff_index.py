@@ -72,8 +72,9 @@ class _TiffReader:
             self.big = True
             offset_size, reserved = struct.unpack_from("<HH", head, 4)
             if (offset_size, reserved) != (8, 0):
-                raise TiffLayoutError(f"{path}: BigTIFF header bytes 4-7 are {offset_size}, {reserved} instead of 8, 0; "
-                                      f"{_REPAIR}")
+                raise TiffLayoutError(
+                    f"{path}: BigTIFF header bytes 4-7 are {offset_size}, {reserved} instead of 8, 0; {_REPAIR}"
+                )
             self.first_ifd = struct.unpack_from("<Q", head, 8)[0]
         elif magic == 42:
             self.big = False
@@ -87,8 +88,10 @@ class _TiffReader:
             return entry_offset
         where = struct.unpack_from("<Q" if self.big else "<I", self.buf, entry_offset)[0]
         if where + nbytes > len(self.buf):
-            raise TiffLayoutError(f"{self.path}: page {self.page}: the value of TIFF tag {tag} ({nbytes} bytes at byte {where}) lies "
-                                  f"beyond the end of the file ({len(self.buf)} bytes); {_REPAIR}")
+            raise TiffLayoutError(
+                f"{self.path}: page {self.page}: the value of TIFF tag {tag} ({nbytes} bytes at byte {where}) "
+                f"lies beyond the end of the file ({len(self.buf)} bytes); {_REPAIR}"
+            )
         return where
 
     def _text(self, entry_offset: int, count: int) -> bytes:
@@ -98,8 +101,10 @@ class _TiffReader:
     def _value(self, entry_offset: int, tag: int, type_code: int, count: int) -> list[int]:
         code = _TYPE_CODES.get(type_code)
         if code is None or count < 1:
-            raise TiffLayoutError(f"{self.path}: page {self.page}: TIFF tag {tag} has field type {type_code} and {count} value(s), "
-                                  f"not a count of integers; {_REPAIR}")
+            raise TiffLayoutError(
+                f"{self.path}: page {self.page}: TIFF tag {tag} has field type {type_code} and {count} "
+                f"value(s), not a count of integers; {_REPAIR}"
+            )
         where = self._where(entry_offset, _TYPE_SIZES[type_code] * count, tag)
         return list(struct.unpack_from(f"<{count}{code}", self.buf, where))
 
@@ -109,13 +114,17 @@ class _TiffReader:
         count_fmt, entry_size, next_fmt = ("<Q", 20, "<Q") if self.big else ("<H", 12, "<I")
         count_size = struct.calcsize(count_fmt)
         if offset + count_size > size:
-            raise TiffLayoutError(f"{self.path}: page {page_number} starts at byte {offset}, beyond the end of the file "
-                                  f"({size} bytes): the file is truncated or its page chain damaged; {_REPAIR}")
+            raise TiffLayoutError(
+                f"{self.path}: page {page_number} starts at byte {offset}, beyond the end of the file "
+                f"({size} bytes): the file is truncated or its page chain damaged; {_REPAIR}"
+            )
         n_entries = struct.unpack_from(count_fmt, self.buf, offset)[0]
         end = offset + count_size + n_entries * entry_size + struct.calcsize(next_fmt)
         if n_entries == 0 or end > size:
-            raise TiffLayoutError(f"{self.path}: page {page_number} has a damaged or truncated directory ({n_entries} tags "
-                                  f"at byte {offset}); {_REPAIR}")
+            raise TiffLayoutError(
+                f"{self.path}: page {page_number} has a damaged or truncated directory ({n_entries} tags "
+                f"at byte {offset}); {_REPAIR}"
+            )
         tags: dict[int, list[int]] = {}
         text = b""
         for i in range(n_entries):
@@ -126,8 +135,16 @@ class _TiffReader:
             else:
                 tag, type_code, count = struct.unpack_from("<HHI", self.buf, entry)
                 value_at = entry + 8
-            if tag in (_TAG_WIDTH, _TAG_LENGTH, _TAG_BITS, _TAG_COMPRESSION, _TAG_STRIP_OFFSETS,
-                       _TAG_STRIP_COUNTS, _TAG_SAMPLES_PER_PIXEL, _TAG_SAMPLE_FORMAT):
+            if tag in (
+                _TAG_WIDTH,
+                _TAG_LENGTH,
+                _TAG_BITS,
+                _TAG_COMPRESSION,
+                _TAG_STRIP_OFFSETS,
+                _TAG_STRIP_COUNTS,
+                _TAG_SAMPLES_PER_PIXEL,
+                _TAG_SAMPLE_FORMAT,
+            ):
                 tags[tag] = self._value(value_at, tag, type_code, count)
             elif description and tag == _TAG_DESCRIPTION and type_code == 2:
                 text = self._text(value_at, count)
@@ -138,8 +155,10 @@ class _TiffReader:
         where = f"{self.path}: page {page_number}"
         compression = tags.get(_TAG_COMPRESSION, [1])[0]
         if compression != 1:
-            raise TiffLayoutError(f"{where}: Compression (tag 259) = {compression}; raw ScanImage pages are uncompressed "
-                                  f"(1): a compressed copy or a damaged file; {_COPY_AGAIN}")
+            raise TiffLayoutError(
+                f"{where}: Compression (tag 259) = {compression}; raw ScanImage pages are uncompressed "
+                f"(1): a compressed copy or a damaged file; {_COPY_AGAIN}"
+            )
         try:
             width, height = tags[_TAG_WIDTH][0], tags[_TAG_LENGTH][0]
             offsets, counts = tags[_TAG_STRIP_OFFSETS], tags[_TAG_STRIP_COUNTS]
@@ -154,22 +173,30 @@ class _TiffReader:
         kind = _SAMPLE_KIND.get(sample_format)
         bits = tags.get(_TAG_BITS, [8])[0]
         if kind is None or bits not in _SAMPLE_BITS[kind]:
-            raise TiffLayoutError(f"{where}: BitsPerSample (tag 258) = {bits} with SampleFormat (tag 339) = "
-                                  f"{sample_format} is no pixel type; {_REPAIR}")
+            raise TiffLayoutError(
+                f"{where}: BitsPerSample (tag 258) = {bits} with SampleFormat (tag 339) = "
+                f"{sample_format} is no pixel type; {_REPAIR}"
+            )
         if width < 1 or height < 1 or not offsets or len(offsets) != len(counts):
-            raise TiffLayoutError(f"{where}: ImageWidth x ImageLength = {width} x {height} with {len(offsets)} strip "
-                                  f"offsets and {len(counts)} strip sizes; {_REPAIR}")
+            raise TiffLayoutError(
+                f"{where}: ImageWidth x ImageLength = {width} x {height} with {len(offsets)} strip "
+                f"offsets and {len(counts)} strip sizes; {_REPAIR}"
+            )
         dtype = np.dtype(f"<{kind}{bits // 8}").str
         for (a, na), b in zip(zip(offsets, counts), offsets[1:]):
             if a + na != b:
                 raise TiffLayoutError(f"{where} stores its strips non-contiguously (StripOffsets, tag 273); {_REPAIR}")
         data_bytes = sum(counts)
         if data_bytes != width * height * bits // 8:
-            raise TiffLayoutError(f"{where}: strip bytes {data_bytes} (StripByteCounts, tag 279) do not match {height}x{width} "
-                                  f"pixels of {bits} bits; {_REPAIR}")
+            raise TiffLayoutError(
+                f"{where}: strip bytes {data_bytes} (StripByteCounts, tag 279) do not match {height}x{width} "
+                f"pixels of {bits} bits; {_REPAIR}"
+            )
         if offsets[0] + data_bytes > len(self.buf):
-            raise TiffLayoutError(f"{where}: pixel data (byte {offsets[0]}, {data_bytes} bytes) runs past the end of the "
-                                  f"file ({len(self.buf)} bytes): the file is truncated or damaged; {_COPY_AGAIN}")
+            raise TiffLayoutError(
+                f"{where}: pixel data (byte {offsets[0]}, {data_bytes} bytes) runs past the end of the "
+                f"file ({len(self.buf)} bytes): the file is truncated or damaged; {_COPY_AGAIN}"
+            )
         return _Ifd(next_offset, height, width, dtype, offsets[0], data_bytes, text)
 
 
@@ -234,8 +261,9 @@ def index_pages(path: str | Path, *, descriptions: bool = False) -> PageLayout:
                 f"recording short; {_REPAIR}"
             )
         _check_no_overlap(path, directories, offsets, first.data_bytes)
-        return PageLayout(first.height, first.width, first.dtype, np.asarray(offsets, dtype=np.int64),
-                          texts if descriptions else None)
+        return PageLayout(
+            first.height, first.width, first.dtype, np.asarray(offsets, dtype=np.int64), texts if descriptions else None
+        )
     finally:
         buf.close()
         handle.close()
@@ -255,8 +283,10 @@ def _check_no_overlap(path: Path, directories: list[tuple[int, int]], data_offse
     if clash.size:
         a, b = (int(order[clash[0]]), int(order[clash[0] + 1]))
         name = lambda i: f"the directory of page {i}" if i < n else f"the pixels of page {i - n}"  # noqa: E731
-        raise TiffLayoutError(f"{path}: {name(b)} (byte {starts[b]}) overlap {name(a)} (bytes {starts[a]}-{ends[a] - 1}): "
-                              f"a damaged offset; {_REPAIR}")
+        raise TiffLayoutError(
+            f"{path}: {name(b)} (byte {starts[b]}) overlap {name(a)} (bytes {starts[a]}-{ends[a] - 1}): "
+            f"a damaged offset; {_REPAIR}"
+        )
 
 
 def first_descriptions(path: str | Path, n_pages: int) -> list[bytes]:
@@ -295,13 +325,16 @@ def _uniform_chain(reader: _TiffReader, first: _Ifd, stride: int, n_pages: int) 
     big, buf, start = reader.big, reader.buf, reader.first_ifd
     count_size, entry_size, word = (8, 20, 8) if big else (2, 12, 4)
     n_entries = struct.unpack_from("<Q" if big else "<H", buf, start)[0]  # page 0 was read: this is sane
-    entries = [struct.unpack_from("<HHQ" if big else "<HHI", buf, start + count_size + i * entry_size)
-               for i in range(n_entries)]
+    entries = [struct.unpack_from("<HHQ" if big else "<HHI", buf, start + count_size + i * entry_size) for i in range(n_entries)]
     codes = [tag for tag, _, _ in entries]
     length = count_size + n_entries * entry_size + word
     gap = first.data_offset - start  # pixels between a page's directory and the next one
-    if (n_pages < 2 or dict((tag, count) for tag, _, count in entries).get(_TAG_STRIP_OFFSETS) != 1
-            or start + (n_pages - 1) * stride + length > len(buf) or not length <= gap <= stride - first.data_bytes):
+    if (
+        n_pages < 2
+        or dict((tag, count) for tag, _, count in entries).get(_TAG_STRIP_OFFSETS) != 1
+        or start + (n_pages - 1) * stride + length > len(buf)
+        or not length <= gap <= stride - first.data_bytes
+    ):
         return False
     whole = np.frombuffer(buf, np.uint8)  # a view: count_pages closes the map once this returns
     ifds = np.lib.stride_tricks.as_strided(whole[start:], shape=(n_pages, length), strides=(stride, 1))
