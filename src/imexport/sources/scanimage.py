@@ -17,12 +17,16 @@ says what becomes of ``framesPerSlice > 1`` repeats.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import os
 import re
 import struct
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tifffile
 
 from .info import SourceError, SourceInfo
@@ -32,17 +36,24 @@ from .scanimage_header import (
     color_count,
     is_volumetric,
     jsonable,
+    real,
     roi_geometry,
     roi_list,
     saved_channels,
     stack_model,
 )
 from .scanimage_pages import PlaneReader, build_page_index, check_page_index, load_page_index, save_page_index
-from .tiff_index import TiffLayoutError, count_pages
+from .scanimage_timing import parse_descriptions
+from .tiff_index import TiffLayoutError, count_pages, first_descriptions
 
 __all__ = [  # the page functions live in scanimage_pages; callers import them from here
-    "PlaneReader", "build_page_index", "check_page_index", "inspect_acquisition", "load_page_index",
-    "parse_header", "save_page_index",
+    "PlaneReader",
+    "build_page_index",
+    "check_page_index",
+    "inspect_acquisition",
+    "load_page_index",
+    "parse_header",
+    "save_page_index",
 ]
 
 log = logging.getLogger(__name__)
@@ -90,24 +101,28 @@ def parse_header(frame: dict, roi_groups: dict, where: str, *, slice_repeats: st
     stack = stack_model(frame, where, beads=n_beads, slice_repeats=slice_repeats)
     rois = roi_list(roi_groups, where)
     check_coplanar(rois, where)
-    line_period = float(frame.get("SI.hRoiManager.linePeriod", 0) or 0)
-    flyto = float(frame.get("SI.hScan2D.flytoTimePerScanfield", 0) or 0)
-    fly_to_lines = int(round(flyto / line_period)) if line_period > 0 and len(rois) > 1 else 0
+    line_period = real(frame, "SI.hRoiManager.linePeriod", where, positive=True)
+    flyto = real(frame, "SI.hScan2D.flytoTimePerScanfield", where) or 0.0
+    if flyto < 0:
+        raise SourceError(f"{where}: SI.hScan2D.flytoTimePerScanfield = {flyto} is negative: the header is damaged")
+    fly_to_lines = int(round(flyto / line_period)) if line_period and len(rois) > 1 else 0
     roi_info = roi_geometry(frame, rois, where)
     first = roi_info[0]
     dx = first["size_um_xy"][0] / first["pixels_xy"][0] if first["size_um_xy"][0] > 0 else None
     dy = first["size_um_xy"][1] / first["pixels_xy"][1] if first["size_um_xy"][1] > 0 else None
-    rate = frame.get("SI.hRoiManager.scanFrameRate")
-    if not rate and frame.get("SI.hRoiManager.scanFramePeriod"):
-        rate = 1.0 / float(frame["SI.hRoiManager.scanFramePeriod"])
+    rate = real(frame, "SI.hRoiManager.scanFrameRate", where, positive=True)
+    if not rate and real(frame, "SI.hRoiManager.scanFramePeriod", where, positive=True):
+        rate = 1.0 / real(frame, "SI.hRoiManager.scanFramePeriod", where)
     dz = None  # LBM bead spacing is not in the header; users supply metadata.dz
     if stack:
         stack_type = "lbm_piezo" if n_beads > 1 else "piezo"
-        volume_rate = frame.get("SI.hRoiManager.scanVolumeRate")
+        volume_rate = real(frame, "SI.hRoiManager.scanVolumeRate", where, positive=True)
         acquired = stack["slices"] * stack["frames_per_slice"] + stack["flyback_frames"]
         rate = volume_rate if volume_rate else (float(rate) / acquired if rate else None)
-        step = frame.get("SI.hStackManager.actualStackZStepSize") or frame.get("SI.hStackManager.stackZStepSize")
-        stack["slice_step_um"] = abs(float(step)) if isinstance(step, (int, float)) and step else None
+        step = real(frame, "SI.hStackManager.actualStackZStepSize", where) or real(
+            frame, "SI.hStackManager.stackZStepSize", where
+        )
+        stack["slice_step_um"] = abs(step) if step else None
         # repeats exposed as planes sit at the same z, and beads x slices are not evenly
         # spaced: no single spacing describes those planes
         if stack["n_planes"] == stack["slices"]:
@@ -133,8 +148,9 @@ def parse_header(frame: dict, roi_groups: dict, where: str, *, slice_repeats: st
             **({"stack": stack} if stack else {}),
             "saved_channels": saved,
             # the ScanImage channel number(s) behind each colour: one per colour, or its beads (LBM)
-            "channel_numbers": [saved[c * n_beads] if n_beads == 1 else saved[c * n_beads : (c + 1) * n_beads]
-                                for c in range(n_colors)],
+            "channel_numbers": [
+                saved[c * n_beads] if n_beads == 1 else saved[c * n_beads : (c + 1) * n_beads] for c in range(n_colors)
+            ],
             "header": {"FrameData": jsonable(frame), "RoiGroups": jsonable(roi_groups)},
         },
     }
@@ -147,24 +163,81 @@ def is_raw_scanimage(path: Path) -> bool:
     return len(head) == 20 and head[:4] == b"II+\0" and struct.unpack_from("<I", head, 16)[0] == SCANIMAGE_MAGIC
 
 
-def read_header(path: Path, *, slice_repeats: str = "average") -> dict[str, Any]:
-    with open(path, "rb") as fh:
+_COPY_AGAIN = "copy it again from the acquisition computer or a backup"
+_ARRAY_CALL = re.compile(r"\b(?:zeros|ones)\(([^)]*)\)")
+
+
+def _header_text(path: Path, data: bytes, part: str) -> str:
+    """One part of the header block as text (UTF-8, or cp1252 as older ScanImage wrote it)."""
+    data = data.rstrip(b"\0")
+    for encoding in ("utf-8", "cp1252"):
         try:
-            frame, roi_groups, _ = tifffile.read_scanimage_metadata(fh)
-        except ValueError as exc:
+            text = data.decode(encoding)
+        except UnicodeDecodeError as exc:
+            error = exc
+            continue
+        if "\0" not in text:
+            return text
+        error = f"a zero byte at {text.index(chr(0))}"
+    raise SourceError(f"{path}: the {part} of the ScanImage header is damaged ({error}); {_COPY_AGAIN}")
+
+
+def read_header_block(path: Path) -> tuple[dict, dict]:
+    """The static header block ScanImage writes at byte 16: ``(FrameData, RoiGroups)``.
+
+    Parsed here rather than by ``tifffile.read_scanimage_metadata``, which logs damaged
+    JSON as a warning and returns nothing: every damaged part is refused naming it.
+    Layout: magic, version (3 or 4), the sizes of the FrameData text and of the RoiGroups
+    JSON (uint32 each), then both.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(32)
+        file_size = os.fstat(fh.fileno()).st_size
+        if len(head) < 32 or head[:4] != b"II+\0" or struct.unpack_from("<I", head, 16)[0] != SCANIMAGE_MAGIC:
             raise SourceError(
-                f"{path}: not a raw ScanImage TIFF (no ScanImage header block at byte 16: {exc})"
-            ) from None
-        except Exception as exc:  # damaged JSON or text inside a real header block
-            raise SourceError(f"{path}: the ScanImage header is corrupt ({type(exc).__name__}: {exc})") from None
+                f"{path}: not a raw ScanImage TIFF (no ScanImage header block at byte 16: a BigTIFF "
+                f"starting II+ with magic {SCANIMAGE_MAGIC} there)"
+            )
+        version, frame_size, roi_size = struct.unpack_from("<III", head, 20)
+        if version not in (3, 4) or 32 + frame_size + roi_size > file_size:
+            raise SourceError(
+                f"{path}: the ScanImage header block is damaged (version {version}, {frame_size} + "
+                f"{roi_size} bytes of header in a {file_size} byte file); {_COPY_AGAIN}"
+            )
+        frame_bytes, roi_bytes = fh.read(frame_size), fh.read(roi_size)
+    frame_text = _header_text(path, frame_bytes, "SI.* text")
+    # tifffile builds MATLAB zeros(...)/ones(...) arrays as given: a damaged size must
+    # not allocate more than the header itself could describe
+    for call in _ARRAY_CALL.finditer(frame_text):
+        sizes = call.group(1).split(",")
+        if not all(n.strip().isdigit() for n in sizes) or math.prod(int(n) for n in sizes) > len(frame_text):
+            raise SourceError(
+                f"{path}: the ScanImage header holds {call.group(0)!r}, not an array size ScanImage "
+                f"writes: the header is damaged; {_COPY_AGAIN}"
+            )
+    frame = tifffile.matlabstr2py(frame_text)
+    if not isinstance(frame, dict):
+        raise SourceError(f"{path}: the ScanImage header block holds no SI.* fields: the header is damaged; {_COPY_AGAIN}")
+    try:
+        roi_groups = json.loads(_header_text(path, roi_bytes, "ROI block (RoiGroups JSON)")) if roi_size > 1 else {}
+    except (ValueError, RecursionError) as exc:  # a JSONDecodeError is a ValueError
+        raise SourceError(
+            f"{path}: the ROI block (RoiGroups JSON) of the ScanImage header is damaged ({exc}); {_COPY_AGAIN}"
+        ) from None
+    return frame, roi_groups
+
+
+def read_header(path: Path, *, slice_repeats: str = "average") -> dict[str, Any]:
+    frame, roi_groups = read_header_block(path)
     return parse_header(frame, roi_groups, str(path), slice_repeats=slice_repeats)
 
 
 def slice_repeats_option(slice_repeats: str | None, piezo_average: bool | None) -> str:
     """``input_options.slice_repeats``; the former ``piezo_average`` true/false still means average/planes."""
     if slice_repeats is not None and piezo_average is not None:
-        raise SourceError("input_options: piezo_average and slice_repeats both given; "
-                          "piezo_average is the old name, keep only slice_repeats")
+        raise SourceError(
+            "input_options: piezo_average and slice_repeats both given; piezo_average is the old name, keep only slice_repeats"
+        )
     if slice_repeats is not None:
         return slice_repeats
     return "planes" if piezo_average is False else "average"
@@ -173,14 +246,14 @@ def slice_repeats_option(slice_repeats: str | None, piezo_average: bool | None) 
 # --------------------------------------------------------------------------- inspect
 
 
-def inspect_acquisition(paths: list[Path], *, slice_repeats: str | None = None,
-                        piezo_average: bool | None = None) -> SourceInfo:
-    """Header of the first file + page count of every file (validated stride)."""
+def inspect_acquisition(paths: list[Path], *, slice_repeats: str | None = None, piezo_average: bool | None = None) -> SourceInfo:
+    """Header of the first file + page count of every file (every page's directory checked)."""
     paths = sorted((Path(p).resolve() for p in paths), key=natural_key)
     if not paths:
         raise SourceError("input: no TIFF files found")
     check_series(paths)
     header = read_header(paths[0], slice_repeats=slice_repeats_option(slice_repeats, piezo_average))
+    _check_saved_channels(paths[0], header)
     pages, geometry = [], None
     for path in paths:
         # only the first header is parsed: a plain TIFF slipped into the series would
@@ -205,17 +278,56 @@ def inspect_acquisition(paths: list[Path], *, slice_repeats: str | None = None,
     return _info(paths, pages, geometry, header)
 
 
+def _check_saved_channels(path: Path, header: dict) -> None:
+    """The pages of one frame share a ``frameNumbers``: as many pages as the header saves channels.
+
+    A damaged ``SI.hChannels.channelSave`` that still parses (``[1 2 3]`` → ``[1 213]``)
+    would otherwise regroup every page into frames of the wrong size.
+    """
+    n_saved = header["n_saved"]
+    try:
+        numbers = parse_descriptions(first_descriptions(path, 2 * n_saved))["frame_numbers"]
+    except TiffLayoutError as exc:
+        raise SourceError(str(exc)) from None
+    if numbers.size == 0 or np.any(numbers < 0):
+        return  # no frameNumbers in the descriptions (an older ScanImage): nothing to compare
+    frames = numbers[: numbers.size // n_saved * n_saved].reshape(-1, n_saved)
+    per_frame = int(np.argmax(numbers != numbers[0])) or numbers.size  # pages until the number changes
+    if np.any(frames != frames[:, :1]) or np.any(frames[1:, 0] == frames[:-1, 0]):
+        raise SourceError(
+            f"{path}: SI.hChannels.channelSave = {header['options']['saved_channels']} saves {n_saved} page(s) a frame, "
+            f"but the pages' frameNumbers {numbers.tolist()} change every {per_frame} page(s): the header does not "
+            f"describe these pages (damaged?); {_COPY_AGAIN}"
+        )
+
+
 def _check_file_sizes(paths: list[Path], pages: list[int], n_saved: int, per_file: Any) -> None:
     """Every file but the last holds whole frames, ``logFramesPerFile`` of them when the header says so."""
     for path, n in zip(paths[:-1], pages[:-1]):
         if n % n_saved:
-            raise SourceError(f"{path}: {n} pages is not a whole number of frames of {n_saved} saved channel(s); "
-                              f"only the last file of a recording may end on an unfinished frame")
+            raise SourceError(
+                f"{path}: {n} pages is not a whole number of frames of {n_saved} saved channel(s); "
+                f"only the last file of a recording may end on an unfinished frame"
+            )
         if isinstance(per_file, int) and not isinstance(per_file, bool) and n != per_file * n_saved:
             raise SourceError(
                 f"{path}: {n} pages, but SI.hScan2D.logFramesPerFile = {per_file} x {n_saved} saved channel(s) "
                 f"= {per_file * n_saved}: pages are missing inside the series (damaged or cut file)"
             )
+
+
+def _rounds_to(lines: int, header: dict) -> bool:
+    """Is ``lines`` the fly-to time in line periods, rounded down or up?
+
+    Only that much may the page correct the header: a ROI height changed by damage would
+    otherwise be absorbed into the fly-to gap and every ROI cut at the wrong row.
+    """
+    fields = header["scanimage"]
+    period, flyto = fields.get("SI.hRoiManager.linePeriod"), fields.get("SI.hScan2D.flytoTimePerScanfield")
+    if not (isinstance(period, float) and isinstance(flyto, (int, float)) and period > 0):
+        return False
+    in_lines = round(flyto / period, 6)  # 2.0000000001 line periods is 2 lines
+    return math.floor(in_lines) <= lines <= math.ceil(in_lines)
 
 
 def _roi_rows(path: Path, page_height: int, header: dict) -> int:
@@ -224,7 +336,7 @@ def _roi_rows(path: Path, page_height: int, header: dict) -> int:
     spare = page_height - sum(heights)
     if spare == (len(heights) - 1) * fly:
         return fly
-    if len(heights) > 1 and spare >= 0 and spare % (len(heights) - 1) == 0:
+    if len(heights) > 1 and spare >= 0 and spare % (len(heights) - 1) == 0 and _rounds_to(spare // (len(heights) - 1), header):
         # the header's fly-to time rounds to a different line count than the page holds
         log.info("%s: %d fly-to lines between ROIs (from the page height), not %d", path, spare // (len(heights) - 1), fly)
         return spare // (len(heights) - 1)
@@ -248,15 +360,21 @@ def _info(paths: list[Path], pages: list[int], geometry: tuple, header: dict) ->
     if stack:
         volumes, left = divmod(sum(frames), stack["frames_per_volume"])
         if volumes == 0:
-            raise SourceError(f"{paths[0]}: fewer frames than one volume ({stack['frames_per_volume']} frames "
-                              f"of {n_saved} pages, flyback included)")
+            raise SourceError(
+                f"{paths[0]}: fewer frames than one volume ({stack['frames_per_volume']} frames "
+                f"of {n_saved} pages, flyback included)"
+            )
         logged = header["options"]["header"]["FrameData"].get("SI.hStackManager.actualNumVolumes")
         if isinstance(logged, int) and volumes > logged:
-            raise SourceError(f"{paths[0]}: the pages hold {volumes} volumes, but SI.hStackManager.actualNumVolumes = "
-                              f"{logged}: the header's volume layout does not match the pages")
+            raise SourceError(
+                f"{paths[0]}: the pages hold {volumes} volumes, but SI.hStackManager.actualNumVolumes = "
+                f"{logged}: the header's volume layout does not match the pages"
+            )
         if left:
-            notes.append(f"{paths[-1].name} ends on an incomplete volume (an aborted acquisition?): its last "
-                         f"{left} logged frame(s) are not exported, {volumes} whole volumes are")
+            notes.append(
+                f"{paths[-1].name} ends on an incomplete volume (an aborted acquisition?): its last "
+                f"{left} logged frame(s) are not exported, {volumes} whole volumes are"
+            )
             log.warning("%s ends on an unfinished volume: %d trailing frame(s) dropped", paths[-1], left)
         header = {**header, "options": {**header["options"], "n_frames": volumes}}
     header = {**header, "fly_to_lines": _roi_rows(paths[0], geometry[0], header)}

@@ -30,12 +30,23 @@ from .info import SourceError, SourceInfo
 SLICE_REPEATS = ("average", "first", "planes")
 # header fields copied into every output's metadata (the whole header goes once per export)
 SUMMARY_KEYS = (
-    "SI.VERSION_MAJOR", "SI.VERSION_MINOR", "SI.imagingSystem", "SI.hChannels.channelSave",
-    "SI.hRoiManager.scanFrameRate", "SI.hRoiManager.linePeriod", "SI.hScan2D.flytoTimePerScanfield",
-    "SI.hScan2D.bidirectional", "SI.objectiveResolution", "SI.hRoiManager.scanZoomFactor",
-    "SI.hScan2D.logFramesPerFile", "SI.hStackManager.enable", "SI.hStackManager.numSlices",
-    "SI.hStackManager.framesPerSlice", "SI.hScan2D.logAverageFactor",
-    "SI.hStackManager.actualStackZStepSize", "SI.hStackManager.stackZStepSize",
+    "SI.VERSION_MAJOR",
+    "SI.VERSION_MINOR",
+    "SI.imagingSystem",
+    "SI.hChannels.channelSave",
+    "SI.hRoiManager.scanFrameRate",
+    "SI.hRoiManager.linePeriod",
+    "SI.hScan2D.flytoTimePerScanfield",
+    "SI.hScan2D.bidirectional",
+    "SI.objectiveResolution",
+    "SI.hRoiManager.scanZoomFactor",
+    "SI.hScan2D.logFramesPerFile",
+    "SI.hStackManager.enable",
+    "SI.hStackManager.numSlices",
+    "SI.hStackManager.framesPerSlice",
+    "SI.hScan2D.logAverageFactor",
+    "SI.hStackManager.actualStackZStepSize",
+    "SI.hStackManager.stackZStepSize",
 )
 
 
@@ -86,6 +97,25 @@ def _integer(frame: dict, key: str, where: str, default: int | None) -> int | No
     return int(number)
 
 
+def real(frame: dict, key: str, where: str, *, positive: bool = False) -> float | None:
+    """A finite number from the header (None when absent or ``[]``), refused when damaged.
+
+    A damaged digit leaves text such as ``'4S-05'`` where a number belongs: that must stop
+    the run naming the field, not become a Python error (or a wrong time) later.
+    """
+    value = frame.get(key)
+    if value is None or value == []:
+        return None
+    number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    if not math.isfinite(number) or (positive and number <= 0):
+        wanted = "a positive number" if positive else "a finite number"
+        raise SourceError(
+            f"{where}: {key} = {value!r} in the ScanImage header is not {wanted}: the header is "
+            f"damaged or was edited; copy the file again from the acquisition computer or a backup"
+        )
+    return number
+
+
 def saved_channels(frame: dict, where: str) -> list[int]:
     if "SI.hChannels.channelSave" not in frame:
         raise SourceError(f"{where}: ScanImage header lacks SI.hChannels.channelSave")
@@ -97,6 +127,11 @@ def saved_channels(frame: dict, where: str) -> list[int]:
         ) from None
     if not saved:
         raise SourceError(f"{where}: SI.hChannels.channelSave is empty: no channel was saved")
+    if min(saved) < 1 or len(set(saved)) != len(saved):
+        raise SourceError(
+            f"{where}: SI.hChannels.channelSave = {frame['SI.hChannels.channelSave']!r} lists a channel "
+            f"below 1 or twice: the header is damaged or was edited"
+        )
     return saved
 
 
@@ -128,8 +163,10 @@ def stack_model(frame: dict, where: str, *, beads: int, slice_repeats: str) -> d
     per_slice = _integer(frame, "SI.hStackManager.framesPerSlice", where, 1)
     log_average = _integer(frame, "SI.hScan2D.logAverageFactor", where, 1) or 1
     if per_slice < 1 or log_average < 1:
-        raise SourceError(f"{where}: SI.hStackManager.framesPerSlice = {per_slice}, "
-                          f"SI.hScan2D.logAverageFactor = {log_average}: both must be at least 1")
+        raise SourceError(
+            f"{where}: SI.hStackManager.framesPerSlice = {per_slice}, "
+            f"SI.hScan2D.logAverageFactor = {log_average}: both must be at least 1"
+        )
     if log_average > 1 and per_slice % log_average:
         raise SourceError(
             f"{where}: SI.hScan2D.logAverageFactor = {log_average} does not divide SI.hStackManager.framesPerSlice = "
@@ -138,8 +175,10 @@ def stack_model(frame: dict, where: str, *, beads: int, slice_repeats: str) -> d
     repeats = per_slice // log_average  # logged frames per slice
     actual = _integer(frame, "SI.hStackManager.actualNumSlices", where, None)
     if actual is not None and actual != slices:
-        raise SourceError(f"{where}: SI.hStackManager.numSlices = {slices} but actualNumSlices = {actual}; "
-                          f"the header does not say how many slices were logged")
+        raise SourceError(
+            f"{where}: SI.hStackManager.numSlices = {slices} but actualNumSlices = {actual}; "
+            f"the header does not say how many slices were logged"
+        )
     per_volume = _integer(frame, "SI.hStackManager.numFramesPerVolume", where, slices * per_slice)
     if per_volume not in (slices * per_slice, slices * repeats):
         raise SourceError(
@@ -149,8 +188,10 @@ def stack_model(frame: dict, where: str, *, beads: int, slice_repeats: str) -> d
     with_flyback = _integer(frame, "SI.hStackManager.numFramesPerVolumeWithFlyback", where, per_volume)
     flyback = with_flyback - per_volume
     if flyback < 0:
-        raise SourceError(f"{where}: SI.hStackManager.numFramesPerVolumeWithFlyback = {with_flyback} is less than "
-                          f"numFramesPerVolume = {per_volume}")
+        raise SourceError(
+            f"{where}: SI.hStackManager.numFramesPerVolumeWithFlyback = {with_flyback} is less than "
+            f"numFramesPerVolume = {per_volume}"
+        )
     if flyback and log_average > 1:
         raise SourceError(
             f"{where}: flyback frames (numFramesPerVolumeWithFlyback - numFramesPerVolume = {flyback}) with "
@@ -203,21 +244,39 @@ def check_coplanar(rois: list[dict], where: str) -> None:
         )
 
 
+def _pair(scanfield: dict, key: str, where: str, roi: int, *, whole: bool = False) -> list:
+    """``[x, y]`` of a ROI's scanfield: two finite numbers, positive whole ones for pixel counts."""
+    value = scanfield.get(key, [0.0, 0.0])
+    numbers = value if isinstance(value, list) and len(value) == 2 else []
+    if len(numbers) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers):
+        if not whole:
+            return [float(v) for v in numbers]
+        if all(float(v).is_integer() and v >= 1 for v in numbers):
+            return [int(v) for v in numbers]
+    kind = "two positive whole numbers" if whole else "two finite numbers"
+    raise SourceError(
+        f"{where}: RoiGroups.imagingRoiGroup.rois[{roi}].scanfields.{key} = {value!r} is not {kind}: "
+        f"the ROI block of the ScanImage header is damaged or was edited"
+    )
+
+
 def roi_geometry(frame: dict, rois: list[dict], where: str) -> list[dict[str, Any]]:
-    objective = float(frame.get("SI.objectiveResolution", 1.0) or 1.0)
+    objective = real(frame, "SI.objectiveResolution", where) or 1.0
     out = []
     for i, roi in enumerate(rois):
         sf = _scanfield(roi, where)
-        width, height = (int(v) for v in sf["pixelResolutionXY"])
-        size = [float(v) for v in sf.get("sizeXY", [0.0, 0.0])]
-        out.append({
-            "index": i + 1,
-            "name": roi.get("name", f"ROI {i + 1}"),
-            "pixels_xy": [width, height],
-            "size_deg_xy": size,
-            "center_deg_xy": [float(v) for v in sf.get("centerXY", [0.0, 0.0])],
-            "size_um_xy": [objective * size[0], objective * size[1]],
-        })
+        width, height = _pair(sf, "pixelResolutionXY", where, i, whole=True)
+        size = _pair(sf, "sizeXY", where, i)
+        out.append(
+            {
+                "index": i + 1,
+                "name": roi.get("name", f"ROI {i + 1}"),
+                "pixels_xy": [width, height],
+                "size_deg_xy": size,
+                "center_deg_xy": _pair(sf, "centerXY", where, i),
+                "size_um_xy": [objective * size[0], objective * size[1]],
+            }
+        )
     return out
 
 
