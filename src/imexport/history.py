@@ -7,10 +7,12 @@ config. The history — the input's earlier steps first, this step last — land
 output:
 
 * Zarr: group attribute ``processing_history`` (a list);
-* HDF5: root attribute ``processing_history`` of the master file (``sinks.hdf5.write_attrs``);
+* HDF5: root attribute ``processing_history`` of the master file;
 * Suite2p: key ``processing_history`` of each plane folder's ``ops.npy``;
 * TIFF: a sidecar ``<name>.tif.history.json`` (``{"processing_history": [...]}``) — rewriting
   the tags of a multi-GB TIFF in place is not worth the risk of damaging it.
+
+(each format's ``embed_history``, :mod:`imexport.formats`)
 
 and, with the size and sha256 of every output file as it is *after* the history was
 embedded, in ``outdir/imexport_manifest.json`` (what ``imexport verify`` checks).
@@ -39,7 +41,6 @@ import importlib.util
 import json
 import logging
 import platform
-import shutil
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -51,18 +52,19 @@ import numpy as np
 
 from . import __version__
 from .checksums import adopt_touch, cache_folder, checksum_files, files_of, input_files
+from .atomic import write_json_atomic
+from .formats import FORMATS
+from .formats.base import HISTORY_KEY
+from .formats.tiff import SIDECAR_SUFFIX
+from .hdf5_attrs import read_attrs
 from .plan import Plan
 from .selection import to_runs
-from .sinks.base import commit_path, temporary_sibling, write_atomic, write_json_atomic
-from .sinks.hdf5 import read_attrs, write_attrs
 
 log = logging.getLogger(__name__)
 
 STEP_NAME = "imexport"
-HISTORY_KEY = "processing_history"
 MANIFEST_NAME = "imexport_manifest.json"
 MANIFEST_VERSION = 1
-SIDECAR_SUFFIX = ".history.json"
 # A step lists every file of an output up to this many; beyond (an unsharded Zarr store
 # of a long recording has one file per frame and plane) it keeps the count, total size
 # and tree digest only, so the history embedded in every output stays small. The
@@ -81,11 +83,6 @@ def tree_digest(entries: list[dict[str, Any]]) -> str:
 
 
 # --------------------------------------------------------------------------- reading a history
-
-
-def sidecar_path(path: str | Path) -> Path:
-    path = Path(path)
-    return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
 def _ops_history(ops_path: Path) -> list[dict[str, Any]]:
@@ -111,7 +108,7 @@ def read_history(path: str | Path) -> list[dict[str, Any]]:
     if path.suffix.lower() in (".h5", ".hdf5"):
         with h5py.File(path, "r") as fh:
             return list(read_attrs(fh).get(HISTORY_KEY) or [])
-    sidecar = sidecar_path(path)
+    sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
     if sidecar.is_file():
         return list(json.loads(sidecar.read_text())[HISTORY_KEY])
     return []
@@ -201,7 +198,7 @@ def output_entry(outdir: Path, product: dict[str, Any], digests: dict[Path, dict
         for p in product["paths"] for f in files_of(outdir / p)
     ]
     entry = {
-        "path": product["output"], "format": product["format"], "kind": product["kind"],
+        "path": product["output"], "format": product["format"],
         "fingerprint": product["fingerprint"], "n_files": len(files), "size": sum(f["size"] for f in files),
         "sha256": tree_digest(files),
     }
@@ -260,12 +257,11 @@ def history_spec(plan: Plan, config: dict[str, Any], records: dict[str, dict[str
     output files (relative to outdir) that Snakemake touches after the job writing them
     → that job's benchmark file (see :func:`imexport.checksums.adopt_touch`).
     """
-    products = []
-    for export in plan.exports:
-        product = {k: records[export.key][k] for k in ("output", "format", "kind", "fingerprint", "paths")}
-        if export.format == "h5":
-            product["dataset"] = export.options.get("dataset_name", "mov")
-        products.append(product)
+    products = [
+        {**{k: records[export.key][k] for k in ("output", "format", "fingerprint", "paths")},
+         **FORMATS[export.format].manifest_fields(export)}
+        for export in plan.exports
+    ]
     return plain({
         "outdir": plan.outdir,
         "work": plan.work,
@@ -278,43 +274,6 @@ def history_spec(plan: Plan, config: dict[str, Any], records: dict[str, dict[str
         "parameters": pixel_parameters(plan, config),
         "config": config,
     })
-
-
-# --------------------------------------------------------------------------- embedding
-
-
-def embed_history(path: Path, fmt: str, history: list[dict[str, Any]]) -> list[Path]:
-    """Put ``history`` into one output (each file replaced atomically); the files it rewrote."""
-    if fmt == "zarr":
-        meta_path = path / "zarr.json"
-        meta = json.loads(meta_path.read_text())
-        meta.setdefault("attributes", {})[HISTORY_KEY] = history
-        write_json_atomic(meta_path, meta)
-        return [meta_path]
-    if fmt == "bin":
-        ops_path = path / "ops.npy"
-        ops = np.load(ops_path, allow_pickle=True).item()
-        ops[HISTORY_KEY] = history
-        write_atomic(ops_path, lambda fh: np.save(fh, np.array(ops, dtype=object), allow_pickle=True))
-        return [ops_path]
-    if fmt == "h5":
-        # a copy is edited, then swapped in: a kill mid-way never leaves a damaged master
-        # (the copy is small: the master holds a virtual dataset, no pixels)
-        tmp = temporary_sibling(path)
-        try:
-            shutil.copyfile(path, tmp)
-            with h5py.File(tmp, "r+") as fh:
-                write_attrs(fh, {HISTORY_KEY: history})
-            commit_path(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return [path]
-    if fmt == "tiff":
-        sidecar = sidecar_path(path)
-        write_json_atomic(sidecar, {HISTORY_KEY: history})
-        return [sidecar]
-    raise ValueError(f"format: unknown output format {fmt!r}")
 
 
 # --------------------------------------------------------------------------- the history job
@@ -331,7 +290,7 @@ def record_history(spec: dict[str, Any], workers: int | None = None) -> dict[str
     writers left them; whatever is not there, or changed since, is hashed.
 
     ``spec`` (built by the workflow from the plan): ``outdir``, ``work``,
-    ``source_files``, ``products`` (``output``, ``format``, ``kind``, ``fingerprint``,
+    ``source_files``, ``products`` (``output``, ``format``, ``fingerprint``,
     ``paths`` relative to outdir), ``benchmarks`` (rule → tsv paths), ``touched``
     (output file → the benchmark of its job), ``phase_records``, ``axial_records``,
     ``parameters`` and ``config``.
@@ -351,12 +310,12 @@ def record_history(spec: dict[str, Any], workers: int | None = None) -> dict[str
     log.info("digests of %d files (%.1f MB)", len(digests), sum(d["size"] for d in digests.values()) / 1e6)
     history = inherited_history(spec["source_files"]) + [build_step(spec, digests)]
 
+    sidecars = {p["output"]: FORMATS[p["format"]].history_sidecars(p["output"]) for p in products}
     rewritten: list[Path] = []
-    for product in sorted(products, key=lambda p: p["format"] == "tiff"):  # sidecars last
-        rewritten += embed_history(outdir / product["output"], product["format"], history)
+    for product in sorted(products, key=lambda p: bool(sidecars[p["output"]])):  # sidecars last
+        rewritten += FORMATS[product["format"]].embed_history(outdir / product["output"], history)
     digests.update(checksum_files(rewritten, workers, cache))
 
-    sidecars = {product["output"]: sidecar_path(product["output"]) for product in products if product["format"] == "tiff"}
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "written": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
@@ -364,10 +323,9 @@ def record_history(spec: dict[str, Any], workers: int | None = None) -> dict[str
         "steps": history,
         "outputs": [
             {
-                "path": product["output"], "format": product["format"], "kind": product["kind"],
-                "fingerprint": product["fingerprint"],
-                **({"dataset": product["dataset"]} if "dataset" in product else {}),
-                "paths": product["paths"] + ([str(sidecars[product["output"]])] if product["output"] in sidecars else []),
+                "path": product["output"],
+                **{k: v for k, v in product.items() if k not in ("output", "paths")},
+                "paths": product["paths"] + [str(p) for p in sidecars[product["output"]]],
             }
             for product in products
         ],

@@ -26,9 +26,11 @@ from typing import Any
 import numpy as np
 
 from . import axial, geometry
-from .plan import Export, Plan, build_plan, formats_of
+from .formats import FORMATS
+from .jobs import Export
+from .plan import Plan, build_plan, formats_of, view_name
 from .selection import from_runs
-from .sinks.base import write_atomic
+from .atomic import write_atomic
 from .sources import open_plane_reader
 from .sources.scanimage import SourceInfo
 from .steps import plan_summary
@@ -46,10 +48,6 @@ READ_CHUNK_FRAMES = 10  # frames held in memory at once while averaging
 SEAM_HALF_WIDTH = 16  # columns shown on each side of a ROI seam
 SEAM_MAX_PLANES = 4
 PHASE_CROP = (32, 64)  # rows, columns of the scan-phase before/after crop
-
-
-def view_name(roi: int | None) -> str:
-    return "stitched" if roi is None else f"roi{roi + 1:02d}"
 
 
 @dataclass
@@ -106,7 +104,7 @@ class PlaneMean:
 def written_planes(plan: Plan, fmt: str, roi: int | None) -> list[tuple[int, Export, int]]:
     """``(source plane, export, position inside the export)`` of every written plane, in written order."""
     return [
-        (plan.jobs[key]["plane"], export, position)
+        (plan.jobs[key].plane, export, position)
         for export in plan.exports
         if export.format == fmt and export.roi == roi
         for position, key in enumerate(export.plane_jobs)
@@ -115,36 +113,7 @@ def written_planes(plan: Plan, fmt: str, roi: int | None) -> list[tuple[int, Exp
 
 def read_frames(export: Export, position: int, frames: np.ndarray) -> np.ndarray:
     """Frames ``(n, Y, X)`` (0-based, increasing) of the first written channel of one plane."""
-    path = Path(export.path)
-    if export.format == "tiff":
-        import tifffile
-
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            # ImageJ page order is T, Z, C; tifffile drops axes of length 1
-            sizes = dict(zip(series.axes, series.shape))
-            per_plane = sizes.get("C", 1)
-            per_frame = sizes.get("Z", 1) * per_plane
-            pages = [int(t) * per_frame + position * per_plane for t in frames]
-            return tif.asarray(key=pages).reshape(len(frames), *series.shape[-2:])
-    if export.format == "bin":
-        from .sinks.suite2p import read_suite2p_plane
-
-        movies, _ = read_suite2p_plane(path)
-        return np.asarray(movies[0][frames])
-    if export.format == "zarr":
-        import zarr
-
-        array = zarr.open_group(str(path), mode="r")["0"]
-        return array.oindex[(frames, 0, position) if array.ndim == 5 else (frames, position)]
-    if export.format == "h5":
-        import h5py
-
-        with h5py.File(path, "r") as file:
-            dataset = file[export.options.get("dataset_name", "mov")]
-            rows = [int(t) for t in frames]
-            return dataset[(rows, 0, position) if dataset.ndim == 5 else (rows, position)]
-    raise ValueError(f"qc: cannot read format {export.format!r}")
+    return FORMATS[export.format].read_frames(export, position, frames)
 
 
 def chunked_mean(read: Callable[[np.ndarray], np.ndarray], frames: np.ndarray) -> np.ndarray:

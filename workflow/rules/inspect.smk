@@ -4,8 +4,7 @@ from imexport.demo import demo_active, demo_files
 
 localrules:
     index_source,
-    zarr_prepare,
-    assemble_h5,
+    prepare_store,
 
 
 if demo_active(RESOLVED):

@@ -41,7 +41,7 @@ rule axial_shifts:
     output:
         f"{WORK}/{{record}}",
     wildcard_constraints:
-        record=records_regex(PLAN.axial_tasks),
+        record=work_paths_regex(PLAN.axial_tasks),
     params:
         task=lambda w: PLAN.axial_tasks[f"{WORK}/{w.record}"],
     priority: 50  # the plane jobs of its view wait for it

@@ -16,7 +16,8 @@ import warnings
 import numpy as np
 import tifffile
 
-from .base import PlaneTarget, commit_path, remove_path, temporary_sibling
+from ..atomic import commit_path, remove_path, temporary_sibling
+from .base import PlaneTarget
 from .direct import DirectFile
 
 _QUEUE_CHUNKS = 2

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from imexport.sinks.base import commit_path, known_positive, remove_path, temporary_sibling
+from imexport.atomic import commit_path, remove_path, temporary_sibling
+from imexport.sinks.scales import known_positive
 
 PLANE_AXES = "TCYX"
 

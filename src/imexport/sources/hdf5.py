@@ -18,7 +18,7 @@ from typing import Any
 
 import h5py
 
-from ..sinks.hdf5 import read_attrs
+from ..hdf5_attrs import read_attrs
 from .arrays import array_source, physical, resolve_axes
 from .scanimage import SourceError, SourceInfo
 
