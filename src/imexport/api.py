@@ -20,7 +20,8 @@ import yaml
 from . import steps
 from .config import validate
 from .formats import FORMATS
-from .jobs import TEMPORARY_OUTPUTS
+from .jobs import OUTPUT_TYPES
+from .pipeline import Pipeline
 from .plan import Plan
 from .sources import SourceInfo, inspect_input
 from .workflow_plan import plan_for_config
@@ -160,8 +161,10 @@ def _plain(value: Any) -> Any:
 
 
 def run_plan(plan: Plan, config: dict[str, Any], progress: Callable[[float, Any], None] | None = None) -> None:
-    """Every step of the plan, in the order the workflow's DAG imposes, the overwrite
-    check, output records, clean-up of temporaries and processing history included."""
+    """Every step of the plan's pipeline (:mod:`imexport.pipeline`, the description the
+    workflow's rules use), in order, in this process: the overwrite check, output records,
+    clean-up of temporaries and processing history included."""
+    from .atomic import remove_path
     from .checksums import cache_folder
     from .guard import check_overwrite, planned_records, prepare_outdir, record_text
     from .history import history_spec, record_history
@@ -172,29 +175,51 @@ def run_plan(plan: Plan, config: dict[str, Any], progress: Callable[[float, Any]
     for record in records.values():
         Path(record["record"]).parent.mkdir(parents=True, exist_ok=True)
         Path(record["record"]).write_text(record_text(record) + "\n")
-    source_json, index = plan.source_json, plan.page_index
-    checksums = str(cache_folder(plan.work))  # writers hash what they write; record_history looks it up
-    steps.index_source(plan.source.to_json(), source_json, index)
-    for paths in plan.phase_views().values():
-        steps.scan_phase([plan.phase_tasks[p] for p in paths], source_json, index, paths, min(4, os.cpu_count() or 1))
-    for path, task in plan.axial_tasks.items():
-        steps.axial_shifts(task, source_json, index, path)
+    pipeline = Pipeline(plan, {key: record["record"] for key, record in records.items()})
+    run = _step_runners(plan, str(cache_folder(plan.work)))  # writers hash what they write; record_history looks it up
+    last_use = pipeline.last_use()
     done, total = 0, len(plan.jobs)
-    for export in plan.exports:
-        if export.store:
-            steps.prepare_export(export)
-        jobs = [plan.jobs[key] for key in export.plane_jobs]
-        for job in jobs:
-            steps.write_plane(job, source_json, index, checksums=checksums)
+    for i, step in enumerate(pipeline.steps):
+        missing = [p for p in step.input_files() if not os.path.lexists(p)]
+        if missing:
+            raise RuntimeError(f"{step.rule} {step.key}: missing input(s) {missing}")
+        run[step.rule](step.key)
+        if step.rule.startswith("write_plane_"):
             done += 1
             if progress is not None:
-                progress(done / total, job.plane + 1)
-        if export.assembled:
-            steps.assemble_export(export, [job.output for job in jobs], [job.metadata for job in jobs], checksums)
-        for job in jobs:  # what the workflow marks temp(): gone once the product is made
-            if job.output_type in TEMPORARY_OUTPUTS:
-                Path(job.output).unlink()
+                progress(done / total, plan.jobs[step.key].plane + 1)
+        for path in [p for p, last in last_use.items() if last == i]:
+            remove_path(Path(path))
     record_history(history_spec(plan, config, records, {}))
+
+
+def _step_runners(plan: Plan, checksums: str) -> dict[str, Callable[[str], None]]:
+    """Rule name -> the step function called as the rule's script calls it, given the job's key."""
+    source_json, index = plan.source_json, plan.page_index
+    views = plan.phase_views()
+
+    def scan_phase(view: str) -> None:
+        steps.scan_phase([plan.phase_tasks[p] for p in views[view]], source_json, index, views[view],
+                         min(4, os.cpu_count() or 1))
+
+    def write_plane(key: str) -> None:
+        steps.write_plane(plan.jobs[key], source_json, index, checksums=checksums)
+
+    def assemble(key: str) -> None:
+        export = plan.export(key)
+        jobs = [plan.jobs[k] for k in export.plane_jobs]
+        steps.assemble_export(export, [job.output for job in jobs], [job.metadata for job in jobs], checksums)
+
+    return {
+        "index_source": lambda _: steps.index_source(plan.source.to_json(), source_json, index),
+        "scan_phase": scan_phase,
+        "axial_shifts": lambda record: steps.axial_shifts(plan.axial_tasks[f"{plan.work}/{record}"], source_json, index,
+                                                          f"{plan.work}/{record}"),
+        "prepare_store": lambda store: steps.prepare_export(plan.stores()[f"{plan.work}/{store}"]),
+        **{f"write_plane_{output}": write_plane for output in OUTPUT_TYPES},
+        "assemble_file": assemble,
+        "assemble_folder": assemble,
+    }
 
 
 def imwrite(
@@ -231,6 +256,14 @@ def imwrite(
         Path(config_out).write_text(yaml.safe_dump(_session_config(config), sort_keys=False))
     run_plan(plan, config, progress_callback)
     return outpath
+
+
+def run_config(config: dict[str, Any], progress: Callable[[float, Any], None] | None = None) -> Plan:
+    """Run a workflow config (the keys of ``config/config.yaml``) in this process: the
+    plan, checks and steps of ``snakemake --configfile``, the same files. Returns the plan."""
+    resolved, plan = plan_for_config(config)
+    run_plan(plan, resolved, progress)
+    return plan
 
 
 def _save_array(array: np.ndarray, outpath: Path) -> Path:

@@ -53,45 +53,19 @@ def plane_job_mem_mb(wildcards, attempt):
     return int((3 * CHUNK_MB + 300) * attempt)
 
 
+def step_inputs(rule, wildcard="key"):
+    """Input function of a rule: the named inputs imexport.pipeline describes for the job
+    whose ``wildcard`` is its key (None: the rule's one job)."""
+    return lambda w: PIPELINE.inputs(rule, getattr(w, wildcard) if wildcard else "")
+
+
 def export_spec(wildcards):
     """The export as plain data (a tracked param: any change of it reruns the step)."""
     return PLAN.export(wildcards.key).to_dict()
 
 
-def correction_records(export):
-    return [*export.phase_records, *([export.axial_record] if export.axial_record else [])]
-
-
-def export_correction_records(wildcards):
-    return correction_records(PLAN.export(wildcards.key))
-
-
-def job_correction_records(wildcards):
-    job = PLAN.jobs[wildcards.key]
-    return [p for p in (job.phase_record, job.axial_record) if p]
-
-
-def work_paths_regex(paths):
-    """Wildcard constraint for files in the work folder: their paths relative to it."""
-    return keys_regex([str(Path(p).relative_to(WORK)) for p in paths])
-
-
-def export_plane_outputs(wildcards):
-    return PLAN.plane_outputs(wildcards.key)
-
-
 def export_plane_metadata(wildcards):
     return [PLAN.jobs[k].metadata for k in PLAN.export(wildcards.key).plane_jobs]
-
-
-def export_store(wildcards):
-    """The temporary store the export's plane jobs filled, if it has one."""
-    store = PLAN.export(wildcards.key).store
-    return [store] if store else []
-
-
-def store_of_slab(wildcards):
-    return PLAN.jobs[wildcards.key].store
 
 
 def export_of_store(wildcards):

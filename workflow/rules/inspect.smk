@@ -28,7 +28,7 @@ if demo_active(RESOLVED):
 
 rule index_source:
     input:
-        PLAN.source.files,
+        unpack(step_inputs("index_source", None)),
     output:
         source=SOURCE_JSON,
         index=PAGE_INDEX,

@@ -2,6 +2,7 @@
 # a prepare step creating a temporary store the plane jobs fill, an assemble step making
 # the product from the plane jobs' outputs. Which export has which is the format's
 # layout (imexport.formats); these rules name no format.
+# What each job needs is imexport.pipeline's description, which the in-process API runs too.
 # Every writer is atomic: it writes a hidden temporary sibling and renames it into place
 # as its last step. Every job writing an output depends on that output's record
 # (guard.smk), so a changed fingerprint rewrites the output.
@@ -9,14 +10,11 @@
 
 rule write_plane_file:
     input:
-        source=SOURCE_JSON,
-        index=PAGE_INDEX,
-        corrections=job_correction_records,
-        record=lambda w: RECORD_OF[w.key],
+        unpack(step_inputs("write_plane_file")),
     output:
         f"{OUT}/{{key}}",
     wildcard_constraints:
-        key=keys_regex(PLAN.jobs_of("file")),
+        key=keys_regex(PIPELINE.keys("write_plane_file")),
     params:
         job=plane_job,
         debug=RESOLVED["debug"],
@@ -38,40 +36,39 @@ rule write_plane_file:
 # The other plane writers differ from write_plane_file only in what they produce
 # (imexport.jobs.OUTPUT_TYPES; intermediates and slabs are temporary).
 use rule write_plane_file as write_plane_folder with:
+    input:
+        unpack(step_inputs("write_plane_folder")),
     output:
         directory(f"{OUT}/{{key}}"),
     wildcard_constraints:
-        key=keys_regex(PLAN.jobs_of("folder")),
+        key=keys_regex(PIPELINE.keys("write_plane_folder")),
 
 
 use rule write_plane_file as write_plane_intermediate with:
+    input:
+        unpack(step_inputs("write_plane_intermediate")),
     output:
         temp(f"{OUT}/{{key}}"),
     wildcard_constraints:
-        key=keys_regex(PLAN.jobs_of("intermediate")),
+        key=keys_regex(PIPELINE.keys("write_plane_intermediate")),
 
 
 use rule write_plane_file as write_plane_slab with:
     input:
-        source=SOURCE_JSON,
-        index=PAGE_INDEX,
-        store=store_of_slab,
-        corrections=job_correction_records,
-        record=lambda w: RECORD_OF[w.key],
+        unpack(step_inputs("write_plane_slab")),
     output:
         temp(f"{OUT}/{{key}}"),
     wildcard_constraints:
-        key=keys_regex(PLAN.jobs_of("slab")),
+        key=keys_regex(PIPELINE.keys("write_plane_slab")),
 
 
 rule prepare_store:
     input:
-        corrections=lambda w: correction_records(export_of_store(w)),
-        record=lambda w: RECORD_OF[export_of_store(w).key],
+        unpack(step_inputs("prepare_store", "store")),
     output:
         temp(directory(f"{WORK}/{{store}}")),
     wildcard_constraints:
-        store=work_paths_regex(PLAN.stores()),
+        store=keys_regex(PIPELINE.keys("prepare_store")),
     params:
         export=lambda w: export_of_store(w).to_dict(),
     log:
@@ -84,14 +81,11 @@ rule prepare_store:
 
 rule assemble_file:
     input:
-        planes=export_plane_outputs,
-        store=export_store,
-        corrections=export_correction_records,
-        record=lambda w: RECORD_OF[w.key],
+        unpack(step_inputs("assemble_file")),
     output:
         f"{OUT}/{{key}}",
     wildcard_constraints:
-        key=keys_regex(PLAN.assembled(is_folder=False)),
+        key=keys_regex(PIPELINE.keys("assemble_file")),
     params:
         export=export_spec,
         plane_metadata=export_plane_metadata,
@@ -109,10 +103,12 @@ rule assemble_file:
 
 
 use rule assemble_file as assemble_folder with:
+    input:
+        unpack(step_inputs("assemble_folder")),
     output:
         directory(f"{OUT}/{{key}}"),
     wildcard_constraints:
-        key=keys_regex(PLAN.assembled(is_folder=True)),
+        key=keys_regex(PIPELINE.keys("assemble_folder")),
     log:
         f"{WORK}/logs/assemble_folder/{{key}}.log",
     benchmark:
