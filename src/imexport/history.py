@@ -57,6 +57,7 @@ from .formats import FORMATS
 from .formats.base import HISTORY_KEY
 from .formats.tiff import SIDECAR_SUFFIX
 from .hdf5_attrs import read_attrs
+from .job_benchmarks import read_benchmark
 from .plan import Plan
 from .selection import to_runs
 
@@ -150,27 +151,19 @@ def job_durations(benchmarks: dict[str, list[str]], benchmark_root: str | Path) 
     rules: dict[str, dict[str, Any]] = {}
     for rule, paths in benchmarks.items():
         for path in paths:
-            header, *rows = Path(path).read_text().splitlines()
-            row = dict(zip(header.split("\t"), rows[-1].split("\t")))  # the last run of the job
-            seconds = _number(row.get("s"))
+            measured = read_benchmark(path)
+            seconds = measured["s"]
             jobs.append({
                 "rule": rule,
                 "job": str(Path(path).relative_to(benchmark_root).with_suffix("")),
                 "s": seconds,
-                "cpu_time_s": _number(row.get("cpu_time")),
-                "max_rss_mb": _number(row.get("max_rss")),
+                "cpu_time_s": measured["cpu_time"],
+                "max_rss_mb": measured["max_rss"],
             })
             total = rules.setdefault(rule, {"jobs": 0, "s": 0.0})
             total["jobs"] += 1
             total["s"] = round(total["s"] + (seconds or 0.0), 3)
     return {"jobs": jobs, "rules": rules}
-
-
-def _number(text: str | None) -> float | None:
-    try:
-        return float(text)
-    except (TypeError, ValueError):  # snakemake writes NA where it could not measure
-        return None
 
 
 def _plain(value: Any) -> Any:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from .checksums import checksum_files, files_of
 from .formats import FORMATS

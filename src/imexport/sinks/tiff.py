@@ -8,7 +8,6 @@ chunks whatever the recording length.
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import warnings
@@ -19,6 +18,7 @@ import tifffile
 from ..atomic import commit_path, remove_path, temporary_sibling
 from .base import PlaneTarget
 from .direct import DirectFile
+from .tiff_volume import imagej_metadata
 
 _QUEUE_CHUNKS = 2
 # BigTIFF + ImageJ is what we choose (Fiji/Bio-Formats and tifffile read it; config
@@ -29,17 +29,6 @@ _DONE = object()
 
 class _Aborted(Exception):
     pass
-
-
-def imagej_metadata(md: dict, axes: str) -> tuple[dict, tuple[float, float] | None]:
-    """ImageJ header fields and the XY resolution (pixels per µm) from export metadata."""
-    ij = {"axes": axes, "unit": "um", "Info": json.dumps(md, default=str)}
-    if md.get("fs"):
-        ij["finterval"] = 1.0 / md["fs"]
-    if md.get("dz") and "Z" in axes:
-        ij["spacing"] = md["dz"]
-    resolution = (1.0 / md["dx"], 1.0 / md["dy"]) if md.get("dx") and md.get("dy") else None
-    return ij, resolution
 
 
 class TiffPlaneSink:

@@ -84,7 +84,6 @@ def assemble_volume_tiff(
     if not target_chunk_mb > 0:
         raise ValueError(f"target_chunk_mb must be positive, got {target_chunk_mb!r}")
     out_path = Path(out_path)
-    ij_metadata, resolution = _imagej_metadata(metadata)
     with ExitStack() as stack:
         planes = []
         for path in plane_tiffs:
@@ -92,7 +91,7 @@ def assemble_volume_tiff(
             stack.callback(plane.close)
             planes.append(plane)
         _check_planes(planes)
-        _write_volume(out_path, planes, ij_metadata, resolution, target_chunk_mb)
+        _write_volume(out_path, planes, metadata, target_chunk_mb)
     return out_path
 
 
@@ -106,29 +105,35 @@ def _check_planes(planes: list[PlaneTiff]) -> None:
             )
 
 
-def _imagej_metadata(metadata: dict[str, Any]) -> tuple[dict[str, Any], tuple[float, float] | None]:
-    # serialised first so unserialisable metadata fails before any file is written;
-    # ASCII-only because tifffile stores ImageJ strings as 7-bit ASCII
-    info = {"unit": "um", "Info": json.dumps(metadata, ensure_ascii=True)}
+def imagej_metadata(metadata: dict[str, Any], axes: str) -> tuple[dict[str, Any], tuple[float, float] | None]:
+    """The ImageJ header of every TIFF imexport writes (a plane, or the volume): axes,
+    unit, the export metadata as JSON in ``Info``, the plane spacing (with a Z axis) and
+    frame interval when known, and the XY resolution (pixels per µm) when known.
+
+    The metadata is serialised first, so unserialisable metadata fails before any file is
+    written, and ASCII-only, because tifffile stores ImageJ strings as 7-bit ASCII. The
+    key order is the order of the header's lines.
+    """
+    header = {"axes": axes, "unit": "um", "Info": json.dumps(metadata, ensure_ascii=True)}
     dz, fs = known_positive(metadata.get("dz")), known_positive(metadata.get("fs"))
     dx, dy = known_positive(metadata.get("dx")), known_positive(metadata.get("dy"))
-    if dz:
-        info["spacing"] = dz
+    if dz and "Z" in axes:
+        header["spacing"] = dz
     if fs:
-        info["finterval"] = 1.0 / fs
-    return info, (1.0 / dx, 1.0 / dy) if dx and dy else None
+        header["finterval"] = 1.0 / fs
+    return header, (1.0 / dx, 1.0 / dy) if dx and dy else None
 
 
 def _write_volume(
     out_path: Path,
     planes: list[PlaneTiff],
-    ij_metadata: dict[str, Any],
-    resolution: tuple[float, float] | None,
+    metadata: dict[str, Any],
     target_chunk_mb: float,
 ) -> None:
     n_frames, n_channels, y, x = planes[0].shape
     n_planes = len(planes)
     shape = (n_frames, n_planes, n_channels, y, x) if n_channels > 1 else (n_frames, n_planes, y, x)
+    header, resolution = imagej_metadata(metadata, "TZCYX" if n_channels > 1 else "TZYX")
     frame_bytes = n_planes * n_channels * y * x * planes[0].dtype.itemsize
     chunk_t = int(min(n_frames, max(1, math.floor(target_chunk_mb * 2**20 / frame_bytes))))
     temporary = temporary_sibling(out_path)
@@ -145,7 +150,7 @@ def _write_volume(
                 imagej=True,
                 bigtiff=True,
                 resolution=resolution,
-                metadata={"axes": "TZCYX" if n_channels > 1 else "TZYX", **ij_metadata},
+                metadata=header,
             )
         commit_path(temporary, out_path)
     except BaseException:
