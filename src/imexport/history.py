@@ -221,24 +221,25 @@ def build_step(spec: dict[str, Any], digests: dict[Path, dict[str, Any]]) -> dic
 
 
 def pixel_parameters(plan: Plan, config: dict[str, Any]) -> dict[str, Any]:
-    """Every setting that shaped the written pixels; ``frames`` as 0-based ``[start, stop, step)``
-    runs, like the outputs' metadata. The correction records are added when the step is built."""
+    """Every setting of the validated ``config`` that shaped the written pixels; ``frames``
+    as 0-based ``[start, stop, step)`` runs, like the outputs' metadata. The correction
+    records are added when the step is built."""
     return plain({
         "planes": [int(p) + 1 for p in plan.planes],  # written order
-        "order": config.get("order"),
+        "order": config["order"],
         "frames": to_runs(plan.frames),
         "n_frames": len(plan.frames),
-        "num_frames": config.get("num_frames"),
+        "num_frames": config["num_frames"],
         "channels": [int(c) + 1 for c in plan.colors],
-        "roi_mode": config.get("roi_mode", "concat_y"),
+        "roi_mode": config["roi_mode"],
         "rois": [None if r is None else r + 1 for r in plan.rois],
         "target_chunk_mb": plan.target_chunk_mb,
-        "output_suffix": config.get("output_suffix"),
-        "output_name": config.get("output_name"),
-        "metadata": config.get("metadata") or {},
+        "output_suffix": config["output_suffix"],
+        "output_name": config["output_name"],
+        "metadata": config["metadata"],
         "format_options": {e.format: e.options for e in plan.exports},
-        "scan_phase": {"options": config.get("scan_phase") or {}},
-        "axial": {"register_z": bool(config.get("register_z")), "options": config.get("axial") or {}},
+        "scan_phase": {"options": config["scan_phase"]},
+        "axial": {"register_z": config["register_z"], "options": config["axial"]},
     })
 
 
@@ -296,7 +297,7 @@ def record_history(spec: dict[str, Any], workers: int | None = None) -> dict[str
     products = spec["products"]
     output_files = [f for product in products for p in product["paths"] for f in files_of(outdir / p)]
     cache = cache_folder(spec["work"])
-    for rel, benchmark in spec.get("touched", {}).items():  # Snakemake's touch is no change of content
+    for rel, benchmark in spec["touched"].items():  # Snakemake's touch is no change of content
         if Path(benchmark).is_file():
             adopt_touch(outdir / rel, cache, Path(benchmark).stat().st_mtime_ns)
     digests = checksum_files([*input_files(spec["source_files"]), *output_files], workers, cache)

@@ -6,7 +6,7 @@ The processing history goes into the key ``processing_history`` of ``ops.npy``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from .base import HISTORY_KEY, LayoutContext, NoSteps, OutputLayout
 class BinFormat(NoSteps):
     name = "bin"
     extensions = (".bin",)
-    api_keywords: dict[str, str] = {}
+    api_keywords: ClassVar[dict[str, str]] = {}
 
     def options(self, config: dict[str, Any]) -> dict[str, Any]:
         """The block, plus the top-level ``output_name`` (a top-level key as in the reference)."""

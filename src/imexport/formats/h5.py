@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from .base import HISTORY_KEY, LayoutContext, NoSteps, OutputLayout
 class H5Format(NoSteps):
     name = "h5"
     extensions = (".h5", ".hdf5")
-    api_keywords = {"compression": "compression", "h5_compression_level": "compression_level"}
+    api_keywords: ClassVar[dict[str, str]] = {"compression": "compression", "h5_compression_level": "compression_level"}
 
     def options(self, config: dict[str, Any]) -> dict[str, Any]:
         return dict(config["h5"])
@@ -82,4 +82,4 @@ class H5Format(NoSteps):
         import h5py
 
         with h5py.File(path, "r") as fh:
-            fh[entry.get("dataset", "mov")][0]
+            fh[entry["dataset"]][0]

@@ -8,7 +8,7 @@ tags of a multi-GB TIFF in place is not worth the risk of damaging it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -24,7 +24,7 @@ SIDECAR_SUFFIX = ".history.json"
 class TiffFormat(NoSteps):
     name = "tiff"
     extensions = (".tif", ".tiff")
-    api_keywords = {"layout": "layout", "bigtiff": "bigtiff"}
+    api_keywords: ClassVar[dict[str, str]] = {"layout": "layout", "bigtiff": "bigtiff"}
 
     def options(self, config: dict[str, Any]) -> dict[str, Any]:
         return dict(config["tiff"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 class ZarrFormat(NoSteps):
     name = "zarr"
     extensions = (".zarr",)
-    api_keywords = {k: k for k in ("sharded", "compressor", "compression_level", "pyramid", "pyramid_max_layers",
+    api_keywords: ClassVar[dict[str, str]] = {k: k for k in ("sharded", "compressor", "compression_level", "pyramid", "pyramid_max_layers",
                                    "pyramid_method")}
 
     def options(self, config: dict[str, Any]) -> dict[str, Any]:

@@ -84,6 +84,10 @@ def inspect_h5(path: Path, *, dataset_name: str | None = None, dim_order: str | 
                             scales=physical(metadata), options={"dataset": name})
 
 
+def inspect(paths: list[Path], options: dict) -> SourceInfo:
+    return inspect_h5(paths[0], dataset_name=options.get("dataset_name"), dim_order=options.get("dim_order"))
+
+
 def open_array(info: SourceInfo, i: int):
     # HDF5 resolves the virtual dataset's relative file names against the master's folder
     file = h5py.File(os.fspath(info.files[i]), "r")
