@@ -4,7 +4,7 @@
   ScanImage acquisition (``imexport.synthetic``) into ``folder/raw`` (``subdir=`` picks
   another sub-folder) and returns its ``AcquisitionSpec`` and file paths.
 * ``run_snakemake(workdir, config, *extra_args, expect_ok=True)`` writes ``config`` to
-  ``workdir/config.yaml`` and runs the repository's Snakefile on it in a subprocess.
+  ``workdir/config.yaml`` and runs the repository's workflow/Snakefile on it in a subprocess.
   The returned ``CompletedProcess`` has ``stdout`` and ``stderr`` captured and an extra
   attribute ``output`` = both together. ``expect_ok=True`` asserts exit status 0,
   ``False`` asserts a failure, ``None`` asserts nothing. ``preexec_fn`` runs in the
@@ -26,7 +26,7 @@ import yaml
 from imexport.synthetic import AcquisitionSpec, write_acquisition
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SNAKEFILE = REPO_ROOT / "Snakefile"
+SNAKEFILE = REPO_ROOT / "workflow" / "Snakefile"
 DEFAULT_CONFIG = REPO_ROOT / "config" / "config.yaml"
 SNAKEMAKE_TIMEOUT_S = 300
 
@@ -54,24 +54,17 @@ def make_acquisition_in(folder, subdir: str = "raw", **spec_overrides):
     return spec, paths
 
 
-def run_snakemake_in(workdir, config: dict, *extra_args: str, expect_ok: bool | None = True,
-                     timeout: float = SNAKEMAKE_TIMEOUT_S, preexec_fn=None) -> subprocess.CompletedProcess:
+def run_snakemake_in(
+    workdir, config: dict, *extra_args: str, expect_ok: bool | None = True, timeout: float = SNAKEMAKE_TIMEOUT_S, preexec_fn=None
+) -> subprocess.CompletedProcess:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     configfile = workdir / "config.yaml"
     configfile.write_text(yaml.safe_dump(config, sort_keys=False))
-    cmd = [
-        sys.executable, "-m", "snakemake",
-        "--snakefile", str(SNAKEFILE),
-        "--directory", str(workdir),
-        "--cores", "2",
-        "--workflow-profile", "none",
-        "--configfile", str(configfile),
-        *extra_args,
-    ]
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir), "--cores", "2"]
+    cmd += ["--workflow-profile", "none", "--configfile", str(configfile), *extra_args]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir,
-                            preexec_fn=preexec_fn)
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir, preexec_fn=preexec_fn)
     result.output = result.stdout + result.stderr
     if expect_ok is True:
         assert result.returncode == 0, f"snakemake failed ({result.returncode}):\n{result.output[-6000:]}"

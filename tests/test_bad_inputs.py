@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from imexport import steps, synthetic
-from imexport.sources.scanimage import SourceError
+from imexport.sources.info import SourceError
 from imexport.workflow_plan import plan_for_config
 
 SPEC = dict(n_frames=7, n_planes=3, roi_heights=[24, 18], width=24, fly_to_lines=3, frames_per_file=3, n_cells=8)

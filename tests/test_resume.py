@@ -31,7 +31,7 @@ PROVENANCE = ("imexport_manifest.json", ".snakemake_timestamp")
 def snakemake(workdir: Path, config: dict, *args: str, cores: int = 2) -> list[str]:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"), "--directory", str(workdir),
             "--cores", str(cores), "--workflow-profile", "none", "--configfile", str(workdir / "config.yaml"), *args]
 
 

@@ -76,9 +76,8 @@ def _without_history(path: Path) -> object:
 
 def test_api_and_workflow_write_the_same_files_in_every_format(tmp_path, make_acquisition, run_snakemake):
     make_acquisition(tmp_path, roi_heights=[16, 14], width=20, phase_offset=1.0, texture=50.0)
-    # the same config (metadata.dz given: Snakemake merges it into the shipped default
-    # config, whose demo dz would otherwise apply to the workflow alone) and the same
-    # outdir (ops.npy records absolute paths): the API's export is moved aside first
+    # the same config and the same outdir (ops.npy records absolute paths): the API's
+    # export is moved aside first
     config = _config(tmp_path, register_z=True, tiff={"layout": "volume"}, h5={"compression": "gzip"},
                      metadata={"dz": 5.0})
     run_config(config)

@@ -16,10 +16,9 @@ import tifffile
 
 import imexport.synthetic as synthetic
 from imexport.sources import resolve_input
+from imexport.sources.info import SourceError, SourceInfo
 from imexport.sources.scanimage import (
     PlaneReader,
-    SourceError,
-    SourceInfo,
     build_page_index,
     inspect_acquisition,
 )

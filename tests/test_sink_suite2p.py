@@ -76,7 +76,7 @@ def test_int16_chunks_read_back_bit_exact(tmp_path):
     assert np.array_equal(np.fromfile(raw, dtype=np.int16).reshape(shape), data[:, 0])
     assert (ops["Ly"], ops["Lx"]) == SHAPE
     assert raw.stat().st_size == ops["nframes"] * ops["Ly"] * ops["Lx"] * 2
-    assert not (target.path / "data_chan2.bin").exists()
+    assert not (target.path / "data_chan2_raw.bin").exists()
     assert temporaries(tmp_path) == []
 
 
@@ -91,30 +91,56 @@ def test_every_frame_count_alias_equals_written_frames(tmp_path):
     assert set(FRAME_COUNT_KEYS) <= set(ops)
 
 
+def load_npy(path: Path) -> dict:
+    return np.load(path, allow_pickle=True).item()
+
+
 def test_ops_paths_and_metadata(tmp_path):
     target = make_target(tmp_path, 10)
     sink = Suite2pPlaneSink(target)
     stream(sink, movie(10))
     sink.commit()
     ops = load_ops(target.path)
-    final = target.path.absolute()
 
-    assert Path(ops["raw_file"]).is_absolute()
-    assert ops["raw_file"] == ops["reg_file"] == str(final / "data_raw.bin")
-    assert ops["save_path0"] == ops["save_path"] == str(final)
-    assert ops["ops_path"] == str(final / "ops.npy")
+    # paths relative to the plane folder, and the registered movie is not the export
+    assert (ops["raw_file"], ops["reg_file"]) == ("data_raw.bin", "data.bin")
+    assert ops["keep_movie_raw"] is True
+    assert ops["save_path0"] == ops["save_path"] == ops["fast_disk"] == "."
+    assert ops["ops_path"] == "ops.npy"
+    assert not any(str(tmp_path) in repr(value) for value in ops.values() if isinstance(value, str))
     assert TEMP_MARKER not in repr(ops)
     assert ops["data_path"] == ["/data/session0", "/data/session1"]
-    assert ops["tiff_list"] == target.metadata["source_files"]
-    assert ops["nchannels"] == 1 and ops["nplanes"] == 1
+    assert ops["tiff_list"] == ops["filelist"] == target.metadata["source_files"]
+    assert ops["nchannels"] == 1 and ops["nplanes"] == 4 and ops["iplane"] == 2
     assert ops["functional_chan"] == 1 and ops["align_by_chan"] == 1
     assert ops["fs"] == 30.0 and ops["fs_unknown"] is False
-    assert (ops["dx"], ops["dy"], ops["dz"]) == (1.5, 1.25, None)
-    assert (ops["umPerPixX"], ops["umPerPixY"], ops["umPerPixZ"]) == (1.5, 1.25, None)
+    # suite2p's dx/dy are plane offsets in its combined view: the pixel size has its own key
+    assert not {"dx", "dy", "dz", "umPerPixX", "umPerPixY", "umPerPixZ"} & set(ops)
+    assert ops["imexport_pixel_size_um"] == {"x": 1.5, "y": 1.25, "z": None}
     assert ops["plane"] == 3
     assert ops["input_format"] == "binary" and ops["do_registration"] == 1
     assert ops["imexport"] == target.metadata
     assert "raw_file_chan2" not in ops
+
+
+def test_db_and_settings_for_suite2p_1x(tmp_path):
+    target = make_target(tmp_path, 10)
+    sink = Suite2pPlaneSink(target)
+    stream(sink, movie(10))
+    sink.commit()
+    db = load_npy(target.path / "db.npy")
+    settings = load_npy(target.path / "settings.npy")
+
+    assert settings == {"fs": 30.0, "tau": 1.0}
+    assert (db["raw_file"], db["reg_file"]) == ("data_raw.bin", "data.bin")
+    assert (db["db_path"], db["settings_path"]) == ("db.npy", "settings.npy")
+    assert db["keep_movie_raw"] is True and db["input_format"] == "binary"
+    assert (db["nframes"], db["Ly"], db["Lx"], db["nchannels"]) == (10, *SHAPE, 1)
+    assert db["nplanes"] == 4 and db["iplane"] == 2 and db["functional_chan"] == 1
+    assert db["file_list"] == target.metadata["source_files"]
+    assert db["data_path"] == ["/data/session0", "/data/session1"]
+    # suite2p 1.x reads these from settings' nested groups, never from db
+    assert not {"fs", "tau", "do_registration", "nonrigid", "diameter", "dx", "dy"} & set(db)
 
 
 def test_unknown_fs_is_flagged(tmp_path):
@@ -134,8 +160,8 @@ def test_output_name_option(tmp_path):
     sink.write(data)
     sink.commit()
     ops = load_ops(target.path)
-    assert ops["raw_file"] == str(target.path.absolute() / "movie.bin")
-    assert sorted(p.name for p in target.path.iterdir()) == ["movie.bin", "ops.npy"]
+    assert ops["raw_file"] == "movie.bin"
+    assert sorted(p.name for p in target.path.iterdir()) == ["db.npy", "movie.bin", "ops.npy", "settings.npy"]
     movies, _ = read_suite2p_plane(target.path)
     assert np.array_equal(movies[0], data[:, 0])
 
@@ -143,6 +169,12 @@ def test_output_name_option(tmp_path):
 def test_output_name_must_be_bare(tmp_path):
     with pytest.raises(ValueError, match="bare file name"):
         Suite2pPlaneSink(make_target(tmp_path, 4, output_name="sub/movie.bin"))
+
+
+@pytest.mark.parametrize("name", ["data.bin", "data_chan2.bin", "data_chan2_raw.bin", "db.npy"])
+def test_output_name_never_a_file_suite2p_writes(tmp_path, name):
+    with pytest.raises(ValueError, match=f"output_name '{name}' collides"):
+        Suite2pPlaneSink(make_target(tmp_path, 4, output_name=name))
 
 
 def expected_int16(values: np.ndarray) -> np.ndarray:
@@ -202,11 +234,11 @@ def test_two_channels_go_to_chan2_binary(tmp_path):
 
     ops = load_ops(target.path)
     assert ops["nchannels"] == 2
-    assert ops["raw_file_chan2"] == ops["reg_file_chan2"] == str(
-        target.path.absolute() / "data_chan2.bin"
-    )
+    assert (ops["raw_file_chan2"], ops["reg_file_chan2"]) == ("data_chan2_raw.bin", "data_chan2.bin")
+    db = load_npy(target.path / "db.npy")
+    assert (db["raw_file_chan2"], db["reg_file_chan2"]) == ("data_chan2_raw.bin", "data_chan2.bin")
     shape = (ops["nframes"], ops["Ly"], ops["Lx"])
-    chan2 = np.fromfile(target.path / "data_chan2.bin", dtype=np.int16).reshape(shape)
+    chan2 = np.fromfile(target.path / "data_chan2_raw.bin", dtype=np.int16).reshape(shape)
     assert np.array_equal(chan2, data[:, 1])
     movies, read_ops = read_suite2p_plane(target.path)
     assert len(movies) == 2 and read_ops["nframes"] == 7
@@ -234,7 +266,7 @@ def test_overwrite_replaces_the_whole_folder(tmp_path):
     sink.write(data)
     sink.commit()
 
-    assert sorted(p.name for p in target.path.iterdir()) == ["data_raw.bin", "ops.npy"]
+    assert sorted(p.name for p in target.path.iterdir()) == ["data_raw.bin", "db.npy", "ops.npy", "settings.npy"]
     ops = load_ops(target.path)
     assert "old_key" not in ops and ops["nframes"] == 5
     assert np.array_equal(read_suite2p_plane(target.path)[0][0], data[:, 0])

@@ -555,6 +555,14 @@ def test_unknown_scales_default_to_one(tmp_path):
     scale = attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"]
     assert scale == [1.0, 1.0, 1.0, 2.0]
     assert attrs["imexport_zarr"]["unknown_scale_axes"] == ["t", "z", "y"]
+    # an unknown scale is one step per index: its axis names no physical unit
+    assert attrs["ome"]["multiscales"][0]["axes"] == [
+        {"name": "t", "type": "time"},
+        {"name": "z", "type": "space"},
+        {"name": "y", "type": "space"},
+        {"name": "x", "type": "space", "unit": "micrometer"},
+    ]
+    Image.from_zarr(zarr.open_group(str(final), mode="r"))  # still valid OME-NGFF 0.5
 
 
 def test_plane_metadata_collected(tmp_path):

@@ -39,7 +39,7 @@ from slurm_cluster import (  # noqa: E402
 pytestmark = pytest.mark.slurm
 
 REPO = Path(__file__).resolve().parent.parent
-SNAKEFILE = REPO / "Snakefile"
+SNAKEFILE = REPO / "workflow" / "Snakefile"
 PROFILE = REPO / "profiles" / "slurm"
 REPO_CONFIG = REPO / "config" / "config.yaml"
 

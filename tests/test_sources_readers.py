@@ -28,7 +28,7 @@ from imexport.sinks.tiff_volume import assemble_volume_tiff
 from imexport.sinks.zarr_plane import ZarrPlaneSink
 from imexport.sinks.zarr_store import create_store, finalize_store
 from imexport.sources import build_index, inspect_input, open_plane_reader
-from imexport.sources.scanimage import SourceError, SourceInfo
+from imexport.sources.info import SourceError, SourceInfo
 from imexport.workflow_plan import plan_for_config
 
 SCALES = {"fs": 7.5, "dx": 0.8, "dy": 1.25, "dz": 15.0}

@@ -61,7 +61,7 @@ def test_dual_colour_lbm_exports_to_every_format(first_export):
         np.testing.assert_array_equal(data, want[:, :, z])  # (T, C, Y, X)
         assert info["dz"] == 12.5 and info["fs"] == pytest.approx(spec.frame_rate)
         folder = out / f"zplane{z + 1:02d}_{TAG}"
-        for c, name in enumerate(["data_raw.bin", "data_chan2.bin"]):
+        for c, name in enumerate(["data_raw.bin", "data_chan2_raw.bin"]):
             binary = np.fromfile(folder / name, np.int16).reshape(spec.n_frames, *want.shape[-2:])
             np.testing.assert_array_equal(binary, want[:, c, z])
     np.testing.assert_array_equal(zarr.open_group(out / f"zplane01-03_{TAG}.zarr", mode="r")["0"][:], want)

@@ -16,7 +16,7 @@ import pytest
 
 import imexport.synthetic as synthetic
 from imexport.sources import build_index, inspect_input, open_plane_reader
-from imexport.sources.scanimage import SourceError, SourceInfo
+from imexport.sources.info import SourceError, SourceInfo
 from imexport.synthetic import expected_roi
 
 PIEZO = dict(content="index", n_planes=1, n_colors=2, roi_heights=[5, 4], width=6, fly_to_lines=2,
@@ -86,14 +86,17 @@ def test_piezo_unfinished_volume_is_dropped_with_a_warning(tmp_path, make_acquis
     assert np.all(last[roi_rows(spec)] == (2 * 3 + 2) * 64 + 1)
 
 
-def test_lbm_with_a_piezo_stack_is_refused(tmp_path, make_acquisition, monkeypatch):
+def test_stack_enabled_with_one_slice_is_planar_lbm(tmp_path, make_acquisition, monkeypatch):
+    """Some planar files have SI.hStackManager.enable = true with numSlices = 1: not a stack."""
     original = synthetic.frame_data_text
     monkeypatch.setattr(synthetic, "frame_data_text",
                         lambda spec: original(spec).replace("hStackManager.enable = false", "hStackManager.enable = true"))
-    _, paths = make_acquisition(tmp_path, n_planes=3, n_frames=2, frames_per_file=2)
-    with pytest.raises(SourceError, match="piezo") as err:
-        inspect_input(paths[0].parent)
-    assert paths[0].name in str(err.value)
+    spec, paths = make_acquisition(tmp_path, content="index", n_planes=3, n_frames=2, frames_per_file=2)
+    info = inspect_input(paths[0].parent)
+    assert info.stack_type == "lbm" and info.shape()[:3] == (2, 1, 3)
+    pages = read_all(info, build_index(info))
+    for t, z in np.ndindex(2, 3):
+        assert np.all(pages[t, 0, z][roi_rows(spec)] == t * 64 + z)
 
 
 def test_dual_pmt_single_plane(tmp_path, make_acquisition):

@@ -326,6 +326,7 @@ def test_shipped_default_config_exports_the_demo(tmp_path, run_snakemake):
         data, ij, info, _, _ = read_tiff(out / plane_file(z + 1, all_frames))
         truth = stitched_truth(spec, np.arange(spec.n_frames), z)
         assert data.shape == truth.shape == (spec.n_frames, height, width * spec.n_rois)
+        assert info["dz"] == resolved["demo"]["metadata"]["dz"] == 16.0  # the demo's own spacing
         if not spec.phase_offset:
             np.testing.assert_array_equal(data, truth)
             continue

@@ -20,7 +20,7 @@ import yaml
 from . import steps
 from .config import validate
 from .formats import FORMATS
-from .jobs import OUTPUT_TYPES
+from .jobs import OUTPUT_TYPES, Export, PlaneJob
 from .pipeline import Pipeline
 from .plan import Plan
 from .sources import SourceInfo, inspect_input
@@ -193,6 +193,13 @@ def run_plan(plan: Plan, config: dict[str, Any], progress: Callable[[float, Any]
     record_history(history_spec(plan, config, records, {}))
 
 
+def _as_params(record: PlaneJob | Export) -> PlaneJob | Export:
+    """``record`` as a workflow script receives it: rebuilt from plain data, sharing no
+    object with the plan, so what a writer pickles (``ops.npy``, ``db.npy``) has the
+    workflow's bytes (pickle writes an object used twice once, which changes the bytes)."""
+    return type(record).from_dict(record.to_dict())
+
+
 def _step_runners(plan: Plan, checksums: str) -> dict[str, Callable[[str], None]]:
     """Rule name -> the step function called as the rule's script calls it, given the job's key."""
     source_json, index = plan.source_json, plan.page_index
@@ -203,19 +210,20 @@ def _step_runners(plan: Plan, checksums: str) -> dict[str, Callable[[str], None]
                          min(4, os.cpu_count() or 1))
 
     def write_plane(key: str) -> None:
-        steps.write_plane(plan.jobs[key], source_json, index, checksums=checksums)
+        steps.write_plane(_as_params(plan.jobs[key]), source_json, index, checksums=checksums)
 
     def assemble(key: str) -> None:
         export = plan.export(key)
         jobs = [plan.jobs[k] for k in export.plane_jobs]
-        steps.assemble_export(export, [job.output for job in jobs], [job.metadata for job in jobs], checksums)
+        steps.assemble_export(_as_params(export), [job.output for job in jobs],
+                              [_as_params(job).metadata for job in jobs], checksums)
 
     return {
         "index_source": lambda _: steps.index_source(plan.source.to_json(), source_json, index),
         "scan_phase": scan_phase,
         "axial_shifts": lambda record: steps.axial_shifts(plan.axial_tasks[f"{plan.work}/{record}"], source_json, index,
                                                           f"{plan.work}/{record}"),
-        "prepare_store": lambda store: steps.prepare_export(plan.stores()[f"{plan.work}/{store}"]),
+        "prepare_store": lambda store: steps.prepare_export(_as_params(plan.stores()[f"{plan.work}/{store}"])),
         **{f"write_plane_{output}": write_plane for output in OUTPUT_TYPES},
         "assemble_file": assemble,
         "assemble_folder": assemble,

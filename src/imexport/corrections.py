@@ -26,7 +26,7 @@ from . import axial, geometry, phase
 from .backend import array_module
 from .selection import from_runs, to_runs
 from .sources import open_plane_reader
-from .sources.scanimage import SourceInfo
+from .sources.info import SourceInfo
 
 SNAP_PX = 0.1
 CORRECTION_BATCH = 16

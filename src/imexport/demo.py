@@ -12,8 +12,13 @@ from typing import Any
 
 import tifffile
 
-from .sources.scanimage import SourceInfo, describe_planned, parse_header
+from .sources.info import SourceInfo
+from .sources.scanimage import describe_planned, parse_header
 from .synthetic import AcquisitionSpec, frame_data_text, roi_group_json
+
+
+# keys of the demo block that are not the acquisition's own settings
+DEMO_CONTROL_KEYS = ("generate", "folder", "metadata")
 
 
 def demo_active(config: dict[str, Any]) -> bool:
@@ -21,9 +26,25 @@ def demo_active(config: dict[str, Any]) -> bool:
     return bool(demo.get("generate")) and Path(str(config["input"])) == Path(str(demo.get("folder")))
 
 
+def demo_spec_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The demo block's ``AcquisitionSpec`` fields."""
+    return {k: v for k, v in (config.get("demo") or {}).items() if k not in DEMO_CONTROL_KEYS}
+
+
 def demo_spec(config: dict[str, Any]) -> AcquisitionSpec:
-    settings = {k: v for k, v in (config.get("demo") or {}).items() if k not in ("generate", "folder")}
-    return AcquisitionSpec(**settings)
+    return AcquisitionSpec(**demo_spec_settings(config))
+
+
+def with_demo_metadata(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with ``demo.metadata`` (physical values the demo's header lacks, e.g. its
+    plane spacing ``dz``) filling the unset keys of ``metadata`` when the demo is the
+    input; any other input gets no value it did not state."""
+    demo_values = (config.get("demo") or {}).get("metadata") or {}
+    if not demo_active(config) or not demo_values:
+        return config
+    stated = config.get("metadata") or {}
+    filled = {key: value for key, value in demo_values.items() if value is not None and stated.get(key) is None}
+    return {**config, "metadata": {**stated, **filled}}
 
 
 def demo_files(config: dict[str, Any]) -> list[Path]:

@@ -19,7 +19,7 @@ from .formats import FORMATS
 from .jobs import PlaneJob
 from .sinks.base import PlaneTarget
 from .sources import open_plane_reader
-from .sources.scanimage import SourceInfo
+from .sources.info import SourceInfo
 
 log = logging.getLogger(__name__)
 MIB = 2**20

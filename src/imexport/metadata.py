@@ -4,6 +4,11 @@ Physical values come from the ScanImage header, then the config's ``metadata:``
 mapping (which may supply what the header lacks, e.g. the LBM plane spacing ``dz``),
 then stride scaling of the *written* selection: every k-th plane → ``dz * k``, every
 k-th frame → ``fs / k``, an irregular frame selection → ``fs`` unknown (None).
+
+Two things are too big or too late for the plan's per-plane metadata (Snakemake keeps
+job parameters): the whole ScanImage header (``source_header``) and the acquisition
+time of every frame, known once ``index_source`` has read the page descriptions
+(``frame_timing``). Writers add them once per output.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import numpy as np
 
 from . import __version__
 from .selection import to_runs, uniform_step
-from .sources.scanimage import SourceInfo
+from .sources.info import SourceInfo
+from .sources.scanimage_timing import frame_timestamps, load_timing, timing_metadata
 
 PHYSICAL_KEYS = ("fs", "dx", "dy", "dz")
 
@@ -61,6 +67,8 @@ def export_metadata(
             "frames": to_runs(frames),
             "n_frames": int(len(frames)),
             "channels": [int(c) + 1 for c in colors],
+            **_source_channels(info, colors),
+            **_z_layout(info),
             "roi_mode": roi_mode,
             "roi": None if roi is None else roi + 1,
             "shape": [int(len(frames)), int(len(colors)), int(len(planes)), height, width],
@@ -79,3 +87,45 @@ def export_metadata(
 def plane_metadata(export_md: dict[str, Any], plane: int, z_index: int) -> dict[str, Any]:
     """The export's metadata narrowed to one plane."""
     return {**export_md, "plane": plane + 1, "z_index": z_index}
+
+
+def _source_channels(info: SourceInfo, colors: np.ndarray) -> dict[str, Any]:
+    """The ScanImage channel number(s) behind each exported colour (``channelSave``)."""
+    numbers = info.options.get("channel_numbers")
+    return {"source_channels": [numbers[int(c)] for c in colors]} if numbers else {}
+
+
+def _z_layout(info: SourceInfo) -> dict[str, Any]:
+    """How the planes of a ScanImage stack were acquired (slices, repeats, flyback, beads)."""
+    stack = info.options.get("stack")
+    if not stack:
+        return {}
+    keys = ("slices", "frames_per_slice", "log_average_factor", "repeats", "flyback_frames", "slice_repeats",
+            "beads", "slice_step_um")
+    layout = {key: stack.get(key) for key in keys}
+    # planes are bead-major: plane = bead x slices + slice (x repeats + repeat with slice_repeats: planes)
+    layout["plane_order"] = "bead, slice, repeat" if stack["slice_repeats"] == "planes" else "bead, slice"
+    return {"z_layout": layout}
+
+
+def source_header(info: SourceInfo) -> dict[str, Any]:
+    """The whole ScanImage header (every ``SI.*`` value and the ROI JSON), as JSON; {} for other inputs."""
+    return info.options.get("header") or {}
+
+
+def frame_timing(info: SourceInfo, index_path: str | None, frames: np.ndarray) -> dict[str, Any]:
+    """Acquisition times of the exported ``frames`` (0-based), from the page index; {} when unknown.
+
+    ``timestamps_sec`` holds each frame's ``frameTimestamps_sec`` (a volume: its first
+    page's), ``frame_numbers`` ScanImage's numbers of those pages, ``acquisition_start``
+    the ``epoch`` as ISO 8601, ``dropped_frames`` the gaps in ``frameNumbers``.
+    """
+    if info.kind != "scanimage" or index_path is None:
+        return {}
+    return timing_metadata(info, load_timing(index_path), frames)
+
+
+def plane_timestamps(info: SourceInfo, index_path: str, frames: np.ndarray, plane: int | None = None) -> np.ndarray | None:
+    """float64 seconds of each exported frame (of ``plane``'s own page when given); None when unknown."""
+    timing = load_timing(index_path) if info.kind == "scanimage" else None
+    return None if not timing else frame_timestamps(info, timing, frames, plane)

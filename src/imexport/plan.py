@@ -20,7 +20,7 @@ from .formats import FORMATS, LayoutContext, OutputLayout
 from .jobs import Export, PlaneJob
 from .metadata import export_metadata, plane_metadata
 from .selection import SelectionError, limit, reorder, select, to_runs
-from .sources.scanimage import SourceInfo
+from .sources.info import SourceInfo
 
 WORK_FOLDER = ".imexport"
 log = logging.getLogger(__name__)

@@ -28,7 +28,8 @@ from .jobs import Export, PlaneJob
 from .plan import Plan
 from .selection import from_runs
 from .sources import build_index
-from .sources.scanimage import SourceInfo, check_page_index, load_page_index, save_page_index
+from .sources.info import SourceInfo
+from .sources.scanimage import check_page_index, load_page_index, save_page_index
 from .synthetic import AcquisitionSpec, write_acquisition
 
 log = logging.getLogger("imexport")

@@ -5,21 +5,23 @@ out here byte by byte: a little-endian BigTIFF header, the ScanImage block at by
 (magic, version, frame-data text, ROI-group JSON), then one IFD + description + int16
 strip per page, pages interleaved frame-major, saved-channel-minor.
 
-The content is known in closed form, so tests compute expected pixels from the
-``AcquisitionSpec`` alone:
+The content is known in closed form (``synthetic_scene``: a Gaussian-cell "scene" or
+``content="index"``, where every pixel of a page names its logged frame and saved
+channel), so tests compute expected pixels from the ``AcquisitionSpec`` alone.
 
-* ``content="scene"``: every plane shows the same field of Gaussian "cells" translated
-  by ``plane_shifts[z]``, with per-cell activity over time; ROI ``r`` images columns
-  ``[r*W, (r+1)*W)`` of that field. Odd page rows can be displaced by ``phase_offset``
-  pixels to mimic bidirectional scan-phase error.
-* ``content="index"``: every pixel of page ``p`` (frame ``t``, saved channel ``ch``)
-  equals ``t * 64 + ch``, to prove the page mapping.
+Volumetric recordings (``piezo_slices > 1``; with ``n_planes > 1`` beads, LBM with a
+piezo stack) log ``frames_per_volume`` frames per volume in ScanImage's order (slice,
+repeat, then ``flyback_frames``); ``n_frames`` then counts volumes, and "frame" in the
+content rules above means the logged frame (flyback frames included), so every page's
+value names its page. ``partial_volume_frames`` appends the start of an aborted volume.
 
-Fly-to rows between ROI strips always hold ``FLY_TO_VALUE``.
-
-Piezo stacks (``piezo_slices > 0``, one bead per colour) log ``frames_per_volume``
-frames per volume in ScanImage's order (volume, slice, repeat); ``n_frames`` then counts
-volumes, and "frame" in the content rules above means the logged frame.
+The header uses the real value syntax: ``channel_save`` is written as ScanImage does
+(a scalar ``2``, a row vector ``[1 4]``; by default ``[1;2;…]``), a single ROI as a JSON
+object, booleans ``true``/``false``, empty values ``[]``. Every page's description
+carries ``frameNumbers``, increasing ``frameTimestamps_sec`` (``(frameNumber − 1) /
+frame_rate``), ``acqTriggerTimestamps_sec``, ``epoch`` and ``auxTrigger0..3``;
+``dropped_after`` lists logged frames after which one frame number is skipped (a
+dropped frame), ``aux_events`` maps a logged frame to an ``auxTrigger0`` time.
 """
 
 from __future__ import annotations
@@ -31,9 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-FLY_TO_VALUE = -1
+from .synthetic_scene import FLY_TO_VALUE, cell_footprints, expected_roi, page_image
+
+__all__ = ["FLY_TO_VALUE", "AcquisitionSpec", "expected_roi", "frame_data_text", "roi_group_json", "write_acquisition"]
+
 SCANIMAGE_MAGIC = 117637889
-_DESCRIPTION_WIDTH = 200
+_DESCRIPTION_WIDTH = 400
 
 
 @dataclass
@@ -62,10 +67,18 @@ class AcquisitionSpec:
     frames_per_slice: int = 1  # SI.hStackManager.framesPerSlice
     log_average_factor: int = 1  # SI.hScan2D.logAverageFactor; > 1 logs one averaged frame per slice
     z_step: float = 2.0  # SI.hStackManager.actualStackZStepSize, µm
+    flyback_frames: int = 0  # numFramesPerVolumeWithFlyback - numFramesPerVolume, logged after each volume
+    partial_volume_frames: int = 0  # logged frames of an aborted last volume
+    channel_save: list[int] | None = None  # ScanImage channel numbers saved (default 1..n_saved)
+    roi_zs: list | None = None  # each ROI's "zs" (default 0 for all)
+    dropped_after: list[int] = field(default_factory=list)  # logged frames followed by a frameNumbers gap
+    aux_events: dict[int, float] = field(default_factory=dict)  # logged frame -> auxTrigger0 time, s
+    epoch: list[float] = field(default_factory=lambda: [2021, 11, 5, 9, 50, 13.56])
 
     def __post_init__(self) -> None:
-        if self.piezo_slices and self.n_planes != 1:
-            raise ValueError("a piezo stack has one bead per colour: n_planes must be 1")
+        if self.channel_save is not None and len(self.channel_save) != self.n_saved:
+            raise ValueError("channel_save needs one ScanImage channel number per saved channel")
+        self.aux_events = {int(k): float(v) for k, v in self.aux_events.items()}
         self.roi_heights = [int(h) for h in self.roi_heights]
         if self.plane_shifts is None:
             self.plane_shifts = [[0, 0] for _ in range(self.n_planes)]
@@ -82,15 +95,33 @@ class AcquisitionSpec:
         return self.n_planes * self.n_colors
 
     @property
+    def volumetric(self) -> bool:
+        return self.piezo_slices > 1
+
+    @property
+    def logged_repeats(self) -> int:
+        """Logged frames per slice: ScanImage logs one average of ``log_average_factor`` frames."""
+        return self.frames_per_slice // self.log_average_factor
+
+    @property
     def frames_per_volume(self) -> int:
-        """Logged frames per volume (1 without a piezo stack)."""
-        if not self.piezo_slices:
+        """Logged frames per volume, flyback included (1 when planar)."""
+        if not self.volumetric:
             return 1
-        return self.piezo_slices * (self.frames_per_slice if self.log_average_factor == 1 else 1)
+        return self.piezo_slices * self.logged_repeats + self.flyback_frames
 
     @property
     def n_logged_frames(self) -> int:
-        return self.n_frames * self.frames_per_volume
+        return self.n_frames * self.frames_per_volume + self.partial_volume_frames
+
+    @property
+    def saved_channels(self) -> list[int]:
+        return list(self.channel_save) if self.channel_save is not None else list(range(1, self.n_saved + 1))
+
+    def frame_number(self, logged: int) -> int:
+        """ScanImage's frameNumbers of a logged frame (1-based; skips a number after each dropped frame)."""
+        dropped = sum(1 for d in self.dropped_after if d < logged)
+        return logged * self.log_average_factor + 1 + dropped
 
     @property
     def page_height(self) -> int:
@@ -111,111 +142,17 @@ class AcquisitionSpec:
         return asdict(self)
 
 
-# --------------------------------------------------------------------------- content
-
-
-def _cells(spec: AcquisitionSpec):
-    """Cell centres (in field coordinates), radii, amplitudes and activity phases."""
-    rng = np.random.default_rng(spec.seed)
-    field_h = max(spec.roi_heights)
-    field_w = spec.width * spec.n_rois
-    cy = rng.uniform(0, field_h, spec.n_cells)
-    cx = rng.uniform(0, field_w, spec.n_cells)
-    radius = rng.uniform(2.0, 4.0, spec.n_cells)
-    amplitude = rng.uniform(400, 1500, spec.n_cells)
-    frequency = rng.uniform(0.02, 0.2, spec.n_cells)
-    phase = rng.uniform(0, 2 * np.pi, spec.n_cells)
-    return cy, cx, radius, amplitude, frequency, phase
-
-
-def _cell_images(spec: AcquisitionSpec, z: int, r: int) -> np.ndarray:
-    """Each cell's footprint in ROI ``r`` of plane ``z``: ``(n_cells, H_r, W)``."""
-    cy, cx, radius, *_ = _cells(spec)
-    dy, dx = spec.plane_shifts[z]
-    rows = np.arange(spec.roi_heights[r], dtype=np.float64)[:, None]
-    cols = np.arange(spec.width, dtype=np.float64)[None, :] + r * spec.width
-    out = np.empty((spec.n_cells, rows.shape[0], cols.shape[1]), np.float32)
-    for k in range(spec.n_cells):
-        d2 = (rows - cy[k] - dy) ** 2 + (cols - cx[k] - dx) ** 2
-        out[k] = np.exp(-d2 / (2 * radius[k] ** 2))
-    return out
-
-
-def _texture(spec: AcquisitionSpec, z: int, r: int) -> np.ndarray:
-    """Static neuropil-like texture of ROI ``r`` in plane ``z``, translated with the scene.
-
-    Low-pass filtered noise on a field padded by the largest plane shift, sampled at
-    integer offsets, so every plane sees exactly the same texture moved by its shift.
-    """
-    pad = 1 + max((max(abs(dy), abs(dx)) for dy, dx in spec.plane_shifts), default=0)
-    height, width = max(spec.roi_heights) + 2 * pad, spec.width * spec.n_rois + 2 * pad
-    rng = np.random.default_rng([spec.seed, 7])
-    spectrum = np.fft.rfft2(rng.normal(size=(height, width)))
-    fy = np.fft.fftfreq(height)[:, None]
-    fx = np.fft.rfftfreq(width)[None, :]
-    field = np.fft.irfft2(spectrum * np.exp(-2 * (np.pi * 1.5) ** 2 * (fy**2 + fx**2)), s=(height, width))
-    field *= spec.texture / field.std()
-    dy, dx = spec.plane_shifts[z]
-    y0, x0 = pad - dy, pad - dx + r * spec.width
-    return field[y0 : y0 + spec.roi_heights[r], x0 : x0 + spec.width].astype(np.float32)
-
-
-def _activity(spec: AcquisitionSpec, frames: np.ndarray, c: int, z: int) -> np.ndarray:
-    """Per-frame cell brightness ``(n_frames, n_cells)``; planes and colours differ in gain."""
-    _, _, _, amplitude, frequency, phase = _cells(spec)
-    t = np.asarray(frames, dtype=np.float64)[:, None]
-    gain = (1.0 - 0.04 * z) * (1.0 - 0.3 * c)
-    return (amplitude * gain * (1.0 + 0.5 * np.sin(2 * np.pi * frequency * t + phase))).astype(np.float32)
-
-
-def expected_roi(spec: AcquisitionSpec, frames, c: int, z: int, r: int, cell_images=None) -> np.ndarray:
-    """Ground truth of ROI ``r`` for 0-based ``frames`` of colour ``c``, plane ``z``.
-
-    These are the pixels the generator puts into the page before any scan-phase
-    displacement: ``(len(frames), H_r, W)`` int16. ``cell_images`` may pass in a
-    precomputed ``_cell_images(spec, z, r)`` to save recomputing it.
-    """
-    frames = np.atleast_1d(np.asarray(frames, dtype=np.int64))
-    if spec.content == "index":
-        ch = c * spec.n_planes + z
-        values = (frames * 64 + ch).astype(np.int16)
-        return np.broadcast_to(values[:, None, None], (len(frames), spec.roi_heights[r], spec.width)).copy()
-    images = _cell_images(spec, z, r) if cell_images is None else cell_images
-    movie = np.tensordot(_activity(spec, frames, c, z), images, axes=(1, 0)) + 300.0
-    if spec.texture:
-        movie += _texture(spec, z, r) * (1.0 - 0.3 * c)
-    if spec.noise:
-        for i, t in enumerate(frames):
-            rng = np.random.default_rng([spec.seed, int(t), c, z, r])
-            movie[i] += rng.normal(0.0, spec.noise, movie.shape[1:])
-    return np.clip(np.rint(movie), -32768, 32767).astype(np.int16)
-
-
-def _displace_odd_rows(page: np.ndarray, offset: float) -> np.ndarray:
-    """Move odd page rows by ``offset`` px along X (linear interpolation, edge clamped)."""
-    cols = np.arange(page.shape[1], dtype=np.float64)
-    out = page.copy()
-    for y in range(1, page.shape[0], 2):
-        out[y] = np.rint(np.interp(cols - offset, cols, page[y].astype(np.float64)))
-    return out
-
-
-def _page(spec: AcquisitionSpec, roi_frames: list[np.ndarray], i: int) -> np.ndarray:
-    page = np.full((spec.page_height, spec.width), FLY_TO_VALUE, dtype=np.int16)
-    for y0, movie in zip(spec.roi_row_starts(), roi_frames):
-        page[y0 : y0 + movie.shape[1]] = movie[i]
-    if spec.phase_offset and spec.content == "scene":
-        page = _displace_odd_rows(page, spec.phase_offset)
-    return page
-
-
 # --------------------------------------------------------------------------- header
 
 
 def frame_data_text(spec: AcquisitionSpec) -> str:
     """The non-varying ``SI.* = value`` header, as ScanImage writes it."""
-    saved = list(range(1, spec.n_saved + 1))
-    channel_save = str(saved[0]) if len(saved) == 1 else "[" + ";".join(map(str, saved)) + "]"
+    saved = spec.saved_channels
+    separator = " " if spec.channel_save is not None else ";"  # [1 4] as ScanImage 2021 writes; [1;2;3] as older LBM
+    channel_save = str(saved[0]) if len(saved) == 1 else "[" + separator.join(map(str, saved)) + "]"
+    acquired_per_volume = (spec.piezo_slices * spec.frames_per_slice + spec.flyback_frames) if spec.volumetric else 1
+    per_volume = spec.piezo_slices * spec.frames_per_slice if spec.volumetric else 1
+    names = " ".join(f"'Channel {i + 1}'" for i in range(max(4, max(saved))))
     flyto_time = spec.fly_to_lines * spec.line_period
     lines = [
         "SI.VERSION_MAJOR = 2023",
@@ -226,6 +163,8 @@ def frame_data_text(spec: AcquisitionSpec) -> str:
         "SI.hChannels.channelsDataType = 'int16'",
         f"SI.hRoiManager.scanFrameRate = {spec.frame_rate!r}",
         f"SI.hRoiManager.scanFramePeriod = {1.0 / spec.frame_rate!r}",
+        f"SI.hRoiManager.scanVolumeRate = {spec.frame_rate / acquired_per_volume!r}",
+        f"SI.hChannels.channelName = {{{names}}}",
         f"SI.hRoiManager.linePeriod = {spec.line_period!r}",
         f"SI.hRoiManager.linesPerFrame = {spec.page_height}",
         f"SI.hRoiManager.pixelsPerLine = {spec.width}",
@@ -240,13 +179,23 @@ def frame_data_text(spec: AcquisitionSpec) -> str:
         f"SI.objectiveResolution = {spec.objective_resolution!r}",
         f"SI.hStackManager.enable = {'true' if spec.piezo_slices else 'false'}",
         f"SI.hStackManager.numSlices = {max(1, spec.piezo_slices)}",
+        f"SI.hStackManager.actualNumSlices = {max(1, spec.piezo_slices)}",
         f"SI.hStackManager.framesPerSlice = {spec.frames_per_slice}",
+        f"SI.hStackManager.numFramesPerVolume = {per_volume}",
+        f"SI.hStackManager.numFramesPerVolumeWithFlyback = {per_volume + (spec.flyback_frames if spec.volumetric else 0)}",
         f"SI.hStackManager.actualStackZStepSize = {spec.z_step!r}",
-        "SI.hFastZ.enable = false",
+        f"SI.hStackManager.stackZStepSize = {spec.z_step!r}",
+        "SI.hStackManager.stackMode = 'fast'" if spec.flyback_frames else "SI.hStackManager.stackMode = 'slow'",
+        f"SI.hFastZ.enable = {'true' if spec.flyback_frames else 'false'}",
+        "SI.hFastZ.discardFlybackFrames = false",
+        f"SI.hFastZ.numDiscardFlybackFrames = {spec.flyback_frames}",
+        "SI.hFastZ.waveformType = 'sawtooth'",
+        "SI.hStackManager.arbitraryZs = []",
+        f"SI.hStackManager.numVolumes = {spec.n_frames}",
         f"SI.hStackManager.actualNumVolumes = {spec.n_frames}",
     ]
-    for ch in saved:
-        port = (ch - 1) // spec.n_planes
+    for index, ch in enumerate(saved):
+        port = index // spec.n_planes
         lines.append(f"SI.hScan2D.virtualChannelSettings__{ch}.source = 'AI{port}'")
     return "\n".join(lines) + "\n"
 
@@ -260,7 +209,8 @@ def roi_group_json(spec: AcquisitionSpec) -> str:
                 "ver": 1,
                 "classname": "scanimage.mroi.Roi",
                 "name": f"ROI {r + 1}",
-                "zs": 0,
+                "zs": 0 if spec.roi_zs is None else spec.roi_zs[r],
+                "discretePlaneMode": False,
                 "scanfields": {
                     "classname": "scanimage.mroi.scanfield.fields.RotatedRectangle",
                     "centerXY": [(r - (spec.n_rois - 1) / 2) * size[0], 0.0],
@@ -308,15 +258,27 @@ def _ifd_bytes(ifd_at: int, height: int, width: int, description: bytes, softwar
     return bytes(out) + description + software, data_at
 
 
-def _description(frame_number: int, t_seconds: float) -> bytes:
+def _description(spec: AcquisitionSpec, logged: int) -> bytes:
+    """The per-page ImageDescription of a page of logged frame ``logged``, as ScanImage 2021 writes it."""
+    number = spec.frame_number(logged)
+    aux = spec.aux_events.get(logged)
+    epoch = " ".join(f"{v:g}" for v in spec.epoch[:5]) + f" {spec.epoch[5]:.3f}"
     text = (
-        f"frameNumbers = {frame_number}\n"
+        f"frameNumbers = {number}\n"
         f"acquisitionNumbers = 1\n"
-        f"frameNumberAcquisition = {frame_number}\n"
-        f"frameTimestamps_sec = {t_seconds:.6f}\n"
-        f"acqTriggerTimestamps_sec = \n"
-        f"nextFileMarkerTimestamps_sec = \n"
+        f"frameNumberAcquisition = {number}\n"
+        f"frameTimestamps_sec = {(number - 1) / spec.frame_rate:.6f}\n"
+        f"acqTriggerTimestamps_sec = 0.000000\n"
+        f"nextFileMarkerTimestamps_sec = -1.000000\n"
         f"endOfAcquisition = 0\n"
+        f"endOfAcquisitionMode = 0\n"
+        f"dcOverVoltage = 0\n"
+        f"epoch = [{epoch}]\n"
+        f"auxTrigger0 = {'[]' if aux is None else f'[{aux:.6f}]'}\n"
+        f"auxTrigger1 = []\n"
+        f"auxTrigger2 = []\n"
+        f"auxTrigger3 = []\n"
+        f"I2CData = {{}}\n"
     )
     return text.ljust(_DESCRIPTION_WIDTH).encode("ascii") + b"\0"
 
@@ -332,10 +294,10 @@ def _write_file(path: Path, spec: AcquisitionSpec, pages, n_pages: int) -> None:
         fh.write(b"II" + struct.pack("<HHHQ", 43, 8, 0, first_ifd))
         fh.write(header_block)
         fh.write(b"\0" * (first_ifd - fh.tell()))
-        for i, (frame_number, page) in enumerate(pages):
+        for i, (logged, page) in enumerate(pages):
             ifd, data_at = _ifd_bytes(
                 fh.tell(), spec.page_height, spec.width,
-                _description(frame_number, frame_number / spec.frame_rate), software, i == n_pages - 1,
+                _description(spec, logged), software, i == n_pages - 1,
             )
             fh.write(ifd)
             assert fh.tell() == data_at
@@ -350,7 +312,7 @@ def write_acquisition(spec: AcquisitionSpec, folder: str | Path) -> list[Path]:
     names = spec.file_names()
     cell_images = {}
     if spec.content == "scene":
-        cell_images = {(z, r): _cell_images(spec, z, r) for z in range(spec.n_planes) for r in range(spec.n_rois)}
+        cell_images = {(z, r): cell_footprints(spec, z, r) for z in range(spec.n_planes) for r in range(spec.n_rois)}
     for f, name in enumerate(names):
         frames = np.arange(f * spec.frames_per_file, min((f + 1) * spec.frames_per_file, spec.n_logged_frames))
         extra = spec.trailing_pages if f == len(names) - 1 else 0
@@ -361,7 +323,7 @@ def write_acquisition(spec: AcquisitionSpec, folder: str | Path) -> list[Path]:
 
 
 def _pages(spec: AcquisitionSpec, frames: np.ndarray, extra: int, cell_images: dict):
-    """Yield ``(frame_number, page)`` in file order, a block of frames at a time."""
+    """Yield ``(logged frame, page)`` in file order, a block of frames at a time."""
     block = 8
     blocks = [frames[b0 : b0 + block] for b0 in range(0, len(frames), block)]
     if extra:
@@ -375,4 +337,4 @@ def _pages(spec: AcquisitionSpec, frames: np.ndarray, extra: int, cell_images: d
         partial = extra and b == len(blocks) - 1
         for i, t in enumerate(chunk):
             for ch in range(extra if partial else spec.n_saved):
-                yield int(t) + 1, _page(spec, movies[divmod(ch, spec.n_planes)], i)
+                yield int(t), page_image(spec, movies[divmod(ch, spec.n_planes)], i)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .config import validate
-from .demo import demo_active, planned_demo_info
+from .demo import demo_active, planned_demo_info, with_demo_metadata
 from .guard import check_outdir
 from .plan import Plan, build_plan
 from .sources import SourceInfo, inspect_input
@@ -14,7 +14,7 @@ from .sources import SourceInfo, inspect_input
 
 def plan_for_config(config: dict[str, Any], info: SourceInfo | None = None) -> tuple[dict[str, Any], Plan]:
     """``(validated config, plan)``; ``info``: the input, when the caller inspected it already."""
-    resolved = validate(config)
+    resolved = with_demo_metadata(validate(config))
     if info is None and demo_active(resolved) and not _demo_present(resolved):
         info = planned_demo_info(resolved)
     elif info is None:

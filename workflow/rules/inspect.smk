@@ -1,5 +1,5 @@
 # Source side: the optional demo acquisition, then one page index for all plane jobs.
-from imexport.demo import demo_active, demo_files
+from imexport.demo import demo_active, demo_files, demo_spec_settings
 
 
 localrules:
@@ -16,7 +16,7 @@ if demo_active(RESOLVED):
         output:
             [str(p.resolve()) for p in demo_files(RESOLVED)],
         params:
-            spec={k: v for k, v in RESOLVED["demo"].items() if k not in ("generate", "folder")},
+            spec=demo_spec_settings(RESOLVED),
             folder=RESOLVED["demo"]["folder"],
         log:
             f"{WORK}/logs/make_demo.log",

@@ -52,7 +52,7 @@ class TiffFormat(NoSteps):
         from ..sinks.tiff_volume import assemble_volume_tiff
 
         assemble_volume_tiff(Path(export.path), [Path(p) for p in plane_outputs], metadata=export.metadata,
-                             target_chunk_mb=export.target_chunk_mb)
+                             target_chunk_mb=export.target_chunk_mb, bigtiff=export.options["bigtiff"])
         if checksums:
             remember_files([Path(export.path)], checksums)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from .. import axial
 from ..plan import build_plan, formats_of, view_name
-from ..sources.scanimage import SourceInfo
+from ..sources.info import SourceInfo
 from .figures import (
     draw_axial_projection,
     draw_axial_shifts,

@@ -12,7 +12,7 @@ import numpy as np
 from .. import axial
 from ..atomic import write_atomic
 from ..selection import from_runs
-from ..sources.scanimage import SourceInfo
+from ..sources.info import SourceInfo
 from .reading import PlaneMean, display_range, filled_mask, normalised
 
 DPI = 100

@@ -18,7 +18,7 @@ from ..formats import FORMATS
 from ..jobs import Export
 from ..plan import Plan, view_name
 from ..sources import open_plane_reader
-from ..sources.scanimage import SourceInfo
+from ..sources.info import SourceInfo
 
 PERCENTILES = (1.0, 99.5)  # per-plane contrast: dim deep planes stay visible
 READ_CHUNK_FRAMES = 10  # frames held in memory at once while averaging

@@ -1,8 +1,20 @@
-"""Suite2p plane folders: raw int16 binaries plus the ``ops.npy`` suite2p starts from.
+"""Suite2p plane folders that suite2p 0.14 and 1.x run on as they are.
 
-Each plane job writes one folder (``data_raw.bin``, optionally ``data_chan2.bin``, and
-``ops.npy``) under a hidden temporary name and swaps it into place as a whole on commit,
-so an overwrite never mixes files or ops keys from an older export.
+Each plane job writes one folder under a hidden temporary name and swaps it into place as
+a whole on commit, so an overwrite never mixes files or keys from an older export:
+
+* ``data_raw.bin`` (and ``data_chan2_raw.bin`` for a second colour): the exported raw
+  movie, int16 frames in C order. These are suite2p's names for the *raw* movie, which it
+  only ever reads: ``keep_movie_raw`` is set, so its registration writes a new
+  ``data.bin`` (``data_chan2.bin``) beside them and the export stays byte-identical.
+* ``ops.npy``: suite2p 0.14's flat options; ``db.npy`` + ``settings.npy``: suite2p 1.x's
+  split of the same (``settings.npy`` holds only top-level values, so suite2p's own
+  defaults fill every nested group).
+
+Every path in them is relative to the folder: suite2p 1.x's ``run_plane(db, settings,
+db_path=...)`` resolves them from the folder ``db.npy`` is in, and suite2p 0.14 from its
+working directory (run it inside the folder), so a moved or copied folder is processed
+where it is and never writes into the folder it was copied from.
 """
 
 from __future__ import annotations
@@ -17,8 +29,12 @@ from imexport.sinks.base import PlaneTarget
 from imexport.sinks.direct import DirectFile
 
 DEFAULT_OUTPUT_NAME = "data_raw.bin"
-CHAN2_NAME = "data_chan2.bin"
+CHAN2_NAME = "data_chan2_raw.bin"
 OPS_NAME = "ops.npy"
+DB_NAME = "db.npy"
+SETTINGS_NAME = "settings.npy"
+# the registered movies suite2p writes into the folder: never an exported file's name
+REGISTERED_NAMES = ("data.bin", "data_chan2.bin")
 MAX_CHANNELS = 2
 INT16_MIN = int(np.iinfo(np.int16).min)
 INT16_MAX = int(np.iinfo(np.int16).max)
@@ -33,15 +49,20 @@ SUITE2P_DEFAULTS: dict[str, Any] = {
     "input_format": "binary",  # the movie is already a binary: no tiff conversion
     "do_registration": 1,  # exported frames are raw, so they still need registering
     "nonrigid": True,
-    # registration rewrites reg_file; it equals raw_file so no second movie copy is
-    # made, i.e. the raw binary is replaced by the registered one
-    "keep_movie_raw": False,
+    # registration reads raw_file and writes reg_file, a separate data.bin: the export
+    # is never overwritten
+    "keep_movie_raw": True,
     "tau": 1.0,  # indicator decay (s); 1.0 is suite2p's GCaMP6s-like default
     "diameter": 0,  # 0: let suite2p's sparse detection pick the cell scale
     "functional_chan": 1,  # channel 1 (data_raw.bin) carries the activity signal
     "align_by_chan": 1,  # register on the functional channel
-    "nplanes": 1,  # every plane folder is its own single-plane suite2p run
+    "look_one_level_down": False,
 }
+# suite2p 1.x keeps these in settings.npy; every other key of ops goes to db.npy
+SETTINGS_KEYS = ("fs", "tau")
+# suite2p 0.14 keys that suite2p 1.x moved into settings' nested groups or dropped; the
+# nested groups come from suite2p 1.x's own defaults
+OPS_ONLY_KEYS = ("do_registration", "nonrigid", "diameter", "align_by_chan")
 
 
 def to_int16(frames: np.ndarray) -> np.ndarray:
@@ -76,8 +97,12 @@ def validated_output_name(options: dict[str, Any]) -> str:
     name = options.get("output_name") or DEFAULT_OUTPUT_NAME
     if not isinstance(name, str) or Path(name).name != name or name in (".", ".."):
         raise ValueError(f"suite2p output_name must be a bare file name, got {name!r}")
-    if name in (CHAN2_NAME, OPS_NAME):
-        raise ValueError(f"suite2p output_name {name!r} collides with {CHAN2_NAME} or {OPS_NAME}")
+    taken = (CHAN2_NAME, OPS_NAME, DB_NAME, SETTINGS_NAME, *REGISTERED_NAMES)
+    if name in taken:
+        raise ValueError(
+            f"suite2p output_name {name!r} collides with a file of the plane folder "
+            f"({', '.join(taken)}): choose another name"
+        )
     return name
 
 
@@ -93,51 +118,62 @@ def source_parent_dirs(source_files: list[str]) -> list[str]:
     return sorted({str(Path(path).parent) for path in source_files})
 
 
-def build_ops(target: PlaneTarget, binary_paths: list[Path], n_written: int) -> dict[str, Any]:
-    """The ops dict for the committed folder; every path is a final path."""
+def build_ops(target: PlaneTarget, binary_names: list[str], n_written: int) -> dict[str, Any]:
+    """suite2p 0.14's ops for the committed folder; every path relative to the folder."""
     metadata = target.metadata
-    folder = Path(target.path).absolute()
     ly, lx = target.frame_shape
     fs = metadata["fs"]
-    dx, dy, dz = metadata["dx"], metadata["dy"], metadata["dz"]
     source_files = [str(path) for path in metadata["source_files"]]
     ops: dict[str, Any] = dict(SUITE2P_DEFAULTS)
     ops.update({key: n_written for key in FRAME_COUNT_KEYS})
     ops.update(
         Ly=int(ly),
         Lx=int(lx),
-        nchannels=len(binary_paths),
+        nchannels=len(binary_names),
+        # every exported plane of the recording; each folder is still run on its own
+        nplanes=int(target.n_planes_out),
+        iplane=int(target.z_index),
+        # suite2p's fs is the rate of one plane, i.e. the volume rate; it needs a
+        # number, so the flag keeps "unknown" apart from a real 1 Hz
         fs=1.0 if fs is None else float(fs),
-        # suite2p needs a number for fs; the flag keeps "unknown" apart from a real 1 Hz
         fs_unknown=fs is None,
-        dx=dx,
-        dy=dy,
-        dz=dz,
-        umPerPixX=dx,
-        umPerPixY=dy,
-        umPerPixZ=dz,
+        # suite2p's dx/dy are a plane's offsets in its combined view, not pixel sizes
+        imexport_pixel_size_um={
+            "x": metadata["dx"], "y": metadata["dy"], "z": metadata["dz"]
+        },
         plane=metadata["plane"],
-        raw_file=str(binary_paths[0]),
-        reg_file=str(binary_paths[0]),
-        save_path0=str(folder),
-        save_path=str(folder),
-        fast_disk=str(folder),
-        ops_path=str(folder / OPS_NAME),
-        data_path=source_parent_dirs(source_files),
+        raw_file=binary_names[0],
+        reg_file=REGISTERED_NAMES[0],
+        save_path0=".",
+        save_path=".",
+        fast_disk=".",
+        ops_path=OPS_NAME,
+        # suite2p looks for bad_frames.npy / zstack.npy next to the first source
+        data_path=source_parent_dirs(source_files) or ["."],
+        filelist=source_files,
         tiff_list=source_files,
         imexport=dict(metadata),
     )
-    if len(binary_paths) == MAX_CHANNELS:
-        ops.update(raw_file_chan2=str(binary_paths[1]), reg_file_chan2=str(binary_paths[1]))
+    if len(binary_names) == MAX_CHANNELS:
+        ops.update(raw_file_chan2=binary_names[1], reg_file_chan2=REGISTERED_NAMES[1])
     return ops
+
+
+def split_db_settings(ops: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """suite2p 1.x's ``db`` (files and shapes) and ``settings`` from the 0.14 ops."""
+    settings = {key: ops[key] for key in SETTINGS_KEYS}
+    db = {key: value for key, value in ops.items() if key not in (*SETTINGS_KEYS, *OPS_ONLY_KEYS, "ops_path")}
+    db.update(db_path=DB_NAME, settings_path=SETTINGS_NAME, save_folder="", file_list=ops["filelist"])
+    return db, settings
 
 
 class Suite2pPlaneSink:
     """Streams one plane into a suite2p plane folder (``target.path``).
 
     Channel 0 goes to ``data_raw.bin`` (or ``options["output_name"]``), channel 1 to
-    ``data_chan2.bin``, each as int16 frames in C order (frames x Ly x Lx); see
-    :func:`to_int16` for how other dtypes are converted. ``ops.npy`` is written on commit.
+    ``data_chan2_raw.bin``, each as int16 frames in C order (frames x Ly x Lx); see
+    :func:`to_int16` for how other dtypes are converted. ``ops.npy``, ``db.npy`` and
+    ``settings.npy`` are written on commit.
     """
 
     def __init__(self, target: PlaneTarget):
@@ -165,9 +201,10 @@ class Suite2pPlaneSink:
                 f"{self.target.n_frames} announced"
             )
         self._close_files()
-        final_binaries = [self.final / name for name in self.names]
-        ops = build_ops(self.target, final_binaries, self.n_written)
-        np.save(self.temporary / OPS_NAME, np.array(ops, dtype=object), allow_pickle=True)
+        ops = build_ops(self.target, self.names, self.n_written)
+        db, settings = split_db_settings(ops)
+        for name, values in ((OPS_NAME, ops), (DB_NAME, db), (SETTINGS_NAME, settings)):
+            np.save(self.temporary / name, np.array(values, dtype=object), allow_pickle=True)
         commit_path(self.temporary, self.final)
 
     def abort(self) -> None:
@@ -191,8 +228,8 @@ class Suite2pPlaneSink:
 def read_suite2p_plane(folder: Path | str) -> tuple[list[np.memmap], dict[str, Any]]:
     """Memory-map the binaries of a plane folder as ``(T, Ly, Lx)`` int16, one per channel.
 
-    The binaries are looked up by file name inside ``folder`` rather than through the
-    absolute paths in ops, so a moved folder still reads.
+    The binaries are looked up by file name inside ``folder``, whatever directory the
+    paths in ops (relative here, absolute once suite2p has rewritten ops.npy) point to.
     """
     folder = Path(folder)
     ops = np.load(folder / OPS_NAME, allow_pickle=True).item()

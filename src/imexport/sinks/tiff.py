@@ -18,13 +18,28 @@ import tifffile
 from ..atomic import commit_path, remove_path, temporary_sibling
 from .base import PlaneTarget
 from .direct import DirectFile
-from .tiff_volume import imagej_metadata
+from .imagej import imagej_metadata
 
 _QUEUE_CHUNKS = 2
-# BigTIFF + ImageJ is what we choose (Fiji/Bio-Formats and tifffile read it; config
-# tiff.bigtiff: false gives classic TIFF for plain ImageJ), so tifffile's warning is noise.
+# BigTIFF + ImageJ is only written past classic TIFF's 4 GiB (or when asked for): Fiji,
+# Bio-Formats and tifffile read it, plain ImageJ 1.x does not, so tifffile's warning is noise.
 warnings.filterwarnings("ignore", message=".*nonconformant BigTIFF ImageJ")
 _DONE = object()
+CLASSIC_TIFF_LIMIT = 2**32  # classic TIFF's 32-bit offsets address at most 4 GiB
+# what a file holds beyond its pixels, generously: one IFD per page (about 200 bytes in
+# an ImageJ TIFF) and a reserve for the description and the first page's tags
+IFD_BYTES_PER_PAGE = 1024
+HEADER_RESERVE_BYTES = 2**24
+
+
+def use_bigtiff(option: bool | str, pixel_bytes: int, n_pages: int, description_bytes: int = 0) -> bool:
+    """Config ``tiff.bigtiff``: ``auto`` (default) is BigTIFF only when classic TIFF cannot hold the file."""
+    if option == "auto":
+        size = pixel_bytes + n_pages * IFD_BYTES_PER_PAGE + description_bytes + HEADER_RESERVE_BYTES
+        return size >= CLASSIC_TIFF_LIMIT
+    if isinstance(option, bool):
+        return option
+    raise ValueError(f"tiff.bigtiff must be auto, true or false, got {option!r}")
 
 
 class _Aborted(Exception):
@@ -58,11 +73,13 @@ class TiffPlaneSink:
         axes = "TCYX" if t.n_channels > 1 else "TYX"
         shape = (t.n_frames, t.n_channels, *t.frame_shape) if t.n_channels > 1 else (t.n_frames, *t.frame_shape)
         metadata, resolution = imagej_metadata(t.metadata, axes)
+        pixel_bytes = int(np.prod(shape)) * t.dtype.itemsize
+        bigtiff = use_bigtiff(t.options.get("bigtiff", "auto"), pixel_bytes, t.n_frames * t.n_channels, len(metadata["Info"]))
         # tifffile writes the pixel data first and the header + first IFD last: DirectFile
         # keeps its head in memory, so the pixels stream out past the page cache
         out = DirectFile(self.temporary)
         try:
-            with tifffile.TiffWriter(out, bigtiff=bool(t.options.get("bigtiff", True)), imagej=True) as tw:
+            with tifffile.TiffWriter(out, bigtiff=bigtiff, imagej=True) as tw:
                 tw.write(self._pages(), shape=shape, dtype=t.dtype, resolution=resolution, metadata=metadata)
             out.close()
             self._complete = True

@@ -7,7 +7,6 @@ the whole volume however long the recording is.
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Iterator, Sequence
@@ -19,7 +18,8 @@ import numpy as np
 import tifffile
 
 from imexport.atomic import commit_path, remove_path, temporary_sibling
-from imexport.sinks.scales import known_positive
+from imexport.sinks.imagej import imagej_metadata
+from imexport.sinks.tiff import use_bigtiff
 
 PLANE_AXES = "TCYX"
 
@@ -72,8 +72,10 @@ def assemble_volume_tiff(
     *,
     metadata: dict[str, Any],
     target_chunk_mb: float = 100,
+    bigtiff: bool | str = "auto",
 ) -> Path:
-    """Write the planes (in written Z order) as one ImageJ BigTIFF hyperstack ``out_path``.
+    """Write the planes (in written Z order) as one ImageJ hyperstack ``out_path``
+    (BigTIFF as config ``tiff.bigtiff`` says: see :func:`imexport.sinks.tiff.use_bigtiff`).
 
     Pages are ordered T, Z, C (page ``t*Z*C + z*C + c``); axes are TZCYX, or TZYX for one
     channel. ``metadata`` goes as JSON into the ImageJ ``Info`` property; dz, fs, dx and dy
@@ -91,7 +93,7 @@ def assemble_volume_tiff(
             stack.callback(plane.close)
             planes.append(plane)
         _check_planes(planes)
-        _write_volume(out_path, planes, metadata, target_chunk_mb)
+        _write_volume(out_path, planes, metadata, target_chunk_mb, bigtiff)
     return out_path
 
 
@@ -105,30 +107,12 @@ def _check_planes(planes: list[PlaneTiff]) -> None:
             )
 
 
-def imagej_metadata(metadata: dict[str, Any], axes: str) -> tuple[dict[str, Any], tuple[float, float] | None]:
-    """The ImageJ header of every TIFF imexport writes (a plane, or the volume): axes,
-    unit, the export metadata as JSON in ``Info``, the plane spacing (with a Z axis) and
-    frame interval when known, and the XY resolution (pixels per µm) when known.
-
-    The metadata is serialised first, so unserialisable metadata fails before any file is
-    written, and ASCII-only, because tifffile stores ImageJ strings as 7-bit ASCII. The
-    key order is the order of the header's lines.
-    """
-    header = {"axes": axes, "unit": "um", "Info": json.dumps(metadata, ensure_ascii=True)}
-    dz, fs = known_positive(metadata.get("dz")), known_positive(metadata.get("fs"))
-    dx, dy = known_positive(metadata.get("dx")), known_positive(metadata.get("dy"))
-    if dz and "Z" in axes:
-        header["spacing"] = dz
-    if fs:
-        header["finterval"] = 1.0 / fs
-    return header, (1.0 / dx, 1.0 / dy) if dx and dy else None
-
-
 def _write_volume(
     out_path: Path,
     planes: list[PlaneTiff],
     metadata: dict[str, Any],
     target_chunk_mb: float,
+    bigtiff_option: bool | str,
 ) -> None:
     n_frames, n_channels, y, x = planes[0].shape
     n_planes = len(planes)
@@ -136,11 +120,13 @@ def _write_volume(
     header, resolution = imagej_metadata(metadata, "TZCYX" if n_channels > 1 else "TZYX")
     frame_bytes = n_planes * n_channels * y * x * planes[0].dtype.itemsize
     chunk_t = int(min(n_frames, max(1, math.floor(target_chunk_mb * 2**20 / frame_bytes))))
+    n_pages = n_frames * n_planes * n_channels
+    bigtiff = use_bigtiff(bigtiff_option, n_frames * frame_bytes, n_pages, len(header["Info"]))
     temporary = temporary_sibling(out_path)
     try:
         with warnings.catch_warnings():
-            # ImageJ itself reads only classic TIFF; BigTIFF is what this format asks for
-            # (Fiji / Bio-Formats and tifffile read it), so tifffile's notice is expected
+            # ImageJ itself reads only classic TIFF; BigTIFF is written only past 4 GiB or
+            # when asked for (Fiji / Bio-Formats and tifffile read it): the notice is expected
             warnings.filterwarnings("ignore", message=".*nonconformant BigTIFF ImageJ")
             tifffile.imwrite(
                 temporary,
@@ -148,7 +134,7 @@ def _write_volume(
                 shape=shape,
                 dtype=planes[0].dtype,
                 imagej=True,
-                bigtiff=True,
+                bigtiff=bigtiff,
                 resolution=resolution,
                 metadata=header,
             )

@@ -200,7 +200,7 @@ def create_store(
     scale, unknown = base_scale(metadata, names)
     multiscale = {
         "name": name,
-        "axes": [_axis(n) for n in names],
+        "axes": [_axis(n, n not in unknown) for n in names],
         "datasets": [_dataset(ARRAY_PATH, scale)],
     }
     group.attrs.update(
@@ -220,7 +220,11 @@ def create_store(
 
 
 def base_scale(metadata: dict[str, Any], names: list[str]) -> tuple[list[float], list[str]]:
-    """Level-0 scale per axis (seconds, micrometres) and the axes whose scale is a 1.0 stand-in."""
+    """Level-0 scale per axis (seconds, micrometres) and the axes whose scale is unknown.
+
+    An unknown scale is written as 1.0, i.e. one step per index, and its axis gets no unit
+    (OME-NGFF 0.5 only recommends units), so no reader takes it for 1 µm or 1 s.
+    """
     fs = known_positive(metadata.get("fs"))
     known = {
         "t": 1.0 / fs if fs else None,
@@ -232,12 +236,11 @@ def base_scale(metadata: dict[str, Any], names: list[str]) -> tuple[list[float],
     return [known[n] or 1.0 for n in names], [n for n in names if known[n] is None]
 
 
-def _axis(name: str) -> dict[str, str]:
-    if name == "t":
-        return {"name": "t", "type": "time", "unit": "second"}
+def _axis(name: str, scale_known: bool) -> dict[str, str]:
     if name == "c":
         return {"name": "c", "type": "channel"}
-    return {"name": name, "type": "space", "unit": "micrometer"}
+    kind, unit = ("time", "second") if name == "t" else ("space", "micrometer")
+    return {"name": name, "type": kind, "unit": unit} if scale_known else {"name": name, "type": kind}
 
 
 def _dataset(path: str, scale: list[float]) -> dict[str, Any]:

@@ -24,10 +24,9 @@ from typing import Any
 import numpy as np
 
 from .base import ArrayReader
+from .info import SourceError, SourceInfo
 from .scanimage import (
     PlaneReader,
-    SourceError,
-    SourceInfo,
     build_page_index,
     inspect_acquisition,
     is_raw_scanimage,
@@ -37,7 +36,7 @@ from .scanimage import (
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 H5_SUFFIXES = (".h5", ".hdf5")
-INPUT_OPTIONS = ("dim_order", "dataset_name", "shape", "piezo_average")
+INPUT_OPTIONS = ("dim_order", "dataset_name", "shape", "slice_repeats", "piezo_average")
 # kind -> its module under sources/, an ``ArrayReader`` (sources/base.py); imported on
 # first use so that the DAG of a raw recording never loads h5py or zarr
 READERS = {"tiff": "tiff", "suite2p": "suite2p", "zarr": "zarr_source", "hdf5": "hdf5", "npy": "npy"}
@@ -124,7 +123,8 @@ def inspect_input(spec: str | Path, **options: Any) -> SourceInfo:
         raise SourceError(f"input_options: unknown key(s) {unknown} (valid: {', '.join(INPUT_OPTIONS)})")
     kind, paths = locate_input(spec)
     if kind == "tiff" and is_raw_scanimage(paths[0]):
-        return inspect_acquisition(paths, piezo_average=options.get("piezo_average") is not False)
+        return inspect_acquisition(paths, slice_repeats=options.get("slice_repeats"),
+                                   piezo_average=options.get("piezo_average"))
     return array_reader(kind).inspect(paths, options)
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .scanimage import SourceError, SourceInfo
+from .info import SourceError, SourceInfo
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from .scanimage import SourceInfo
+from .info import SourceInfo
 
 
 class ArrayReader(Protocol):

@@ -20,7 +20,7 @@ import h5py
 
 from ..hdf5_attrs import read_attrs
 from .arrays import array_source, physical, resolve_axes
-from .scanimage import SourceError, SourceInfo
+from .info import SourceError, SourceInfo
 
 PREFERRED = ("mov", "data")
 

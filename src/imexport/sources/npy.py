@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .arrays import array_source, resolve_axes
-from .scanimage import SourceError, SourceInfo
+from .info import SourceError, SourceInfo
 
 
 def _load(path: str | Path) -> np.ndarray:

@@ -4,7 +4,7 @@
   binary's size (a size that is not a whole number of frames is an error). The raw
   movie is read (``ops["raw_file"]``, ``data_raw.bin``), else the registered one
   (``data.bin``); the second colour is the matching ``*_chan2`` binary
-  (imexport writes ``data_chan2.bin`` next to ``data_raw.bin``) when ``nchannels`` is 2.
+  (imexport writes ``data_chan2_raw.bin`` next to ``data_raw.bin``) when ``nchannels`` is 2.
   Binaries are looked up by name inside the folder, so a moved folder still reads.
 * Folder of plane folders: sub-folders holding ``ops.npy``, in the order of the plane
   number in their names (``zplane(\\d+)`` / ``plane(\\d+)``: imexport's
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .arrays import array_source, physical
-from .scanimage import SourceError, SourceInfo
+from .info import SourceError, SourceInfo
 from .tiff import plane_number
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,8 @@ import numpy as np
 import tifffile
 
 from .arrays import array_source, physical, resolve_axes
-from .scanimage import SourceError, SourceInfo, check_series, natural_key
+from .info import SourceError, SourceInfo
+from .scanimage import check_series, natural_key
 
 _PLANE_NUMBER = re.compile(r"plane(\d+)", re.IGNORECASE)
 _MICRONS = {"um", "µm", "\\u00b5m", "micron", "microns", "micrometer", "micrometre"}

@@ -19,6 +19,7 @@ import numpy as np
 _TAG_WIDTH, _TAG_LENGTH, _TAG_BITS = 256, 257, 258
 _TAG_COMPRESSION, _TAG_STRIP_OFFSETS, _TAG_STRIP_COUNTS = 259, 273, 279
 _TAG_SAMPLE_FORMAT = 339
+_TAG_DESCRIPTION = 270
 _TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 16: 8, 17: 8, 18: 8}
 _TYPE_CODES = {1: "B", 3: "H", 4: "I", 16: "Q", 6: "b", 8: "h", 9: "i", 17: "q"}
 _SAMPLE_KIND = {1: "u", 2: "i", 3: "f"}
@@ -36,6 +37,7 @@ class PageLayout:
     width: int
     dtype: str
     data_offsets: np.ndarray  # int64, one per page
+    descriptions: list[bytes] | None = None  # each page's ImageDescription, when asked for
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class _Ifd:
     dtype: str
     data_offset: int
     data_bytes: int
+    description: bytes = b""
 
 
 class _TiffReader:
@@ -67,6 +70,13 @@ class _TiffReader:
         else:
             raise TiffLayoutError(f"{path}: not a TIFF file (magic number {magic})")
 
+    def _text(self, entry_offset: int, count: int) -> bytes:
+        inline = 8 if self.big else 4
+        where = entry_offset if count <= inline else struct.unpack_from("<Q" if self.big else "<I", self.buf, entry_offset)[0]
+        if where + count > len(self.buf):
+            raise TiffLayoutError(f"{self.path}: tag value beyond the end of the file (truncated?)")
+        return bytes(self.buf[where : where + count]).rstrip(b"\0")
+
     def _value(self, entry_offset: int, type_code: int, count: int) -> list[int]:
         code = _TYPE_CODES.get(type_code)
         if code is None:
@@ -81,7 +91,7 @@ class _TiffReader:
             raise TiffLayoutError(f"{self.path}: tag value beyond the end of the file (truncated?)")
         return list(struct.unpack_from(f"<{count}{code}", self.buf, where))
 
-    def read_ifd(self, offset: int, page_number: int) -> _Ifd:
+    def read_ifd(self, offset: int, page_number: int, description: bool = False) -> _Ifd:
         size = len(self.buf)
         count_fmt, entry_size, next_fmt = ("<Q", 20, "<Q") if self.big else ("<H", 12, "<I")
         count_size = struct.calcsize(count_fmt)
@@ -92,6 +102,7 @@ class _TiffReader:
         if n_entries == 0 or end > size:
             raise TiffLayoutError(f"{self.path}: page {page_number} has a damaged or truncated directory")
         tags: dict[int, list[int]] = {}
+        text = b""
         for i in range(n_entries):
             entry = offset + count_size + i * entry_size
             if self.big:
@@ -103,10 +114,12 @@ class _TiffReader:
             if tag in (_TAG_WIDTH, _TAG_LENGTH, _TAG_BITS, _TAG_COMPRESSION,
                        _TAG_STRIP_OFFSETS, _TAG_STRIP_COUNTS, _TAG_SAMPLE_FORMAT):
                 tags[tag] = self._value(value_at, type_code, count)
+            elif description and tag == _TAG_DESCRIPTION and type_code == 2:
+                text = self._text(value_at, count)
         next_offset = struct.unpack_from(next_fmt, self.buf, end - struct.calcsize(next_fmt))[0]
-        return self._describe(tags, next_offset, page_number)
+        return self._describe(tags, next_offset, page_number, text)
 
-    def _describe(self, tags: dict[int, list[int]], next_offset: int, page_number: int) -> _Ifd:
+    def _describe(self, tags: dict[int, list[int]], next_offset: int, page_number: int, text: bytes = b"") -> _Ifd:
         where = f"{self.path}: page {page_number}"
         if tags.get(_TAG_COMPRESSION, [1])[0] != 1:
             raise TiffLayoutError(f"{where} is compressed; raw ScanImage pages are uncompressed")
@@ -126,7 +139,7 @@ class _TiffReader:
             raise TiffLayoutError(f"{where}: strip bytes {data_bytes} do not match {height}x{width} pixels")
         if offsets[0] + data_bytes > len(self.buf):
             raise TiffLayoutError(f"{where}: pixel data runs past the end of the file (truncated file)")
-        return _Ifd(next_offset, height, width, dtype, offsets[0], data_bytes)
+        return _Ifd(next_offset, height, width, dtype, offsets[0], data_bytes, text)
 
 
 def _open_map(path: Path):
@@ -142,20 +155,28 @@ def _open_map(path: Path):
     return handle, buf
 
 
-def index_pages(path: str | Path) -> PageLayout:
-    """Walk the whole IFD chain: exact page offsets, every page checked."""
+def index_pages(path: str | Path, *, descriptions: bool = False) -> PageLayout:
+    """Walk the whole IFD chain: exact page offsets, every page checked.
+
+    ``descriptions`` also keeps each page's ImageDescription (ScanImage's per-frame
+    values). A chain that ends while the file holds room for more pages at the same
+    stride is an error: the pages after the break would be silently lost.
+    """
     path = Path(path)
     handle, buf = _open_map(path)
     try:
         reader = _TiffReader(path, buf)
         offsets: list[int] = []
+        texts: list[bytes] = []
         first: _Ifd | None = None
-        ifd_offset, seen = reader.first_ifd, set()
+        last: _Ifd | None = None
+        ifd_offset, last_ifd_offset, seen = reader.first_ifd, 0, set()
+        stride = 0
         while ifd_offset:
             if ifd_offset in seen:
                 raise TiffLayoutError(f"{path}: the page chain loops back on itself")
             seen.add(ifd_offset)
-            ifd = reader.read_ifd(ifd_offset, len(offsets))
+            ifd = reader.read_ifd(ifd_offset, len(offsets), descriptions)
             if first is None:
                 first = ifd
             elif (ifd.height, ifd.width, ifd.dtype) != (first.height, first.width, first.dtype):
@@ -163,11 +184,24 @@ def index_pages(path: str | Path) -> PageLayout:
                     f"{path}: page {len(offsets)} is {ifd.height}x{ifd.width} {ifd.dtype}, "
                     f"page 0 is {first.height}x{first.width} {first.dtype}"
                 )
+            if len(offsets) == 1:
+                stride = ifd_offset - last_ifd_offset
             offsets.append(ifd.data_offset)
-            ifd_offset = ifd.next_offset
+            texts.append(ifd.description)
+            last, last_ifd_offset, ifd_offset = ifd, ifd_offset, ifd.next_offset
         if first is None:
             raise TiffLayoutError(f"{path}: no pages")
-        return PageLayout(first.height, first.width, first.dtype, np.asarray(offsets, dtype=np.int64))
+        left = len(buf) - max(last_ifd_offset, last.data_offset + last.data_bytes)
+        if len(offsets) == 1:  # one page: its directory, strings and pixels are the stride
+            stride = last.data_offset + last.data_bytes - reader.first_ifd
+        if stride > 0 and left >= stride:
+            raise TiffLayoutError(
+                f"{path}: the page chain ends after {len(offsets)} pages, but the file holds {left} more bytes "
+                f"(room for {left // stride} more pages of {stride} bytes): a damaged directory cuts the "
+                f"recording short"
+            )
+        return PageLayout(first.height, first.width, first.dtype, np.asarray(offsets, dtype=np.int64),
+                          texts if descriptions else None)
     finally:
         buf.close()
         handle.close()
@@ -207,10 +241,8 @@ def count_pages(path: str | Path) -> tuple[int, int, int, str]:
     try:
         reader = _TiffReader(path, buf)
         first = reader.read_ifd(reader.first_ifd, 0)
-        if not first.next_offset:
-            return 1, first.height, first.width, first.dtype
         stride = first.next_offset - reader.first_ifd
-        if stride > 0:
+        if first.next_offset and stride > 0:
             predicted = (len(buf) - reader.first_ifd) // stride
             if _on_stride(reader, first, stride, predicted):
                 return predicted, first.height, first.width, first.dtype

@@ -17,7 +17,7 @@ from typing import Any
 import zarr
 
 from .arrays import array_source, physical, resolve_axes
-from .scanimage import SourceError, SourceInfo
+from .info import SourceError, SourceInfo
 
 _AXIS_LETTERS = {"t": "T", "time": "T", "c": "C", "channel": "C", "z": "Z", "y": "Y", "x": "X"}
 _STORE_MARKERS = ("zarr.json", ".zgroup", ".zarray")
