@@ -158,7 +158,7 @@ def main() -> None:
     index_path = Path(plan.work) / "page_index.npz"
     needed = [
         index_path,
-        *(Path(r) for job in plan.jobs.values() for r in (job.get("phase_record"), job.get("axial_record")) if r),
+        *(Path(r) for job in plan.jobs.values() for r in (job.phase_record, job.axial_record) if r),
     ]
     if args.prepare or every or not all(p.exists() for p in needed):
         prepare(plan, info, source_json, index_path)
@@ -167,7 +167,7 @@ def main() -> None:
     if not every and len(plan.jobs) != 1:
         raise SystemExit(f"expected one plane job for format {args.format}, the plan has {len(plan.jobs)}")
     for job in plan.jobs.values():
-        output = Path(job["output"])
+        output = Path(job.output)
         if output.exists():
             shutil.rmtree(output) if output.is_dir() else output.unlink()
 
@@ -177,7 +177,7 @@ def main() -> None:
     written = 0
     for job in plan.jobs.values():
         steps.write_plane(job, str(source_json), str(index_path), show_progress=False)
-        written += _size(Path(job["output"]))
+        written += _size(Path(job.output))
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     print(
         json.dumps(

@@ -22,15 +22,9 @@ import numpy as np
 import pytest
 import zarr
 
-from imexport.history import (
-    HISTORY_KEY,
-    MANIFEST_NAME,
-    embed_history,
-    inherited_history,
-    read_history,
-    sidecar_path,
-)
-from imexport.sinks.hdf5 import read_attrs
+from imexport.formats import output_format
+from imexport.history import HISTORY_KEY, MANIFEST_NAME, inherited_history, read_history
+from imexport.hdf5_attrs import read_attrs
 
 SPEC = dict(n_frames=10, n_planes=3, roi_heights=[24, 18], width=24, fly_to_lines=3, frames_per_file=4, n_cells=8)
 FORMATS = ["tiff", "bin", "zarr", "h5"]
@@ -64,7 +58,7 @@ def export(tmp_path_factory, make_acquisition, run_snakemake):
 def test_every_output_carries_the_same_one_step_history(export):
     raw, out, config, _, _ = export
     histories = {
-        "tiff sidecar": json.loads(sidecar_path(out / f"{PLANES[0]}.tif").read_text())[HISTORY_KEY],
+        "tiff sidecar": json.loads(output_format("tiff").history_sidecars(out / f"{PLANES[0]}.tif")[0].read_text())[HISTORY_KEY],
         "ops.npy": np.load(out / PLANES[1] / "ops.npy", allow_pickle=True).item()[HISTORY_KEY],
         "zarr attribute": zarr.open_group(str(out / ZARR), mode="r").attrs[HISTORY_KEY],
         "h5 attribute": read_attrs(h5py.File(out / H5, "r"))[HISTORY_KEY],
@@ -105,7 +99,7 @@ def test_the_step_records_software_files_durations_and_parameters(export):
     # durations: every rule that ran, from its jobs' benchmark files
     rules = step["durations"]["rules"]
     expected_jobs = {"index_source": 1, "checksum_inputs": 1, "scan_phase": 1, "axial_shifts": 1, "write_plane_file": 6, "write_plane_folder": 3,
-                     "write_plane_slab": 3, "assemble_h5": 1, "zarr_finalize": 1}
+                     "write_plane_slab": 3, "assemble_file": 1, "assemble_folder": 1}
     assert {rule: r["jobs"] for rule, r in rules.items()} == expected_jobs
     assert all(job["s"] is not None and job["s"] >= 0 for job in step["durations"]["jobs"])
     # parameters that shaped the pixels, and the full config
@@ -243,6 +237,6 @@ def test_inherited_history_keeps_order_and_counts_shared_steps_once(tmp_path):
     acquire = {"step": "acquire", "id": "1"}
     for path, steps in ((first, [acquire, {"step": "denoise", "id": "2"}]), (second, [acquire])):
         path.write_bytes(b"")
-        embed_history(path, "tiff", steps)
+        output_format("tiff").embed_history(path, steps)
     assert [s["id"] for s in inherited_history([first, second])] == ["1", "2"]
     assert inherited_history([tmp_path / "plain.tif"]) == []

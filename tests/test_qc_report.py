@@ -126,7 +126,7 @@ def test_qc_tables_list_the_jobs_and_the_config(report_run):
     _, plan = plan_for_config(config)
     files = qc_files(plan)
     benchmarks = open(files.benchmarks).read()
-    for step in ("index_source", "scan_phase", "axial", "write", "assemble", "zarr_finalize"):
+    for step in ("index_source", "scan_phase", "axial", "write", "assemble", "assemble_folder"):
         assert f"<td class=l>{step}</td>" in benchmarks
     for job in plan.jobs:
         assert f"<td class=l>{job}</td>" in benchmarks

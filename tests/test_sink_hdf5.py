@@ -6,8 +6,10 @@ import h5py
 import numpy as np
 import pytest
 
-from imexport.sinks.base import TEMP_MARKER, PlaneTarget
-from imexport.sinks.hdf5 import H5PlaneSink, assemble_h5, read_attrs, write_attrs
+from imexport.atomic import TEMP_MARKER
+from imexport.sinks.base import PlaneTarget
+from imexport.hdf5_attrs import read_attrs, write_attrs
+from imexport.sinks.hdf5 import H5PlaneSink, assemble_h5
 
 SHAPE = (6, 5)
 N_FRAMES = 7

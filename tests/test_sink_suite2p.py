@@ -3,7 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imexport.sinks.base import TEMP_MARKER, PlaneTarget
+from imexport.atomic import TEMP_MARKER
+from imexport.sinks.base import PlaneTarget
 from imexport.sinks.suite2p import FRAME_COUNT_KEYS, Suite2pPlaneSink, read_suite2p_plane
 
 SHAPE = (6, 5)

@@ -20,7 +20,7 @@ from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec
 from imexport.sinks.base import PlaneTarget
 from imexport.sinks.zarr_plane import PLANES_DIR, ZarrPlaneSink, plane_marker
 from imexport.sinks.zarr_shards import FrameShards
-from imexport.steps import slab_files
+from imexport.formats import output_format
 from imexport.sinks.zarr_store import (
     COMPRESSORS,
     DEFAULT_LEVELS,
@@ -306,8 +306,8 @@ def test_other_key_encodings_go_through_zarr(tmp_path):
         )
     assert FrameShards.from_metadata(zarr_json(ours)) is None
     write_plane(ours, data, 1)
-    assert [p.name for p in slab_files(ours, 1)] == ["0.1.0.0", "1.1.0.0", "2.1.0.0"]
-    assert slab_files(ours, 0) == []
+    assert [p.name for p in output_format("zarr").slab_files(ours, 1)] == ["0.1.0.0", "1.1.0.0", "2.1.0.0"]
+    assert output_format("zarr").slab_files(ours, 0) == []
     zarr.open_array(str(theirs), path="0", mode="r+")[:, 1] = data[:, 0, 1]
     assert_same_files(ours, theirs)
 
@@ -322,19 +322,18 @@ def test_plane_job_of_default_layout_never_imports_zarr(tmp_path):
         import json, sys
         from pathlib import Path
         import numpy as np
-        from imexport.export import open_sink
+        from imexport.formats import output_format
         from imexport.sinks.base import PlaneTarget
-        from imexport.steps import slab_files
 
         data, store = np.load({str(tmp_path / "data.npy")!r}), Path({str(store)!r})
         target = PlaneTarget(
             path=store, plane=1, z_index=1, n_planes_out=3, n_frames=7, n_channels=2,
             frame_shape=(16, 12), dtype=np.dtype(np.uint16), metadata={{}},
         )
-        sink = open_sink("zarr", target, store=store, target_chunk_mb=0.001)
+        sink = output_format("zarr").open_sink(target, store=store, target_chunk_mb=0.001)
         sink.write(data[:, :, 1])
         sink.commit()
-        files = [str(p.relative_to(store)) for p in slab_files(store, 1)]
+        files = [str(p.relative_to(store)) for p in output_format("zarr").slab_files(store, 1)]
         print(json.dumps({{"zarr": "zarr" in sys.modules, "files": files}}))
         """
     )

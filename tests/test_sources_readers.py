@@ -358,7 +358,7 @@ def test_plan_schedules_no_scan_phase_for_other_kinds(tmp_path):
     config = {"input": str(tmp_path / "in" / "a.npy"), "outdir": str(tmp_path / "out"), "register_z": True}
     resolved, plan = plan_for_config(config)
     assert resolved["scan_phase"]["fix_phase"] is True
-    assert plan.phase_tasks == {} and all(job["phase_record"] is None for job in plan.jobs.values())
+    assert plan.phase_tasks == {} and all(job.phase_record is None for job in plan.jobs.values())
     assert len(plan.axial_tasks) == 1  # axial registration works on any source
     assert any("fix_phase ignored" in note and "npy" in note for note in plan.notes)
     info = plan.source

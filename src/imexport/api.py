@@ -19,17 +19,18 @@ import yaml
 
 from . import steps
 from .config import validate
-from .plan import Plan, build_plan
+from .formats import FORMATS
+from .jobs import OUTPUT_TYPES, Export, PlaneJob
+from .pipeline import Pipeline
+from .plan import Plan
 from .sources import SourceInfo, inspect_input
+from .workflow_plan import plan_for_config
 
 log = logging.getLogger("imexport")
 
-_EXTENSIONS = {".tiff": "tiff", ".tif": "tiff", ".bin": "bin", ".zarr": "zarr", ".h5": "h5", ".hdf5": "h5"}
-_ZARR_KWARGS = ("sharded", "compressor", "compression_level", "pyramid", "pyramid_max_layers", "pyramid_method")
+_EXTENSIONS = {ext: fmt.name for fmt in FORMATS.values() for ext in fmt.extensions}
 _AXIAL_KWARGS = ("max_frames", "chunk_frames", "max_reg_xy", "gpu")
 _PHASE_KWARGS = ("fix_phase", "phasecorr_method", "use_fft", "border", "max_offset", "window_frames")
-_H5_KWARGS = {"compression": "compression", "h5_compression_level": "compression_level"}
-_TIFF_KWARGS = ("layout", "bigtiff")
 
 
 class LazyArray:
@@ -135,13 +136,14 @@ def build_config(
         config.setdefault("h5", {})["dataset_name"] = dataset_name
     if kwargs.pop("ome", True) is not True:
         raise ValueError("ome: imexport always writes OME-NGFF 0.5 metadata into Zarr stores")
-    for group, names in (("zarr", _ZARR_KWARGS), ("axial", _AXIAL_KWARGS), ("scan_phase", _PHASE_KWARGS), ("tiff", _TIFF_KWARGS)):
+    for group, names in (("axial", _AXIAL_KWARGS), ("scan_phase", _PHASE_KWARGS)):
         for name in names:
             if name in kwargs:
                 config.setdefault(group, {})[name] = kwargs.pop(name)
-    for name, key in _H5_KWARGS.items():
-        if name in kwargs:
-            config.setdefault("h5", {})[key] = kwargs.pop(name)
+    for fmt in FORMATS.values():
+        for name, key in fmt.api_keywords.items():
+            if name in kwargs:
+                config.setdefault(fmt.name, {})[key] = kwargs.pop(name)
     if kwargs:
         raise TypeError(f"imwrite: unknown keyword argument(s) {sorted(kwargs)}")
     return validate(config)
@@ -159,8 +161,10 @@ def _plain(value: Any) -> Any:
 
 
 def run_plan(plan: Plan, config: dict[str, Any], progress: Callable[[float, Any], None] | None = None) -> None:
-    """Every step of the plan, in the order the workflow's DAG imposes, the overwrite
-    check, output records and processing history included."""
+    """Every step of the plan's pipeline (:mod:`imexport.pipeline`, the description the
+    workflow's rules use), in order, in this process: the overwrite check, output records,
+    clean-up of temporaries and processing history included."""
+    from .atomic import remove_path
     from .checksums import cache_folder
     from .guard import check_overwrite, planned_records, prepare_outdir, record_text
     from .history import history_spec, record_history
@@ -171,40 +175,59 @@ def run_plan(plan: Plan, config: dict[str, Any], progress: Callable[[float, Any]
     for record in records.values():
         Path(record["record"]).parent.mkdir(parents=True, exist_ok=True)
         Path(record["record"]).write_text(record_text(record) + "\n")
-    work = Path(plan.work)
-    source_json, index = str(work / "source.json"), str(work / "page_index.npz")
-    checksums = str(cache_folder(work))  # writers hash what they write; record_history looks it up
-    steps.index_source(plan.source.to_json(), source_json, index)
-    for paths in plan.phase_views().values():
-        steps.scan_phase([plan.phase_tasks[p] for p in paths], source_json, index, paths, min(4, os.cpu_count() or 1))
-    for path, task in plan.axial_tasks.items():
-        steps.axial_shifts(task, source_json, index, path)
-    n_layout = {"n_frames": len(plan.frames), "n_colors": len(plan.colors), "n_planes": len(plan.planes),
-                "dtype": plan.source.dtype, "target_chunk_mb": plan.target_chunk_mb}
+    pipeline = Pipeline(plan, {key: record["record"] for key, record in records.items()})
+    run = _step_runners(plan, str(cache_folder(plan.work)))  # writers hash what they write; record_history looks it up
+    last_use = pipeline.last_use()
     done, total = 0, len(plan.jobs)
-    for export in plan.exports:
-        spec = {"path": export.path, "store": export.store, "options": export.options, "metadata": export.metadata,
-                "phase_records": export.phase_records, "axial_record": export.axial_record}
-        if export.kind == "zarr":
-            steps.prepare_zarr(spec, frame_shape=plan.source.layout.output_shape(export.roi), **n_layout)
-        for key in export.plane_jobs:
-            job = plan.jobs[key]
-            steps.write_plane(job, source_json, index, checksums=checksums)
+    for i, step in enumerate(pipeline.steps):
+        missing = [p for p in step.input_files() if not os.path.lexists(p)]
+        if missing:
+            raise RuntimeError(f"{step.rule} {step.key}: missing input(s) {missing}")
+        run[step.rule](step.key)
+        if step.rule.startswith("write_plane_"):
             done += 1
             if progress is not None:
-                progress(done / total, job["plane"] + 1)
-        plane_outputs = plan.plane_outputs(export.key)
-        if export.kind == "zarr":
-            steps.finalize_zarr(spec, checksums)
-            for marker in plane_outputs:
-                Path(marker).unlink()
-        elif export.kind == "h5":
-            steps.assemble_h5(spec, plane_outputs, [plan.jobs[k]["metadata"] for k in export.plane_jobs], checksums)
-        elif export.kind == "tiff_volume":
-            steps.assemble_tiff_volume(spec, plane_outputs, plan.target_chunk_mb, checksums)
-            for intermediate in plane_outputs:
-                Path(intermediate).unlink()
+                progress(done / total, plan.jobs[step.key].plane + 1)
+        for path in [p for p, last in last_use.items() if last == i]:
+            remove_path(Path(path))
     record_history(history_spec(plan, config, records, {}))
+
+
+def _as_params(record: PlaneJob | Export) -> PlaneJob | Export:
+    """``record`` as a workflow script receives it: rebuilt from plain data, sharing no
+    object with the plan, so what a writer pickles (``ops.npy``, ``db.npy``) has the
+    workflow's bytes (pickle writes an object used twice once, which changes the bytes)."""
+    return type(record).from_dict(record.to_dict())
+
+
+def _step_runners(plan: Plan, checksums: str) -> dict[str, Callable[[str], None]]:
+    """Rule name -> the step function called as the rule's script calls it, given the job's key."""
+    source_json, index = plan.source_json, plan.page_index
+    views = plan.phase_views()
+
+    def scan_phase(view: str) -> None:
+        steps.scan_phase([plan.phase_tasks[p] for p in views[view]], source_json, index, views[view],
+                         min(4, os.cpu_count() or 1))
+
+    def write_plane(key: str) -> None:
+        steps.write_plane(_as_params(plan.jobs[key]), source_json, index, checksums=checksums)
+
+    def assemble(key: str) -> None:
+        export = plan.export(key)
+        jobs = [plan.jobs[k] for k in export.plane_jobs]
+        steps.assemble_export(_as_params(export), [job.output for job in jobs],
+                              [_as_params(job).metadata for job in jobs], checksums)
+
+    return {
+        "index_source": lambda _: steps.index_source(plan.source.to_json(), source_json, index),
+        "scan_phase": scan_phase,
+        "axial_shifts": lambda record: steps.axial_shifts(plan.axial_tasks[f"{plan.work}/{record}"], source_json, index,
+                                                          f"{plan.work}/{record}"),
+        "prepare_store": lambda store: steps.prepare_export(_as_params(plan.stores()[f"{plan.work}/{store}"])),
+        **{f"write_plane_{output}": write_plane for output in OUTPUT_TYPES},
+        "assemble_file": assemble,
+        "assemble_folder": assemble,
+    }
 
 
 def imwrite(
@@ -235,12 +258,20 @@ def imwrite(
         output_suffix=output_suffix, dataset_name=dataset_name, dim_order=dim_order, **kwargs,
     )
     log.setLevel(logging.DEBUG if debug else logging.INFO if show_progress else logging.WARNING)
-    info = lazy_array.info if isinstance(lazy_array, LazyArray) else inspect_input(config["input"], **config.get("input_options", {}))
-    plan = build_plan(config, info)
+    # the workflow's planning, its checks included (an outdir inside the input folder is refused)
+    _, plan = plan_for_config(config, lazy_array.info if isinstance(lazy_array, LazyArray) else None)
     if config_out is not None:
         Path(config_out).write_text(yaml.safe_dump(_session_config(config), sort_keys=False))
     run_plan(plan, config, progress_callback)
     return outpath
+
+
+def run_config(config: dict[str, Any], progress: Callable[[float, Any], None] | None = None) -> Plan:
+    """Run a workflow config (the keys of ``config/config.yaml``) in this process: the
+    plan, checks and steps of ``snakemake --configfile``, the same files. Returns the plan."""
+    resolved, plan = plan_for_config(config)
+    run_plan(plan, resolved, progress)
+    return plan
 
 
 def _save_array(array: np.ndarray, outpath: Path) -> Path:

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .sinks.base import write_json_atomic
+from .atomic import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -189,3 +189,13 @@ def checksum_files(paths: Iterable[str | Path], workers: int | None = None,
     if cache_dir is not None:
         log.info("%d file(s): %d digest(s) from the cache, %d hashed", len(unique), len(unique) - len(missing), len(missing))
     return {path: found[path] for path in unique}
+
+
+def remember_files(paths: Iterable[Path], checksums: str | Path) -> int:
+    """Hash files just written into the digest cache ``checksums``; how many."""
+    n = 0
+    for path in paths:
+        remember(path, checksums)
+        n += 1
+    log.info("%d file(s) hashed into %s", n, checksums)
+    return n

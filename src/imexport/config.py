@@ -1,7 +1,8 @@
 """Load and validate a run configuration with the workflow's own JSON schema.
 
-The Snakefile validates with ``snakemake.utils.validate``; the Python API uses this
-module so that both fill the same defaults and reject the same values.
+The one validator of both runners: the workflow calls it while it builds the DAG
+(``workflow_plan.plan_for_config``) and the Python API before it plans, so both fill
+the same defaults and reject the same values with the same message, naming the key.
 """
 
 from __future__ import annotations
@@ -49,10 +50,18 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
     validator = _with_defaults(jsonschema.Draft7Validator)(load_schema())
     errors = sorted(validator.iter_errors(resolved), key=lambda e: list(e.path))
     if errors:
-        error = errors[0]
-        key = ".".join(str(p) for p in error.path) or "(top level)"
+        error = _clearest(errors[0])
+        key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
         raise ConfigError(f"config key {key}: {error.message}")
     return resolved
+
+
+def _clearest(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """For a value no alternative of a ``oneOf`` accepts (``format: avi``), the complaint of
+    the alternative of the value's own type, which lists the valid values ("'avi' is not
+    one of ['tiff', ...]"), rather than "not valid under any of the given schemas"."""
+    own_type = [e for e in error.context or [] if e.validator != "type"]
+    return max(own_type, key=lambda e: len(e.absolute_path)) if own_type else error
 
 
 def load(path: str | Path) -> dict[str, Any]:

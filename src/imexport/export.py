@@ -15,7 +15,9 @@ import numpy as np
 
 from . import geometry
 from .selection import from_runs
-from .sinks.base import PlaneSink, PlaneTarget
+from .formats import FORMATS
+from .jobs import PlaneJob
+from .sinks.base import PlaneTarget
 from .sources import open_plane_reader
 from .sources.info import SourceInfo
 
@@ -28,67 +30,47 @@ def frames_per_chunk(target_chunk_mb: float, n_colors: int, page_shape: tuple[in
     return max(1, int(target_chunk_mb * MIB) // (n_colors * page_shape[0] * page_shape[1] * itemsize))
 
 
-def open_sink(fmt: str, target: PlaneTarget, *, store: Path | None = None, target_chunk_mb: float = 100) -> PlaneSink:
-    if fmt == "tiff":
-        from .sinks.tiff import TiffPlaneSink
-
-        return TiffPlaneSink(target)
-    if fmt == "bin":
-        from .sinks.suite2p import Suite2pPlaneSink
-
-        return Suite2pPlaneSink(target)
-    if fmt == "h5":
-        from .sinks.hdf5 import H5PlaneSink
-
-        return H5PlaneSink(target)
-    if fmt == "zarr":
-        from .sinks.zarr_plane import ZarrPlaneSink
-
-        return ZarrPlaneSink(store, target, target_chunk_mb)
-    raise ValueError(f"format: unknown output format {fmt!r} (valid: tiff, bin, zarr, h5)")
-
-
 def export_plane(
     info: SourceInfo,
     offsets: list[np.ndarray],
-    job: dict,
+    job: PlaneJob,
     *,
     correct: Callable[[np.ndarray, int, int], np.ndarray] | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> Path:
-    """Write the output described by ``job`` (a plan entry, see ``plan.PlaneJob``).
+    """Write the output described by ``job`` into the sink of its format.
 
     ``offsets``: the source's saved index (see ``sources.open_plane_reader``).
     ``correct(pages, first_frame_position, plane)`` may transform raw pages (scan
     phase) before they are cut into ROIs.
     """
-    frames = from_runs(job["frames"])
-    colors = list(job["colors"])
-    roi = job["roi"]
+    frames = from_runs(job.frames)
+    colors = list(job.colors)
+    roi = job.roi
     layout = info.layout
     out_shape = layout.output_shape(roi)
     target = PlaneTarget(
-        path=Path(job["output"]),
-        plane=job["plane"],
-        z_index=job["z_index"],
-        n_planes_out=job["n_planes_out"],
+        path=Path(job.output),
+        plane=job.plane,
+        z_index=job.z_index,
+        n_planes_out=job.n_planes_out,
         n_frames=len(frames),
         n_channels=len(colors),
         frame_shape=out_shape,
         dtype=np.dtype(info.dtype),
-        metadata=job["metadata"],
-        options=job["options"],
+        metadata=job.metadata,
+        options=job.options,
     )
-    step = frames_per_chunk(job["target_chunk_mb"], len(colors), (info.page_height, info.page_width), target.dtype.itemsize)
+    step = frames_per_chunk(job.target_chunk_mb, len(colors), (info.page_height, info.page_width), target.dtype.itemsize)
     handoff = frames_per_chunk(HANDOFF_MB, len(colors), out_shape, target.dtype.itemsize)
-    store = Path(job["store"]) if job.get("store") else None
-    sink = open_sink(job["format"], target, store=store, target_chunk_mb=job["target_chunk_mb"])
+    store = Path(job.store) if job.store else None
+    sink = FORMATS[job.format].open_sink(target, store=store, target_chunk_mb=job.target_chunk_mb)
     try:
         with open_plane_reader(info, offsets) as reader:
             for start in range(0, len(frames), step):
-                pages = reader.read(frames[start : start + step], colors, job["plane"])
+                pages = reader.read(frames[start : start + step], colors, job.plane)
                 if correct is not None:
-                    pages = correct(pages, start, job["plane"])
+                    pages = correct(pages, start, job.plane)
                 # small pieces: the sink's queue then never holds whole chunks, so the
                 # job's peak stays near one raw chunk
                 for piece in range(0, len(pages), handoff):

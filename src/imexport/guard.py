@@ -29,9 +29,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .history import SIDECAR_SUFFIX, manifest_path, plain
-from .plan import Export, Plan
-from .sinks.base import TEMP_MARKER, remove_path
+from .formats import FORMATS
+from .history import manifest_path, plain
+from .jobs import Export
+from .plan import Plan
+from .atomic import TEMP_MARKER, remove_path
 
 RECORDS = "records"
 FINGERPRINT_CHARS = 16
@@ -63,9 +65,8 @@ def fingerprint(plan: Plan, export: Export) -> str:
     corrections = [*export.phase_records, *([export.axial_record] if export.axial_record else [])]
     content = _within(plain({
         "source": json.loads(plan.source.to_json()),
-        "export": {"format": export.format, "kind": export.kind, "path": export.path, "roi": export.roi,
-                   "options": export.options, "metadata": export.metadata, "store": export.store},
-        "jobs": [plan.jobs[k] for k in export.plane_jobs],
+        "export": export.to_dict(),
+        "jobs": [plan.jobs[k].to_dict() for k in export.plane_jobs],
         "corrections": {p: tasks[p] for p in corrections},
     }), str(Path(plan.outdir)))
     return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
@@ -76,21 +77,20 @@ def record_path(work: str | Path, output: str, fingerprint_hex: str) -> Path:
 
 
 def data_paths(plan: Plan, export: Export) -> list[str]:
-    """The output and, for HDF5, the plane files its master maps (relative to outdir)."""
-    paths = [export.key]
-    if export.kind == "h5":
-        paths += [str(Path(p).relative_to(plan.outdir)) for p in plan.plane_outputs(export.key)]
-    return paths
+    """The output and the plane files it keeps beside it (HDF5: the files its master maps),
+    relative to outdir: what the plane jobs wrote, unless an assemble step removes it."""
+    kept = [job for job in map(plan.jobs.get, export.plane_jobs) if job.output_type == "file" and job.output != export.path]
+    return [export.key, *(str(Path(job.output).relative_to(plan.outdir)) for job in kept)]
 
 
 def planned_records(plan: Plan) -> dict[str, dict[str, Any]]:
-    """Output key → its record: ``output``, ``format``, ``kind``, ``fingerprint``, ``paths``,
+    """Output key → its record: ``output``, ``format``, ``fingerprint``, ``paths``,
     and ``record`` (where the record file goes)."""
     records = {}
     for export in plan.exports:
         digest = fingerprint(plan, export)
         records[export.key] = {
-            "output": export.key, "format": export.format, "kind": export.kind, "fingerprint": digest,
+            "output": export.key, "format": export.format, "fingerprint": digest,
             "paths": data_paths(plan, export), "record": str(record_path(plan.work, export.key, digest)),
         }
     return records
@@ -202,8 +202,8 @@ def _inside(outdir: Path, path: Path) -> bool:
 def _remove_output(outdir: Path, record: dict[str, Any], inputs: list[Path]) -> list[Path]:
     """Remove an output's files (TIFF sidecar included) and the folders they leave empty."""
     paths = [outdir / p for p in record["paths"]]
-    if record.get("format") == "tiff":
-        paths.append(outdir / (record["output"] + SIDECAR_SUFFIX))
+    if record.get("format") in FORMATS:
+        paths += FORMATS[record["format"]].history_sidecars(outdir / record["output"])
     removed = []
     for path in paths:
         if os.path.lexists(path) and _inside(outdir, path) and not _protected(path, inputs):
@@ -222,8 +222,9 @@ def _known_outputs(plan: Plan) -> dict[str, dict[str, Any]]:
     manifest = manifest_path(plan.outdir)
     if manifest.is_file():
         for output in json.loads(manifest.read_text()).get("outputs", []):
+            sidecars = {str(p) for p in FORMATS[output["format"]].history_sidecars(output["path"])}
             known[output["path"]] = {"output": output["path"], "format": output["format"],
-                                     "paths": [p for p in output["paths"] if not p.endswith(SIDECAR_SUFFIX)]}
+                                     "paths": [p for p in output["paths"] if p not in sidecars]}
     root = Path(plan.work) / RECORDS
     for path in sorted(root.rglob("*.json")) if root.is_dir() else []:
         try:

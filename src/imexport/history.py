@@ -7,10 +7,12 @@ config. The history — the input's earlier steps first, this step last — land
 output:
 
 * Zarr: group attribute ``processing_history`` (a list);
-* HDF5: root attribute ``processing_history`` of the master file (``sinks.hdf5.write_attrs``);
+* HDF5: root attribute ``processing_history`` of the master file;
 * Suite2p: key ``processing_history`` of each plane folder's ``ops.npy``;
 * TIFF: a sidecar ``<name>.tif.history.json`` (``{"processing_history": [...]}``) — rewriting
   the tags of a multi-GB TIFF in place is not worth the risk of damaging it.
+
+(each format's ``embed_history``, :mod:`imexport.formats`)
 
 and, with the size and sha256 of every output file as it is *after* the history was
 embedded, in ``outdir/imexport_manifest.json`` (what ``imexport verify`` checks).
@@ -39,7 +41,6 @@ import importlib.util
 import json
 import logging
 import platform
-import shutil
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -51,18 +52,20 @@ import numpy as np
 
 from . import __version__
 from .checksums import adopt_touch, cache_folder, checksum_files, files_of, input_files
+from .atomic import write_json_atomic
+from .formats import FORMATS
+from .formats.base import HISTORY_KEY
+from .formats.tiff import SIDECAR_SUFFIX
+from .hdf5_attrs import read_attrs
+from .job_benchmarks import read_benchmark
 from .plan import Plan
 from .selection import to_runs
-from .sinks.base import commit_path, temporary_sibling, write_atomic, write_json_atomic
-from .sinks.hdf5 import read_attrs, write_attrs
 
 log = logging.getLogger(__name__)
 
 STEP_NAME = "imexport"
-HISTORY_KEY = "processing_history"
 MANIFEST_NAME = "imexport_manifest.json"
 MANIFEST_VERSION = 1
-SIDECAR_SUFFIX = ".history.json"
 # A step lists every file of an output up to this many; beyond (an unsharded Zarr store
 # of a long recording has one file per frame and plane) it keeps the count, total size
 # and tree digest only, so the history embedded in every output stays small. The
@@ -81,11 +84,6 @@ def tree_digest(entries: list[dict[str, Any]]) -> str:
 
 
 # --------------------------------------------------------------------------- reading a history
-
-
-def sidecar_path(path: str | Path) -> Path:
-    path = Path(path)
-    return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
 def _ops_history(ops_path: Path) -> list[dict[str, Any]]:
@@ -111,7 +109,7 @@ def read_history(path: str | Path) -> list[dict[str, Any]]:
     if path.suffix.lower() in (".h5", ".hdf5"):
         with h5py.File(path, "r") as fh:
             return list(read_attrs(fh).get(HISTORY_KEY) or [])
-    sidecar = sidecar_path(path)
+    sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
     if sidecar.is_file():
         return list(json.loads(sidecar.read_text())[HISTORY_KEY])
     return []
@@ -153,27 +151,19 @@ def job_durations(benchmarks: dict[str, list[str]], benchmark_root: str | Path) 
     rules: dict[str, dict[str, Any]] = {}
     for rule, paths in benchmarks.items():
         for path in paths:
-            header, *rows = Path(path).read_text().splitlines()
-            row = dict(zip(header.split("\t"), rows[-1].split("\t")))  # the last run of the job
-            seconds = _number(row.get("s"))
+            measured = read_benchmark(path)
+            seconds = measured["s"]
             jobs.append({
                 "rule": rule,
                 "job": str(Path(path).relative_to(benchmark_root).with_suffix("")),
                 "s": seconds,
-                "cpu_time_s": _number(row.get("cpu_time")),
-                "max_rss_mb": _number(row.get("max_rss")),
+                "cpu_time_s": measured["cpu_time"],
+                "max_rss_mb": measured["max_rss"],
             })
             total = rules.setdefault(rule, {"jobs": 0, "s": 0.0})
             total["jobs"] += 1
             total["s"] = round(total["s"] + (seconds or 0.0), 3)
     return {"jobs": jobs, "rules": rules}
-
-
-def _number(text: str | None) -> float | None:
-    try:
-        return float(text)
-    except (TypeError, ValueError):  # snakemake writes NA where it could not measure
-        return None
 
 
 def _plain(value: Any) -> Any:
@@ -201,7 +191,7 @@ def output_entry(outdir: Path, product: dict[str, Any], digests: dict[Path, dict
         for p in product["paths"] for f in files_of(outdir / p)
     ]
     entry = {
-        "path": product["output"], "format": product["format"], "kind": product["kind"],
+        "path": product["output"], "format": product["format"],
         "fingerprint": product["fingerprint"], "n_files": len(files), "size": sum(f["size"] for f in files),
         "sha256": tree_digest(files),
     }
@@ -231,24 +221,25 @@ def build_step(spec: dict[str, Any], digests: dict[Path, dict[str, Any]]) -> dic
 
 
 def pixel_parameters(plan: Plan, config: dict[str, Any]) -> dict[str, Any]:
-    """Every setting that shaped the written pixels; ``frames`` as 0-based ``[start, stop, step)``
-    runs, like the outputs' metadata. The correction records are added when the step is built."""
+    """Every setting of the validated ``config`` that shaped the written pixels; ``frames``
+    as 0-based ``[start, stop, step)`` runs, like the outputs' metadata. The correction
+    records are added when the step is built."""
     return plain({
         "planes": [int(p) + 1 for p in plan.planes],  # written order
-        "order": config.get("order"),
+        "order": config["order"],
         "frames": to_runs(plan.frames),
         "n_frames": len(plan.frames),
-        "num_frames": config.get("num_frames"),
+        "num_frames": config["num_frames"],
         "channels": [int(c) + 1 for c in plan.colors],
-        "roi_mode": config.get("roi_mode", "concat_y"),
+        "roi_mode": config["roi_mode"],
         "rois": [None if r is None else r + 1 for r in plan.rois],
         "target_chunk_mb": plan.target_chunk_mb,
-        "output_suffix": config.get("output_suffix"),
-        "output_name": config.get("output_name"),
-        "metadata": config.get("metadata") or {},
+        "output_suffix": config["output_suffix"],
+        "output_name": config["output_name"],
+        "metadata": config["metadata"],
         "format_options": {e.format: e.options for e in plan.exports},
-        "scan_phase": {"options": config.get("scan_phase") or {}},
-        "axial": {"register_z": bool(config.get("register_z")), "options": config.get("axial") or {}},
+        "scan_phase": {"options": config["scan_phase"]},
+        "axial": {"register_z": config["register_z"], "options": config["axial"]},
     })
 
 
@@ -260,12 +251,11 @@ def history_spec(plan: Plan, config: dict[str, Any], records: dict[str, dict[str
     output files (relative to outdir) that Snakemake touches after the job writing them
     → that job's benchmark file (see :func:`imexport.checksums.adopt_touch`).
     """
-    products = []
-    for export in plan.exports:
-        product = {k: records[export.key][k] for k in ("output", "format", "kind", "fingerprint", "paths")}
-        if export.format == "h5":
-            product["dataset"] = export.options.get("dataset_name", "mov")
-        products.append(product)
+    products = [
+        {**{k: records[export.key][k] for k in ("output", "format", "fingerprint", "paths")},
+         **FORMATS[export.format].manifest_fields(export)}
+        for export in plan.exports
+    ]
     return plain({
         "outdir": plan.outdir,
         "work": plan.work,
@@ -278,43 +268,6 @@ def history_spec(plan: Plan, config: dict[str, Any], records: dict[str, dict[str
         "parameters": pixel_parameters(plan, config),
         "config": config,
     })
-
-
-# --------------------------------------------------------------------------- embedding
-
-
-def embed_history(path: Path, fmt: str, history: list[dict[str, Any]]) -> list[Path]:
-    """Put ``history`` into one output (each file replaced atomically); the files it rewrote."""
-    if fmt == "zarr":
-        meta_path = path / "zarr.json"
-        meta = json.loads(meta_path.read_text())
-        meta.setdefault("attributes", {})[HISTORY_KEY] = history
-        write_json_atomic(meta_path, meta)
-        return [meta_path]
-    if fmt == "bin":
-        ops_path = path / "ops.npy"
-        ops = np.load(ops_path, allow_pickle=True).item()
-        ops[HISTORY_KEY] = history
-        write_atomic(ops_path, lambda fh: np.save(fh, np.array(ops, dtype=object), allow_pickle=True))
-        return [ops_path]
-    if fmt == "h5":
-        # a copy is edited, then swapped in: a kill mid-way never leaves a damaged master
-        # (the copy is small: the master holds a virtual dataset, no pixels)
-        tmp = temporary_sibling(path)
-        try:
-            shutil.copyfile(path, tmp)
-            with h5py.File(tmp, "r+") as fh:
-                write_attrs(fh, {HISTORY_KEY: history})
-            commit_path(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return [path]
-    if fmt == "tiff":
-        sidecar = sidecar_path(path)
-        write_json_atomic(sidecar, {HISTORY_KEY: history})
-        return [sidecar]
-    raise ValueError(f"format: unknown output format {fmt!r}")
 
 
 # --------------------------------------------------------------------------- the history job
@@ -331,7 +284,7 @@ def record_history(spec: dict[str, Any], workers: int | None = None) -> dict[str
     writers left them; whatever is not there, or changed since, is hashed.
 
     ``spec`` (built by the workflow from the plan): ``outdir``, ``work``,
-    ``source_files``, ``products`` (``output``, ``format``, ``kind``, ``fingerprint``,
+    ``source_files``, ``products`` (``output``, ``format``, ``fingerprint``,
     ``paths`` relative to outdir), ``benchmarks`` (rule → tsv paths), ``touched``
     (output file → the benchmark of its job), ``phase_records``, ``axial_records``,
     ``parameters`` and ``config``.
@@ -344,19 +297,19 @@ def record_history(spec: dict[str, Any], workers: int | None = None) -> dict[str
     products = spec["products"]
     output_files = [f for product in products for p in product["paths"] for f in files_of(outdir / p)]
     cache = cache_folder(spec["work"])
-    for rel, benchmark in spec.get("touched", {}).items():  # Snakemake's touch is no change of content
+    for rel, benchmark in spec["touched"].items():  # Snakemake's touch is no change of content
         if Path(benchmark).is_file():
             adopt_touch(outdir / rel, cache, Path(benchmark).stat().st_mtime_ns)
     digests = checksum_files([*input_files(spec["source_files"]), *output_files], workers, cache)
     log.info("digests of %d files (%.1f MB)", len(digests), sum(d["size"] for d in digests.values()) / 1e6)
     history = inherited_history(spec["source_files"]) + [build_step(spec, digests)]
 
+    sidecars = {p["output"]: FORMATS[p["format"]].history_sidecars(p["output"]) for p in products}
     rewritten: list[Path] = []
-    for product in sorted(products, key=lambda p: p["format"] == "tiff"):  # sidecars last
-        rewritten += embed_history(outdir / product["output"], product["format"], history)
+    for product in sorted(products, key=lambda p: bool(sidecars[p["output"]])):  # sidecars last
+        rewritten += FORMATS[product["format"]].embed_history(outdir / product["output"], history)
     digests.update(checksum_files(rewritten, workers, cache))
 
-    sidecars = {product["output"]: sidecar_path(product["output"]) for product in products if product["format"] == "tiff"}
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "written": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
@@ -364,10 +317,9 @@ def record_history(spec: dict[str, Any], workers: int | None = None) -> dict[str
         "steps": history,
         "outputs": [
             {
-                "path": product["output"], "format": product["format"], "kind": product["kind"],
-                "fingerprint": product["fingerprint"],
-                **({"dataset": product["dataset"]} if "dataset" in product else {}),
-                "paths": product["paths"] + ([str(sidecars[product["output"]])] if product["output"] in sidecars else []),
+                "path": product["output"],
+                **{k: v for k, v in product.items() if k not in ("output", "paths")},
+                "paths": product["paths"] + [str(p) for p in sidecars[product["output"]]],
             }
             for product in products
         ],

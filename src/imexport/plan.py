@@ -1,14 +1,9 @@
 """Config + source description → the list of outputs and the plane jobs that make them.
 
 Shared by the Snakemake workflow (which turns each plane job into a Snakemake job) and
-the in-process Python API (which runs them in a loop), so both produce the same files.
-
-Layout under ``outdir`` (``roiNN/`` first in ``separate`` mode):
-
-* ``tiff`` (``layout: plane``): ``zplaneNN_tp….tif`` per plane
-* ``bin``: ``zplaneNN_tp…/`` per plane with ``data_raw.bin`` + ``ops.npy``
-* ``zarr``: one store ``zplane…_tp….zarr`` for all planes
-* ``h5``: one file ``zplane…_tp….h5`` (virtual dataset) + ``…_planes/zplaneNN.h5``
+the in-process Python API (which runs the same steps in a loop), so both produce the
+same files. Where each format's outputs go is the format's own ``layout``
+(``imexport.formats``); ``roiNN/`` folders come first in ``separate`` mode.
 """
 
 from __future__ import annotations
@@ -21,36 +16,14 @@ from typing import Any
 import numpy as np
 
 from . import naming
+from .formats import FORMATS, LayoutContext, OutputLayout
+from .jobs import Export, PlaneJob
 from .metadata import export_metadata, plane_metadata
 from .selection import SelectionError, limit, reorder, select, to_runs
 from .sources.info import SourceInfo
 
-FORMATS = ("tiff", "bin", "zarr", "h5")
 WORK_FOLDER = ".imexport"
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Export:
-    """One output of one format for one ROI (or the stitched view).
-
-    ``kind`` says how the plane jobs become the product: ``plane`` (the plane job's
-    output is the product), ``h5`` (a master file joins per-plane files), ``zarr``
-    (plane jobs fill a temporary store that is then finalised), ``tiff_volume``
-    (temporary per-plane TIFFs are joined into one hyperstack).
-    """
-
-    format: str
-    kind: str
-    roi: int | None
-    key: str  # path relative to outdir
-    path: str  # the final product the user opens
-    metadata: dict[str, Any]
-    options: dict[str, Any] = field(default_factory=dict)
-    plane_jobs: list[str] = field(default_factory=list)  # keys into Plan.jobs, in written Z order
-    store: str | None = None  # temporary store the plane jobs fill (zarr)
-    phase_records: list[str] = field(default_factory=list)  # per written plane, Z order
-    axial_record: str | None = None
 
 
 @dataclass
@@ -62,8 +35,8 @@ class Plan:
     colors: np.ndarray
     rois: list[int | None]
     target_chunk_mb: float
-    exports: list[Export]
-    jobs: dict[str, dict[str, Any]]
+    exports: list[Export] = field(default_factory=list)
+    jobs: dict[str, PlaneJob] = field(default_factory=dict)  # key: what the job writes, relative to outdir
     phase_tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # record path -> task
     axial_tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # record path -> task
     notes: list[str] = field(default_factory=list)  # settings the plan had to set aside, for the summary
@@ -72,14 +45,30 @@ class Plan:
     def work(self) -> str:
         return str(Path(self.outdir) / WORK_FOLDER)
 
+    @property
+    def source_json(self) -> str:
+        """The indexed source description the ``index_source`` step writes."""
+        return str(Path(self.work) / "source.json")
+
+    @property
+    def page_index(self) -> str:
+        """The page index the ``index_source`` step writes, shared by every plane job."""
+        return str(Path(self.work) / "page_index.npz")
+
     def final_outputs(self) -> list[str]:
         return [e.path for e in self.exports]
 
-    def jobs_of(self, kind: str) -> dict[str, dict[str, Any]]:
-        return {key: job for key, job in self.jobs.items() if job["kind"] == kind}
+    def jobs_of(self, output_type: str) -> dict[str, PlaneJob]:
+        """The plane jobs writing one type of output (``jobs.OUTPUT_TYPES``)."""
+        return {key: job for key, job in self.jobs.items() if job.output_type == output_type}
 
-    def exports_of(self, kind: str) -> dict[str, Export]:
-        return {e.key: e for e in self.exports if e.kind == kind}
+    def assembled(self, is_folder: bool) -> dict[str, Export]:
+        """The exports an assemble step makes, whose product is a folder (or a file)."""
+        return {e.key: e for e in self.exports if e.assembled and e.is_folder == is_folder}
+
+    def stores(self) -> dict[str, Export]:
+        """Temporary store path → the export whose prepare step creates it."""
+        return {e.store: e for e in self.exports if e.store}
 
     def export(self, key: str) -> Export:
         return next(e for e in self.exports if e.key == key)
@@ -92,11 +81,11 @@ class Plan:
         return views
 
     def plane_outputs(self, key: str) -> list[str]:
-        return [self.jobs[k]["output"] for k in self.export(key).plane_jobs]
+        return [self.jobs[k].output for k in self.export(key).plane_jobs]
 
 
 def formats_of(config: dict[str, Any]) -> list[str]:
-    value = config.get("format", "tiff")
+    value = config["format"]
     formats = [value] if isinstance(value, str) else list(value)
     for fmt in formats:
         if fmt not in FORMATS:
@@ -107,97 +96,72 @@ def formats_of(config: dict[str, Any]) -> list[str]:
 
 
 def _rois(config: dict[str, Any], info: SourceInfo) -> list[int | None]:
-    mode = config.get("roi_mode", "concat_y")
+    mode = config["roi_mode"]
     if mode == "concat_y":
-        if config.get("rois") is not None:
+        if config["rois"] is not None:
             raise SelectionError("rois: selects ROIs only with roi_mode: separate (concat_y always stitches all ROIs)")
         return [None]
     if mode == "separate":
-        return [int(r) for r in select("rois", config.get("rois"), info.n_rois)]
+        return [int(r) for r in select("rois", config["rois"], info.n_rois)]
     raise SelectionError(f"roi_mode: {mode!r} is not one of concat_y, separate")
 
 
 def build_plan(config: dict[str, Any], info: SourceInfo) -> Plan:
+    """The plan of a validated config (``config.validate``: every default filled)."""
     T, C, Z = info.n_frames, info.n_colors, info.n_planes
-    planes = reorder("order", select("planes", config.get("planes"), Z), config.get("order"))
-    frames = limit("num_frames", select("frames", config.get("frames"), T), config.get("num_frames"))
-    colors = select("channels", config.get("channels"), C)
+    planes = reorder("order", select("planes", config["planes"], Z), config["order"])
+    frames = limit("num_frames", select("frames", config["frames"], T), config["num_frames"])
+    colors = select("channels", config["channels"], C)
     rois = _rois(config, info)
-    suffix = naming.sanitize_suffix(config.get("output_suffix"))
-    output_name = naming.check_output_name(config.get("output_name"))
+    suffix = naming.sanitize_suffix(config["output_suffix"])
+    naming.check_output_name(config["output_name"])
     outdir = Path(str(config["outdir"]))
-    chunk_mb = float(config.get("target_chunk_mb", 100))
-    color_tag = colors if C > 1 else None
-    plan = Plan(str(outdir), info, planes, frames, colors, rois, chunk_mb, [], {})
-    work = Path(plan.work)
+    plan = Plan(str(outdir), info, planes, frames, colors, rois, float(config["target_chunk_mb"]))
     phase_records, axial_records = _plan_corrections(plan, config)
-    tiff_layout = (config.get("tiff") or {}).get("layout", "plane")
-
     for fmt in formats_of(config):
-        options = dict(config.get(fmt) or {})
-        if fmt == "bin" and output_name:
-            options["output_name"] = output_name
+        output_format = FORMATS[fmt]
+        options = output_format.options(config)
         for roi in rois:
-            base = outdir / naming.roi_folder(roi)
-            md = export_metadata(
-                info, planes=planes, frames=frames, colors=colors, roi=roi,
-                roi_mode=config.get("roi_mode", "concat_y"), user=dict(config.get("metadata") or {}),
-            )
-            volume_stem = naming.stem(planes=planes, frames=frames, channels=color_tag, suffix=suffix)
-
-            def add_job(export: Export, kind: str, output: Path, z_index: int) -> None:
-                plane = int(planes[z_index])
-                key = str(output.relative_to(outdir))
-                plan.jobs[key] = {
-                    "kind": kind,
-                    "format": "tiff" if fmt == "tiff" else fmt,
-                    "output": str(output),
-                    "plane": plane,
-                    "z_index": z_index,
-                    "n_planes_out": len(planes),
-                    "colors": [int(c) for c in colors],
-                    "frames": to_runs(frames),
-                    "roi": roi,
-                    "target_chunk_mb": chunk_mb,
-                    "options": options,
-                    "store": export.store,
-                    "phase_record": phase_records.get((plane, roi)),
-                    "axial_record": axial_records.get(roi),
-                    "metadata": plane_metadata(md, plane, z_index),
-                }
-                export.plane_jobs.append(key)
-
-            def add_export(kind: str, final: Path, store: Path | None = None) -> Export:
-                export = Export(fmt, kind, roi, str(final.relative_to(outdir)), str(final), md, options,
-                                store=None if store is None else str(store),
-                                phase_records=[phase_records[(int(p), roi)] for p in planes if (int(p), roi) in phase_records],
-                                axial_record=axial_records.get(roi))
-                plan.exports.append(export)
-                return export
-
-            if fmt == "tiff" and tiff_layout == "volume":
-                export = add_export("tiff_volume", base / f"{volume_stem}.tif")
-                for z_index, plane in enumerate(planes):
-                    add_job(export, "intermediate", work / "tiff_planes" / export.key / f"zplane{int(plane) + 1:02d}.tif", z_index)
-            elif fmt in ("tiff", "bin"):
-                for z_index, plane in enumerate(planes):
-                    name = naming.stem(planes=np.array([plane]), frames=frames, channels=color_tag, suffix=suffix)
-                    export = add_export("plane", base / (name + (".tif" if fmt == "tiff" else "")))
-                    add_job(export, "file" if fmt == "tiff" else "folder", Path(export.path), z_index)
-            elif fmt == "h5":
-                export = add_export("h5", base / f"{volume_stem}.h5")
-                for z_index, plane in enumerate(planes):
-                    add_job(export, "file", base / f"{volume_stem}_planes" / f"zplane{int(plane) + 1:02d}.h5", z_index)
-            else:  # zarr: plane jobs fill one temporary store, finalised as a whole
-                final = base / f"{volume_stem}.zarr"
-                store = work / "zarr" / final.relative_to(outdir)
-                export = add_export("zarr", final, store)
-                for z_index in range(len(planes)):
-                    add_job(export, "slab", store.parent / f"{store.name}.planes" / f"z{z_index:04d}.done", z_index)
+            metadata = export_metadata(info, planes=planes, frames=frames, colors=colors, roi=roi,
+                                       roi_mode=config["roi_mode"], user=dict(config["metadata"]))
+            context = LayoutContext(outdir=outdir, work=Path(plan.work), folder=outdir / naming.roi_folder(roi),
+                                    planes=planes, frames=frames, channels=colors if C > 1 else None, suffix=suffix,
+                                    options=options)
+            for layout in output_format.layout(context):
+                _add_export(plan, fmt, roi, layout, options, metadata, phase_records, axial_records)
     return plan
 
 
-def _view(roi: int | None) -> str:
+def _add_export(plan: Plan, fmt: str, roi: int | None, layout: OutputLayout, options: dict[str, Any],
+                metadata: dict[str, Any], phase_records: dict, axial_records: dict) -> None:
+    outdir = Path(plan.outdir)
+    frame_shape = tuple(int(n) for n in plan.source.layout.output_shape(roi))
+    keys = []
+    for z_index, output in layout.plane_outputs:
+        plane = int(plan.planes[z_index])
+        key = str(output.relative_to(outdir))
+        plan.jobs[key] = PlaneJob(
+            format=fmt, output_type=layout.output_type, output=str(output), plane=plane, z_index=z_index,
+            n_planes_out=len(plan.planes), colors=tuple(int(c) for c in plan.colors),
+            frames=tuple(tuple(run) for run in to_runs(plan.frames)), roi=roi, target_chunk_mb=plan.target_chunk_mb,
+            options=options, store=None if layout.store is None else str(layout.store),
+            phase_record=phase_records.get((plane, roi)), axial_record=axial_records.get(roi),
+            metadata=plane_metadata(metadata, plane, z_index),
+        )
+        keys.append(key)
+    plan.exports.append(Export(
+        format=fmt, roi=roi, key=str(layout.product.relative_to(outdir)), path=str(layout.product), metadata=metadata,
+        options=options, plane_jobs=tuple(keys), assembled=layout.assembled, is_folder=layout.is_folder,
+        store=None if layout.store is None else str(layout.store),
+        phase_records=tuple(phase_records[(int(p), roi)] for p in plan.planes if (int(p), roi) in phase_records),
+        axial_record=axial_records.get(roi),
+        shape=(len(plan.frames), len(plan.colors), len(plan.planes), *frame_shape), dtype=str(plan.source.dtype),
+        target_chunk_mb=plan.target_chunk_mb,
+    ))
+
+
+def view_name(roi: int | None) -> str:
+    """The name of a ROI view in file names and the report: ``stitched`` or ``roiNN``."""
     return "stitched" if roi is None else naming.roi_folder(roi)
 
 
@@ -206,15 +170,15 @@ def _plan_corrections(plan: Plan, config: dict[str, Any]) -> tuple[dict, dict]:
 
     Axial registration needs every source plane, so it asks for their phase records too.
     """
-    phase_options = dict(config.get("scan_phase") or {})
-    register = bool(config.get("register_z"))
-    axial_options = dict(config.get("axial") or {})
+    phase_options = dict(config["scan_phase"])
+    register = bool(config["register_z"])
+    axial_options = dict(config["axial"])
     color = int(plan.colors[0])
     work = Path(plan.work)
     phase_records: dict[tuple[int, int | None], str] = {}
     axial_records: dict[int | None, str] = {}
     planes = range(plan.source.n_planes) if register else [int(p) for p in plan.planes]
-    fix_phase = bool(phase_options.get("fix_phase"))
+    fix_phase = bool(phase_options["fix_phase"])
     reason = _no_scan_phase(plan.source) if fix_phase else None
     if reason:
         fix_phase = False
@@ -222,14 +186,14 @@ def _plan_corrections(plan: Plan, config: dict[str, Any]) -> tuple[dict, dict]:
         log.info("scan_phase.fix_phase ignored: %s", reason)
     for roi in plan.rois:
         if fix_phase:
-            _check_phase_border(plan.source, roi, int(phase_options.get("border", 3)))
+            _check_phase_border(plan.source, roi, int(phase_options["border"]))
             for plane in planes:
-                path = str(work / "scan_phase" / _view(roi) / f"zplane{plane + 1:02d}.json")
+                path = str(work / "scan_phase" / view_name(roi) / f"zplane{plane + 1:02d}.json")
                 phase_records[(plane, roi)] = path
                 plan.phase_tasks[path] = {"plane": plane, "roi": roi, "color": color,
                                           "frames": to_runs(plan.frames), "options": phase_options}
         if register:
-            path = str(work / "axial" / f"{_view(roi)}.json")
+            path = str(work / "axial" / f"{view_name(roi)}.json")
             axial_records[roi] = path
             plan.axial_tasks[path] = {
                 "roi": roi, "color": color, "options": axial_options,

@@ -13,18 +13,20 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import checksums as digests
-from .checksums import files_of, input_files
+from .atomic import commit_path, temporary_sibling, write_json_atomic
+from .checksums import files_of, input_files, remember_files
 from .corrections import compute_axial_shifts, estimate_scan_phase, phase_corrector, shift_metadata
+from .formats import FORMATS
+from .jobs import Export, PlaneJob
 from .plan import Plan
 from .selection import from_runs
-from .sinks.base import commit_path, temporary_sibling, write_json_atomic
 from .sources import build_index
 from .sources.info import SourceInfo
 from .sources.scanimage import check_page_index, load_page_index, save_page_index
@@ -78,9 +80,9 @@ def index_source(info_json: str, source_out: str, index_out: str) -> None:
     log.info("%s source: indexed %d pages in %d files", info.kind, sum(len(o) for o in offsets), len(info.files))
 
 
-def write_plane(job: dict[str, Any], source_json: str, index_path: str, *, show_progress: bool = False, progress=None,
+def write_plane(job: PlaneJob, source_json: str, index_path: str, *, show_progress: bool = False, progress=None,
                 checksums: str | None = None) -> Path:
-    """One plane job. A zarr slab has no file of its own: a marker records its completion.
+    """One plane job. A slab of a shared store has no file of its own: a marker records its completion.
 
     With ``checksums`` (a digest cache folder), the files written are hashed into it: the
     output file or folder, or a slab's chunk files in the temporary store (carried over
@@ -91,47 +93,24 @@ def write_plane(job: dict[str, Any], source_json: str, index_path: str, *, show_
 
     if progress is None and show_progress:
         def progress(fraction: float) -> None:
-            log.info("%s: %3.0f%%", Path(job["output"]).name, 100 * fraction)
+            log.info("%s: %3.0f%%", Path(job.output).name, 100 * fraction)
 
     info = _unchanged_source(source_json, index_path)
-    phase_record = _read_json(job.get("phase_record"))
-    job = {**job, "metadata": {**job["metadata"], **correction_metadata(
-        [phase_record] if phase_record else [], job.get("axial_record"), job["metadata"]["planes"])}}
-    correct = phase_corrector(phase_record, info, job["roi"], from_runs(job["frames"]))
+    phase_record = _read_json(job.phase_record)
+    job = replace(job, metadata={**job.metadata, **correction_metadata(
+        [phase_record] if phase_record else [], job.axial_record, job.metadata["planes"])})
+    correct = phase_corrector(phase_record, info, job.roi, from_runs(job.frames))
     try:
         written = export_plane(info, load_page_index(Path(index_path)), job, correct=correct, progress=progress)
     except OSError as exc:
-        raise OSError(_write_failure(Path(job.get("store") or job["output"]), exc)) from exc
-    if job["kind"] == "slab":
-        write_json_atomic(Path(job["output"]), {"z_index": job["z_index"], "plane": job["plane"] + 1})
-    if checksums and job["kind"] in ("file", "folder"):
-        remember_files(files_of(Path(job["output"])), checksums)
-    elif checksums and job["kind"] == "slab":
-        remember_files(slab_files(Path(job["store"]), job["z_index"]), checksums)
+        raise OSError(_write_failure(Path(job.store or job.output), exc)) from exc
+    if job.output_type == "slab":
+        write_json_atomic(Path(job.output), {"z_index": job.z_index, "plane": job.plane + 1})
+    if checksums and job.output_type in ("file", "folder"):
+        remember_files(files_of(Path(job.output)), checksums)
+    elif checksums and job.output_type == "slab":
+        remember_files(FORMATS[job.format].slab_files(Path(job.store), job.z_index), checksums)
     return written
-
-
-def remember_files(paths: Iterable[Path], checksums: str | Path) -> int:
-    """Hash files just written into the digest cache ``checksums``; how many."""
-    n = 0
-    for path in paths:
-        digests.remember(path, checksums)
-        n += 1
-    log.info("%d file(s) hashed into %s", n, checksums)
-    return n
-
-
-def slab_files(store: Path, z_index: int) -> list[Path]:
-    """The chunk (or shard) files of one z-slab of a Zarr store's array: what its plane job
-    wrote (all-fill-value chunks have no file). Empty when a chunk spans several planes:
-    then no file belongs to one job, and finalising the store hashes them."""
-    from .sinks.zarr_plane import ARRAY_PATH, file_grid
-
-    folder = Path(store) / ARRAY_PATH
-    files = file_grid(folder)
-    if files.grid[len(files.shape) - 3] != 1:
-        return []
-    return [path for path in (folder / key for key in files.slab_keys(z_index)) if path.is_file()]
 
 
 def checksum_inputs(source_files: list[str], checksums: str, out: str, threads: int = 1) -> None:
@@ -179,12 +158,12 @@ def correction_metadata(phase_records: list[dict], axial_path: str | None, plane
     return md
 
 
-def _with_corrections(export: dict[str, Any]) -> dict[str, Any]:
-    records = [_read_json(p) for p in export.get("phase_records") or []]
-    extra = correction_metadata(records, export.get("axial_record"), export["metadata"]["planes"])
+def _with_corrections(export: Export) -> Export:
+    records = [_read_json(p) for p in export.phase_records]
+    extra = correction_metadata(records, export.axial_record, export.metadata["planes"])
     if len(records) == 1:  # a one-plane export still lists its record per plane
         extra["scan_phase"] = records
-    return {**export, "metadata": {**export["metadata"], **extra}}
+    return replace(export, metadata={**export.metadata, **extra})
 
 
 def scan_phase(tasks: list[dict[str, Any]], source_json: str, index_path: str, outs: list[str], threads: int = 1) -> None:
@@ -225,81 +204,16 @@ def axial_shifts(task: dict[str, Any], source_json: str, index_path: str, out: s
     log.info("plane shifts: %s", record["shifts"])
 
 
-def prepare_zarr(export: dict[str, Any], n_frames: int, n_colors: int, n_planes: int, frame_shape, dtype: str, target_chunk_mb: float) -> None:
-    from .sinks.zarr_store import create_store
-
-    export = _with_corrections(export)
-    create_store(
-        Path(export["store"]), n_frames=n_frames, n_channels=n_colors, n_planes=n_planes,
-        frame_shape=tuple(frame_shape), dtype=dtype, target_chunk_mb=target_chunk_mb,
-        options=export["options"], metadata=export["metadata"], name=Path(export["path"]).stem,
-    )
+def prepare_export(export: Export) -> None:
+    """The prepare step of an export with a temporary store (its format's ``prepare``)."""
+    FORMATS[export.format].prepare(_with_corrections(export))
 
 
-def finalize_zarr(export: dict[str, Any], checksums: str | None = None) -> None:
-    """Finalise the temporary store and move it into place. With ``checksums``, the digests
-    the slab jobs cached move with their (renamed, unchanged) files, and the files finalising
-    added or rewrote (metadata, pyramid levels) are hashed."""
-    from .sinks.zarr_store import finalize_store
-
-    store, final = Path(export["store"]), Path(export["path"])
-    carried = _cached_files(store, checksums) if checksums else {}
-    options = export["options"]
-    finalize_store(
-        store, final, pyramid=options.get("pyramid", False),
-        pyramid_max_layers=options.get("pyramid_max_layers", 4), pyramid_method=options.get("pyramid_method", "mean"),
-    )
-    if checksums:
-        moved = hashed = 0
-        for path in files_of(final):
-            stat = path.stat()
-            known = carried.get(str(path.relative_to(final)))
-            if known and known[0] == (stat.st_size, stat.st_mtime_ns, stat.st_ino):
-                digests.remember(path, checksums, sha256=known[1])
-                moved += 1
-            else:
-                digests.remember(path, checksums)
-                hashed += 1
-        for rel in carried:  # their temporary paths are gone
-            digests.forget(store / rel, checksums)
-        log.info("%s: %d digest(s) carried from the slab jobs, %d file(s) hashed", final.name, moved, hashed)
-
-
-def _cached_files(folder: Path, checksums: str) -> dict[str, tuple[tuple[int, int, int], str]]:
-    """Files of ``folder`` whose cached digest is valid: relative path → ((size, mtime_ns, ino), sha256)."""
-    found = {}
-    for path in files_of(folder):
-        stat = path.stat()
-        cached = digests.cached_digest(path, checksums)
-        if cached is not None:
-            found[str(path.relative_to(folder))] = ((stat.st_size, stat.st_mtime_ns, stat.st_ino), cached["sha256"])
-    return found
-
-
-def assemble_h5(export: dict[str, Any], plane_files: list[str], plane_metadata: list[dict], checksums: str | None = None) -> None:
-    """The HDF5 master over the plane files; with ``checksums``, hashed into that cache."""
-    from .sinks.hdf5 import assemble_h5 as assemble
-
-    export = _with_corrections(export)
-    assemble(
-        Path(export["path"]), [Path(p) for p in plane_files],
-        dataset_name=export["options"].get("dataset_name", "mov"),
-        metadata=export["metadata"], plane_metadata=plane_metadata,
-    )
-    if checksums:
-        remember_files([Path(export["path"])], checksums)
-
-
-def assemble_tiff_volume(export: dict[str, Any], plane_files: list[str], target_chunk_mb: float,
-                         checksums: str | None = None) -> None:
-    """One ImageJ hyperstack from the plane TIFFs; with ``checksums``, hashed into that cache."""
-    from .sinks.tiff_volume import assemble_volume_tiff
-
-    export = _with_corrections(export)
-    assemble_volume_tiff(Path(export["path"]), [Path(p) for p in plane_files], metadata=export["metadata"],
-                         target_chunk_mb=target_chunk_mb, bigtiff=export["options"].get("bigtiff", "auto"))
-    if checksums:
-        remember_files([Path(export["path"])], checksums)
+def assemble_export(export: Export, plane_outputs: list[str], plane_metadata: list[dict], checksums: str | None = None) -> None:
+    """The product from its plane jobs' outputs (its format's ``assemble``); with
+    ``checksums``, what it wrote is hashed into that digest cache."""
+    FORMATS[export.format].assemble(_with_corrections(export), [Path(p) for p in plane_outputs], plane_metadata,
+                                    checksums)
 
 
 def plan_summary(plan: Plan) -> str:

@@ -12,46 +12,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-import h5py
-import numpy as np
-import tifffile
-import zarr
-
-from .checksums import checksum_files
-from .checksums import files_of
+from .checksums import checksum_files, files_of
+from .formats import FORMATS
 from .history import MANIFEST_NAME
-
-
-def _read_tiff(path: Path, output: dict[str, Any]) -> None:
-    with tifffile.TiffFile(path) as tf:
-        tf.pages[0].asarray()
-        tf.pages[len(tf.pages) - 1].asarray()
-
-
-def _read_bin(path: Path, output: dict[str, Any]) -> None:
-    from .sinks.suite2p import read_suite2p_plane
-
-    movies, ops = read_suite2p_plane(path)
-    for movie in movies:
-        expected = int(ops["nframes"]) * int(ops["Ly"]) * int(ops["Lx"]) * 2
-        if Path(movie.filename).stat().st_size != expected:
-            raise ValueError(f"{movie.filename}: {Path(movie.filename).stat().st_size} bytes, ops.npy describes {expected}")
-        np.asarray(movie[0])
-
-
-def _read_zarr(path: Path, output: dict[str, Any]) -> None:
-    group = zarr.open_group(str(path), mode="r")
-    group["0"][0]
-
-
-def _read_h5(path: Path, output: dict[str, Any]) -> None:
-    with h5py.File(path, "r") as fh:
-        fh[output.get("dataset", "mov")][0]
-
-
-READERS = {"tiff": _read_tiff, "bin": _read_bin, "zarr": _read_zarr, "h5": _read_h5}
 
 
 def verify(outdir: str | Path, workers: int | None = None) -> list[str]:
@@ -86,7 +50,7 @@ def verify(outdir: str | Path, workers: int | None = None) -> list[str]:
         if not path.exists():
             continue  # already reported as missing files
         try:
-            READERS[output["format"]](path, output)
+            FORMATS[output["format"]].check_readable(path, output)
         except Exception as exc:  # whatever the library raises, the output is unreadable
             problems.append(f"{output['path']}: unreadable by its library ({type(exc).__name__}: {exc})")
     return sorted(problems)

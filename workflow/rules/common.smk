@@ -21,21 +21,21 @@ if workflow.is_main_process:  # jobs a cluster runs parse this file again: say i
     print("\n".join(f"imexport: {line}" for line in plan_summary(PLAN).splitlines()), file=sys.stderr)
 OUT = PLAN.outdir
 WORK = PLAN.work
-SOURCE_JSON = f"{WORK}/source.json"
-PAGE_INDEX = f"{WORK}/page_index.npz"
+SOURCE_JSON = PLAN.source_json
+PAGE_INDEX = PLAN.page_index
 # digest cache: writers hash what they wrote into it, the history job looks the digests up
 CHECKSUMS = str(cache_folder(WORK))
 CHUNK_MB = float(RESOLVED["target_chunk_mb"])
 
 
-def keys_regex(kind):
-    """Wildcard constraint: exactly the planned job keys of one kind."""
-    keys = PLAN.jobs_of(kind)
+def keys_regex(keys):
+    """Wildcard constraint: exactly these keys (none: matches nothing)."""
     return "|".join(re.escape(k) for k in keys) if keys else "(?!)"
 
 
 def plane_job(wildcards):
-    return PLAN.jobs[wildcards.key]
+    """The plane job as plain data (a tracked param: any change of it reruns the job)."""
+    return PLAN.jobs[wildcards.key].to_dict()
 
 
 def all_cores_but_one(at_most):
@@ -53,43 +53,21 @@ def plane_job_mem_mb(wildcards, attempt):
     return int((3 * CHUNK_MB + 300) * attempt)
 
 
-def exports_regex(kind):
-    keys = PLAN.exports_of(kind)
-    return "|".join(re.escape(k) for k in keys) if keys else "(?!)"
+def step_inputs(rule, wildcard="key"):
+    """Input function of a rule: the named inputs imexport.pipeline describes for the job
+    whose ``wildcard`` is its key (None: the rule's one job)."""
+    return lambda w: PIPELINE.inputs(rule, getattr(w, wildcard) if wildcard else "")
 
 
 def export_spec(wildcards):
     """The export as plain data (a tracked param: any change of it reruns the step)."""
-    export = PLAN.export(wildcards.key)
-    return {
-        "path": export.path, "store": export.store, "options": export.options, "metadata": export.metadata,
-        "phase_records": export.phase_records, "axial_record": export.axial_record,
-    }
-
-
-def export_correction_records(wildcards):
-    export = PLAN.export(wildcards.key)
-    return export.phase_records + ([export.axial_record] if export.axial_record else [])
-
-
-def job_correction_records(wildcards):
-    job = PLAN.jobs[wildcards.key]
-    return [p for p in (job["phase_record"], job["axial_record"]) if p]
-
-
-def records_regex(tasks):
-    """Wildcard constraint for correction records: their paths relative to the work folder."""
-    keys = [str(Path(p).relative_to(WORK)) for p in tasks]
-    return "|".join(re.escape(k) for k in keys) if keys else "(?!)"
-
-
-def export_plane_outputs(wildcards):
-    return PLAN.plane_outputs(wildcards.key)
+    return PLAN.export(wildcards.key).to_dict()
 
 
 def export_plane_metadata(wildcards):
-    return [PLAN.jobs[k]["metadata"] for k in PLAN.export(wildcards.key).plane_jobs]
+    return [PLAN.jobs[k].metadata for k in PLAN.export(wildcards.key).plane_jobs]
 
 
-def store_of_slab(wildcards):
-    return PLAN.jobs[wildcards.key]["store"]
+def export_of_store(wildcards):
+    """The export whose prepare step creates the store ``{WORK}/{wildcards.store}``."""
+    return PLAN.stores()[f"{WORK}/{wildcards.store}"]

@@ -3,14 +3,13 @@
 # the overwrite check, made while the DAG is built so a conflict stops the run before
 # any job. The output folder is tidied by the Snakefile's onstart handler.
 from imexport.guard import OverwriteError, check_overwrite, planned_records, prepare_outdir, record_text
+from imexport.pipeline import Pipeline
 
 OUTPUT_RECORDS = planned_records(PLAN)
 RECORDS_DIR = f"{WORK}/records"
 RECORD_TEXT = {str(Path(r["record"]).relative_to(RECORDS_DIR)): record_text(r) for r in OUTPUT_RECORDS.values()}
-# job key (a plane job, or an export's assembly) -> the record of the output it writes into
-RECORD_OF = {
-    key: OUTPUT_RECORDS[export.key]["record"] for export in PLAN.exports for key in (export.key, *export.plane_jobs)
-}
+# every step with what it needs and makes (the rules' inputs; the in-process API runs it too)
+PIPELINE = Pipeline(PLAN, {key: record["record"] for key, record in OUTPUT_RECORDS.items()})
 
 try:
     check_overwrite(PLAN, OUTPUT_RECORDS, RESOLVED["overwrite"])

@@ -4,7 +4,9 @@
 # files not there (the ones it rewrites) and rewrites small metadata only. Its output is
 # the manifest (and the TIFF sidecars), written after the outputs it embeds the history
 # in, so the next run has nothing to do.
-from imexport.history import history_spec, manifest_path, sidecar_path
+from imexport.formats import FORMATS
+from imexport.history import history_spec, manifest_path
+from imexport.jobs import OUTPUT_TYPES
 
 MANIFEST = str(manifest_path(OUT))
 INPUT_CHECKSUMS = f"{CHECKSUMS}/inputs.json"
@@ -40,10 +42,9 @@ BENCHMARK_WILDCARDS = {
     "checksum_inputs": [{}],
     "scan_phase": [{"view": v} for v in PLAN.phase_views()],
     "axial_shifts": [{"record": str(Path(p).relative_to(WORK))} for p in PLAN.axial_tasks],
-    **{f"write_plane_{kind}": [{"key": k} for k in PLAN.jobs_of(kind)] for kind in ("file", "folder", "intermediate", "slab")},
-    "assemble_tiff_volume": [{"key": k} for k in PLAN.exports_of("tiff_volume")],
-    "assemble_h5": [{"key": k} for k in PLAN.exports_of("h5")],
-    "zarr_finalize": [{"key": k} for k in PLAN.exports_of("zarr")],
+    **{f"write_plane_{output}": [{"key": k} for k in PLAN.jobs_of(output)] for output in OUTPUT_TYPES},
+    "assemble_file": [{"key": k} for k in PLAN.assembled(is_folder=False)],
+    "assemble_folder": [{"key": k} for k in PLAN.assembled(is_folder=True)],
 }
 BENCHMARKS = {
     name: [getattr(rules, name).benchmark.format(**w) for w in jobs] for name, jobs in BENCHMARK_WILDCARDS.items() if jobs
@@ -52,8 +53,7 @@ BENCHMARKS = {
 # has ended (the file first), after the job hashed the file (imexport.checksums.adopt_touch)
 TOUCHED = {
     **{k: rules.write_plane_file.benchmark.format(key=k) for k in PLAN.jobs_of("file")},
-    **{k: rules.assemble_tiff_volume.benchmark.format(key=k) for k in PLAN.exports_of("tiff_volume")},
-    **{k: rules.assemble_h5.benchmark.format(key=k) for k in PLAN.exports_of("h5")},
+    **{k: rules.assemble_file.benchmark.format(key=k) for k in PLAN.assembled(is_folder=False)},
 }
 
 
@@ -69,7 +69,7 @@ rule history:
         benchmarks=[p for paths in BENCHMARKS.values() for p in paths],
     output:
         manifest=MANIFEST,
-        sidecars=[str(sidecar_path(e.path)) for e in PLAN.exports if e.format == "tiff"],
+        sidecars=[str(p) for e in PLAN.exports for p in FORMATS[e.format].history_sidecars(e.path)],
     params:
         spec=history_spec(PLAN, RESOLVED, OUTPUT_RECORDS, BENCHMARKS, TOUCHED),
     log:

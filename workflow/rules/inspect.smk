@@ -4,8 +4,7 @@ from imexport.demo import demo_active, demo_files, demo_spec_settings
 
 localrules:
     index_source,
-    zarr_prepare,
-    assemble_h5,
+    prepare_store,
 
 
 if demo_active(RESOLVED):
@@ -29,7 +28,7 @@ if demo_active(RESOLVED):
 
 rule index_source:
     input:
-        PLAN.source.files,
+        unpack(step_inputs("index_source", None)),
     output:
         source=SOURCE_JSON,
         index=PAGE_INDEX,

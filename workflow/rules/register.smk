@@ -9,12 +9,11 @@ PHASE_OUTPUTS = sorted({f"{WORK}/scan_phase/{{view}}/{Path(p).name}" for p in PL
 
 rule scan_phase:
     input:
-        source=SOURCE_JSON,
-        index=PAGE_INDEX,
+        unpack(step_inputs("scan_phase", "view")),
     output:
         PHASE_OUTPUTS,
     wildcard_constraints:
-        view="|".join(re.escape(v) for v in PLAN.phase_views()) or "(?!)",
+        view=keys_regex(PIPELINE.keys("scan_phase")),
     params:
         tasks=lambda w: [PLAN.phase_tasks[p] for p in PLAN.phase_views()[w.view]],
     # Every plane job waits for this one: it goes first (priority), and leaves one core
@@ -35,13 +34,11 @@ rule scan_phase:
 
 rule axial_shifts:
     input:
-        source=SOURCE_JSON,
-        index=PAGE_INDEX,
-        phase=lambda w: [p for p in PLAN.axial_tasks[f"{WORK}/{w.record}"]["phase_records"] if p],
+        unpack(step_inputs("axial_shifts", "record")),
     output:
         f"{WORK}/{{record}}",
     wildcard_constraints:
-        record=records_regex(PLAN.axial_tasks),
+        record=keys_regex(PIPELINE.keys("axial_shifts")),
     params:
         task=lambda w: PLAN.axial_tasks[f"{WORK}/{w.record}"],
     priority: 50  # the plane jobs of its view wait for it

@@ -1,19 +1,20 @@
-# One job per output plane (x ROI x format). Every writer is atomic: it writes a hidden
-# temporary sibling and renames it into place as its last step.
-# Every job writing an output depends on that output's record (guard.smk), so a changed
-# fingerprint rewrites the output.
+# One job per output plane (x ROI x format), then the steps some formats add around them:
+# a prepare step creating a temporary store the plane jobs fill, an assemble step making
+# the product from the plane jobs' outputs. Which export has which is the format's
+# layout (imexport.formats); these rules name no format.
+# What each job needs is imexport.pipeline's description, which the in-process API runs too.
+# Every writer is atomic: it writes a hidden temporary sibling and renames it into place
+# as its last step. Every job writing an output depends on that output's record
+# (guard.smk), so a changed fingerprint rewrites the output.
 
 
 rule write_plane_file:
     input:
-        source=SOURCE_JSON,
-        index=PAGE_INDEX,
-        corrections=job_correction_records,
-        record=lambda w: RECORD_OF[w.key],
+        unpack(step_inputs("write_plane_file")),
     output:
         f"{OUT}/{{key}}",
     wildcard_constraints:
-        key=keys_regex("file"),
+        key=keys_regex(PIPELINE.keys("write_plane_file")),
     params:
         job=plane_job,
         debug=RESOLVED["debug"],
@@ -32,124 +33,83 @@ rule write_plane_file:
         "../../scripts/write_plane.py"
 
 
-# The other plane writers differ from write_plane_file only in what they produce.
+# The other plane writers differ from write_plane_file only in what they produce
+# (imexport.jobs.OUTPUT_TYPES; intermediates and slabs are temporary).
 use rule write_plane_file as write_plane_folder with:
+    input:
+        unpack(step_inputs("write_plane_folder")),
     output:
         directory(f"{OUT}/{{key}}"),
     wildcard_constraints:
-        key=keys_regex("folder"),
+        key=keys_regex(PIPELINE.keys("write_plane_folder")),
 
 
 use rule write_plane_file as write_plane_intermediate with:
+    input:
+        unpack(step_inputs("write_plane_intermediate")),
     output:
         temp(f"{OUT}/{{key}}"),
     wildcard_constraints:
-        key=keys_regex("intermediate"),
-
-
-rule assemble_tiff_volume:
-    input:
-        planes=export_plane_outputs,
-        corrections=export_correction_records,
-        record=lambda w: RECORD_OF[w.key],
-    output:
-        f"{OUT}/{{key}}",
-    wildcard_constraints:
-        key=exports_regex("tiff_volume"),
-    params:
-        export=export_spec,
-        target_chunk_mb=CHUNK_MB,
-        checksums=CHECKSUMS,
-    resources:
-        mem_mb=plane_job_mem_mb,
-    log:
-        f"{WORK}/logs/assemble/{{key}}.log",
-    benchmark:
-        f"{WORK}/benchmarks/assemble/{{key}}.tsv"
-    conda:
-        "../../envs/imexport.yaml"
-    script:
-        "../../scripts/assemble_tiff_volume.py"
-
-
-rule assemble_h5:
-    input:
-        planes=export_plane_outputs,
-        corrections=export_correction_records,
-        record=lambda w: RECORD_OF[w.key],
-    output:
-        f"{OUT}/{{key}}",
-    wildcard_constraints:
-        key=exports_regex("h5"),
-    params:
-        export=export_spec,
-        plane_metadata=export_plane_metadata,
-        checksums=CHECKSUMS,
-    log:
-        f"{WORK}/logs/assemble/{{key}}.log",
-    benchmark:
-        f"{WORK}/benchmarks/assemble/{{key}}.tsv"
-    conda:
-        "../../envs/imexport.yaml"
-    script:
-        "../../scripts/assemble_h5.py"
-
-
-rule zarr_prepare:
-    input:
-        export_correction_records,
-        record=lambda w: RECORD_OF[w.key],
-    output:
-        temp(directory(f"{WORK}/zarr/{{key}}")),
-    wildcard_constraints:
-        key=exports_regex("zarr"),
-    params:
-        export=export_spec,
-        n_frames=len(PLAN.frames),
-        n_colors=len(PLAN.colors),
-        n_planes=len(PLAN.planes),
-        frame_shape=lambda w: PLAN.source.layout.output_shape(PLAN.export(w.key).roi),
-        dtype=PLAN.source.dtype,
-        target_chunk_mb=CHUNK_MB,
-    log:
-        f"{WORK}/logs/zarr_prepare/{{key}}.log",
-    conda:
-        "../../envs/imexport.yaml"
-    script:
-        "../../scripts/zarr_prepare.py"
+        key=keys_regex(PIPELINE.keys("write_plane_intermediate")),
 
 
 use rule write_plane_file as write_plane_slab with:
     input:
-        source=SOURCE_JSON,
-        index=PAGE_INDEX,
-        store=store_of_slab,
-        corrections=job_correction_records,
-        record=lambda w: RECORD_OF[w.key],
+        unpack(step_inputs("write_plane_slab")),
     output:
         temp(f"{OUT}/{{key}}"),
     wildcard_constraints:
-        key=keys_regex("slab"),
+        key=keys_regex(PIPELINE.keys("write_plane_slab")),
 
 
-rule zarr_finalize:
+rule prepare_store:
     input:
-        store=lambda w: PLAN.export(w.key).store,
-        planes=export_plane_outputs,
+        unpack(step_inputs("prepare_store", "store")),
     output:
-        directory(f"{OUT}/{{key}}"),
+        temp(directory(f"{WORK}/{{store}}")),
     wildcard_constraints:
-        key=exports_regex("zarr"),
+        store=keys_regex(PIPELINE.keys("prepare_store")),
+    params:
+        export=lambda w: export_of_store(w).to_dict(),
+    log:
+        f"{WORK}/logs/prepare/{{store}}.log",
+    conda:
+        "../../envs/imexport.yaml"
+    script:
+        "../../scripts/prepare_store.py"
+
+
+rule assemble_file:
+    input:
+        unpack(step_inputs("assemble_file")),
+    output:
+        f"{OUT}/{{key}}",
+    wildcard_constraints:
+        key=keys_regex(PIPELINE.keys("assemble_file")),
     params:
         export=export_spec,
+        plane_metadata=export_plane_metadata,
         checksums=CHECKSUMS,
     resources:
         mem_mb=plane_job_mem_mb,
     log:
-        f"{WORK}/logs/zarr_finalize/{{key}}.log",
+        f"{WORK}/logs/assemble/{{key}}.log",
     benchmark:
-        f"{WORK}/benchmarks/zarr_finalize/{{key}}.tsv"
+        f"{WORK}/benchmarks/assemble/{{key}}.tsv"
     conda:
         "../../envs/imexport.yaml"
     script:
-        "../../scripts/zarr_finalize.py"
+        "../../scripts/assemble.py"
+
+
+use rule assemble_file as assemble_folder with:
+    input:
+        unpack(step_inputs("assemble_folder")),
+    output:
+        directory(f"{OUT}/{{key}}"),
+    wildcard_constraints:
+        key=keys_regex(PIPELINE.keys("assemble_folder")),
+    log:
+        f"{WORK}/logs/assemble_folder/{{key}}.log",
+    benchmark:
+        f"{WORK}/benchmarks/assemble_folder/{{key}}.tsv"

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from imexport.sinks.base import PlaneTarget, commit_path, remove_path, temporary_sibling
+from imexport.atomic import commit_path, remove_path, temporary_sibling
+from imexport.sinks.base import PlaneTarget
 from imexport.sinks.direct import DirectFile
 
 DEFAULT_OUTPUT_NAME = "data_raw.bin"

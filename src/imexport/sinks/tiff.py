@@ -8,7 +8,6 @@ chunks whatever the recording length.
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import warnings
@@ -16,8 +15,10 @@ import warnings
 import numpy as np
 import tifffile
 
-from .base import PlaneTarget, commit_path, remove_path, temporary_sibling
+from ..atomic import commit_path, remove_path, temporary_sibling
+from .base import PlaneTarget
 from .direct import DirectFile
+from .imagej import imagej_metadata
 
 _QUEUE_CHUNKS = 2
 # BigTIFF + ImageJ is only written past classic TIFF's 4 GiB (or when asked for): Fiji,
@@ -43,17 +44,6 @@ def use_bigtiff(option: bool | str, pixel_bytes: int, n_pages: int, description_
 
 class _Aborted(Exception):
     pass
-
-
-def imagej_metadata(md: dict, axes: str) -> tuple[dict, tuple[float, float] | None]:
-    """ImageJ header fields and the XY resolution (pixels per µm) from export metadata."""
-    ij = {"axes": axes, "unit": "um", "Info": json.dumps(md, default=str)}
-    if md.get("fs"):
-        ij["finterval"] = 1.0 / md["fs"]
-    if md.get("dz") and "Z" in axes:
-        ij["spacing"] = md["dz"]
-    resolution = (1.0 / md["dx"], 1.0 / md["dy"]) if md.get("dx") and md.get("dy") else None
-    return ij, resolution
 
 
 class TiffPlaneSink:

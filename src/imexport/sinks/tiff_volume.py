@@ -7,7 +7,6 @@ the whole volume however long the recording is.
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Iterator, Sequence
@@ -18,7 +17,8 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from imexport.sinks.base import commit_path, known_positive, remove_path, temporary_sibling
+from imexport.atomic import commit_path, remove_path, temporary_sibling
+from imexport.sinks.imagej import imagej_metadata
 from imexport.sinks.tiff import use_bigtiff
 
 PLANE_AXES = "TCYX"
@@ -86,7 +86,6 @@ def assemble_volume_tiff(
     if not target_chunk_mb > 0:
         raise ValueError(f"target_chunk_mb must be positive, got {target_chunk_mb!r}")
     out_path = Path(out_path)
-    ij_metadata, resolution = _imagej_metadata(metadata)
     with ExitStack() as stack:
         planes = []
         for path in plane_tiffs:
@@ -94,7 +93,7 @@ def assemble_volume_tiff(
             stack.callback(plane.close)
             planes.append(plane)
         _check_planes(planes)
-        _write_volume(out_path, planes, ij_metadata, resolution, target_chunk_mb, bigtiff)
+        _write_volume(out_path, planes, metadata, target_chunk_mb, bigtiff)
     return out_path
 
 
@@ -108,34 +107,21 @@ def _check_planes(planes: list[PlaneTiff]) -> None:
             )
 
 
-def _imagej_metadata(metadata: dict[str, Any]) -> tuple[dict[str, Any], tuple[float, float] | None]:
-    # serialised first so unserialisable metadata fails before any file is written;
-    # ASCII-only because tifffile stores ImageJ strings as 7-bit ASCII
-    info = {"unit": "um", "Info": json.dumps(metadata, ensure_ascii=True)}
-    dz, fs = known_positive(metadata.get("dz")), known_positive(metadata.get("fs"))
-    dx, dy = known_positive(metadata.get("dx")), known_positive(metadata.get("dy"))
-    if dz:
-        info["spacing"] = dz
-    if fs:
-        info["finterval"] = 1.0 / fs
-    return info, (1.0 / dx, 1.0 / dy) if dx and dy else None
-
-
 def _write_volume(
     out_path: Path,
     planes: list[PlaneTiff],
-    ij_metadata: dict[str, Any],
-    resolution: tuple[float, float] | None,
+    metadata: dict[str, Any],
     target_chunk_mb: float,
     bigtiff_option: bool | str,
 ) -> None:
     n_frames, n_channels, y, x = planes[0].shape
     n_planes = len(planes)
     shape = (n_frames, n_planes, n_channels, y, x) if n_channels > 1 else (n_frames, n_planes, y, x)
+    header, resolution = imagej_metadata(metadata, "TZCYX" if n_channels > 1 else "TZYX")
     frame_bytes = n_planes * n_channels * y * x * planes[0].dtype.itemsize
     chunk_t = int(min(n_frames, max(1, math.floor(target_chunk_mb * 2**20 / frame_bytes))))
     n_pages = n_frames * n_planes * n_channels
-    bigtiff = use_bigtiff(bigtiff_option, n_frames * frame_bytes, n_pages, len(ij_metadata.get("Info", "")))
+    bigtiff = use_bigtiff(bigtiff_option, n_frames * frame_bytes, n_pages, len(header["Info"]))
     temporary = temporary_sibling(out_path)
     try:
         with warnings.catch_warnings():
@@ -150,7 +136,7 @@ def _write_volume(
                 imagej=True,
                 bigtiff=bigtiff,
                 resolution=resolution,
-                metadata={"axes": "TZCYX" if n_channels > 1 else "TZYX", **ij_metadata},
+                metadata=header,
             )
         commit_path(temporary, out_path)
     except BaseException:

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from imexport.sinks.base import PlaneTarget, remove_path, write_json_atomic
+from imexport.atomic import remove_path, write_json_atomic
+from imexport.sinks.base import PlaneTarget
 from imexport.sinks.direct import DirectFile
 from imexport.sinks.zarr_shards import FileGrid, FrameShards, encode_shard, shard_frames
 

@@ -25,7 +25,8 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, GzipCodec, ShardingCodec, ZstdCodec
 
-from imexport.sinks.base import commit_path, known_positive, remove_path
+from imexport.atomic import commit_path, remove_path
+from imexport.sinks.scales import known_positive
 from imexport.sinks.zarr_plane import ARRAY_PATH, PLANES_DIR, plane_marker
 from imexport.sinks.zarr_shards import shard_frames
 

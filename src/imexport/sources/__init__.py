@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .base import ArrayReader
 from .info import SourceError, SourceInfo
 from .scanimage import (
     PlaneReader,
@@ -36,8 +37,8 @@ from .scanimage import (
 TIFF_SUFFIXES = (".tif", ".tiff")
 H5_SUFFIXES = (".h5", ".hdf5")
 INPUT_OPTIONS = ("dim_order", "dataset_name", "shape", "slice_repeats", "piezo_average")
-# kind -> module under sources/ with ``open_array``; imported on first use so that the
-# DAG of a raw recording never loads h5py or zarr
+# kind -> its module under sources/, an ``ArrayReader`` (sources/base.py); imported on
+# first use so that the DAG of a raw recording never loads h5py or zarr
 READERS = {"tiff": "tiff", "suite2p": "suite2p", "zarr": "zarr_source", "hdf5": "hdf5", "npy": "npy"}
 
 
@@ -121,29 +122,17 @@ def inspect_input(spec: str | Path, **options: Any) -> SourceInfo:
     if unknown:
         raise SourceError(f"input_options: unknown key(s) {unknown} (valid: {', '.join(INPUT_OPTIONS)})")
     kind, paths = locate_input(spec)
-    dim_order, dataset_name = options.get("dim_order"), options.get("dataset_name")
-    if kind == "tiff":
-        if is_raw_scanimage(paths[0]):
-            return inspect_acquisition(paths, slice_repeats=options.get("slice_repeats"),
-                                       piezo_average=options.get("piezo_average"))
-        from .tiff import inspect_tiff
+    if kind == "tiff" and is_raw_scanimage(paths[0]):
+        return inspect_acquisition(paths, slice_repeats=options.get("slice_repeats"),
+                                   piezo_average=options.get("piezo_average"))
+    return array_reader(kind).inspect(paths, options)
 
-        return inspect_tiff(paths, dim_order=dim_order)
-    if kind == "suite2p":
-        from .suite2p import inspect_suite2p
 
-        return inspect_suite2p(paths, shape=options.get("shape"))
-    if kind == "zarr":
-        from .zarr_source import inspect_zarr
-
-        return inspect_zarr(paths[0], dataset_name=dataset_name, dim_order=dim_order)
-    if kind == "hdf5":
-        from .hdf5 import inspect_h5
-
-        return inspect_h5(paths[0], dataset_name=dataset_name, dim_order=dim_order)
-    from .npy import inspect_npy
-
-    return inspect_npy(paths[0], dim_order=dim_order)
+def array_reader(kind: str) -> ArrayReader:
+    """The reader module of a non-ScanImage kind, imported now (see ``READERS``)."""
+    if kind not in READERS:
+        raise SourceError(f"unknown source kind {kind!r} (known: scanimage, {', '.join(READERS)})")
+    return importlib.import_module(f"{__name__}.{READERS[kind]}")
 
 
 def open_plane_reader(info: SourceInfo, index: str | os.PathLike | list[np.ndarray] | None = None):
@@ -157,12 +146,9 @@ def open_plane_reader(info: SourceInfo, index: str | os.PathLike | list[np.ndarr
             return PlaneReader(info, build_page_index(info))
         offsets = load_page_index(Path(index)) if isinstance(index, (str, os.PathLike)) else index
         return PlaneReader(info, offsets)
-    if info.kind not in READERS:
-        raise SourceError(f"unknown source kind {info.kind!r} (known: scanimage, {', '.join(READERS)})")
     from .arrays import GridReader
 
-    module = importlib.import_module(f"{__name__}.{READERS[info.kind]}")
-    return GridReader(info, module.open_array)
+    return GridReader(info, array_reader(info.kind).open_array)
 
 
 def build_index(info: SourceInfo) -> list[np.ndarray]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import h5py
 
-from ..sinks.hdf5 import read_attrs
+from ..hdf5_attrs import read_attrs
 from .arrays import array_source, physical, resolve_axes
 from .info import SourceError, SourceInfo
 
@@ -82,6 +82,10 @@ def inspect_h5(path: Path, *, dataset_name: str | None = None, dim_order: str | 
         axes = resolve_axes(_own_axes(metadata, dataset.ndim), dataset.shape, dim_order, f"{path}:{name}")
         return array_source("hdf5", [str(path)], [axes], [dataset.shape], dataset.dtype,
                             scales=physical(metadata), options={"dataset": name})
+
+
+def inspect(paths: list[Path], options: dict) -> SourceInfo:
+    return inspect_h5(paths[0], dataset_name=options.get("dataset_name"), dim_order=options.get("dim_order"))
 
 
 def open_array(info: SourceInfo, i: int):

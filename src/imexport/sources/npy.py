@@ -32,5 +32,9 @@ def inspect_npy(path: Path, *, dim_order: str | None = None) -> SourceInfo:
     return array_source("npy", [str(Path(path).resolve())], [axes], [array.shape], array.dtype)
 
 
+def inspect(paths: list[Path], options: dict) -> SourceInfo:
+    return inspect_npy(paths[0], dim_order=options.get("dim_order"))
+
+
 def open_array(info: SourceInfo, i: int):
     return _load(info.files[i]), None

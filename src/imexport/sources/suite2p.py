@@ -149,6 +149,10 @@ def _inspect_bin(path: Path, shape: list[int] | None) -> SourceInfo:
     return array_source("suite2p", [str(path.resolve())], ["TYX"], [(n, height, width)], DTYPE, scales=scales)
 
 
+def inspect(paths: list[Path], options: dict) -> SourceInfo:
+    return inspect_suite2p(paths, shape=options.get("shape"))
+
+
 def open_array(info: SourceInfo, i: int):
     path, shape = info.files[i], tuple(info.options["shapes"][i])
     if os.path.getsize(path) != int(np.prod(shape)) * DTYPE.itemsize:

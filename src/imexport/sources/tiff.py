@@ -98,6 +98,10 @@ def inspect_tiff(paths: list[Path], *, dim_order: str | None = None) -> SourceIn
     return array_source("tiff", [str(p) for p in paths], axes, shapes, dtype, grid=grid, scales=_scales(paths[0]))
 
 
+def inspect(paths: list[Path], options: dict) -> SourceInfo:
+    return inspect_tiff(paths, dim_order=options.get("dim_order"))
+
+
 def open_array(info: SourceInfo, i: int):
     path = info.files[i]
     try:

@@ -95,5 +95,9 @@ def inspect_zarr(path: Path, *, dataset_name: str | None = None, dim_order: str 
                         options={"dataset": dataset})
 
 
+def inspect(paths: list[Path], options: dict) -> SourceInfo:
+    return inspect_zarr(paths[0], dataset_name=options.get("dataset_name"), dim_order=options.get("dim_order"))
+
+
 def open_array(info: SourceInfo, i: int):
     return zarr.open_array(info.files[i], path=info.options["dataset"], mode="r"), None
