@@ -202,3 +202,18 @@ def test_a_failed_run_releases_the_lock(tmp_path, make_acquisition, run_snakemak
     assert "Error in rule write_plane_file" in failed.output
     assert (out / ".imexport" / "page_index.npz").is_file()  # the run got past its start
     assert not lock_path(out / ".imexport").exists()
+
+
+def test_imwrite_into_a_held_folder_stops_before_writing(tmp_path, make_acquisition, hold):
+    """The API runs under the same lock as the workflow."""
+    import imexport
+
+    make_acquisition(tmp_path, roi_heights=[16, 12])
+    out = tmp_path / "out"
+    holder = hold(out / ".imexport")
+    with pytest.raises(OutdirLockedError, match=rf"pid {holder.pid}"):
+        imexport.imwrite(tmp_path / "raw", out, ext=".tiff")
+    assert [p.name for p in out.iterdir()] == [".imexport"]
+    assert {p.name for p in (out / ".imexport").iterdir()} <= {"run.lock", ".run.lock.takeover"}  # nothing else written
+    imexport.imwrite(tmp_path / "raw", tmp_path / "free", ext=".tiff")  # another folder is free
+    assert not lock_path(tmp_path / "free" / ".imexport").exists()

@@ -163,7 +163,15 @@ def _plain(value: Any) -> Any:
 def run_plan(plan: Plan, config: dict[str, Any], progress: Callable[[float, Any], None] | None = None) -> None:
     """Every step of the plan's pipeline (:mod:`imexport.pipeline`, the description the
     workflow's rules use), in order, in this process: the overwrite check, output records,
-    clean-up of temporaries and processing history included."""
+    clean-up of temporaries and processing history included, under the output folder's
+    lock (:mod:`imexport.outdir_lock`)."""
+    from .outdir_lock import locked
+
+    with locked(plan.work):  # one run per output folder, as in the workflow
+        _run_locked(plan, config, progress)
+
+
+def _run_locked(plan: Plan, config: dict[str, Any], progress: Callable[[float, Any], None] | None) -> None:
     from .atomic import remove_path
     from .checksums import cache_folder
     from .guard import check_overwrite, planned_records, prepare_outdir, record_text
