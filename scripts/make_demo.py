@@ -1,5 +1,7 @@
 """Snakemake script: generate the embedded demo acquisition."""
-from imexport.steps import make_demo, setup_logging
 
-setup_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake
-make_demo(snakemake.params.spec, snakemake.params.folder)  # noqa: F821
+from imexport.steps import make_demo
+from imexport.user_errors import job
+
+with job(snakemake.log[0]):  # noqa: F821 - snakemake is injected by Snakemake
+    make_demo(snakemake.params.spec, snakemake.params.folder)  # noqa: F821

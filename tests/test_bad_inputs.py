@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import resource
 import shutil
 import struct
@@ -208,6 +209,15 @@ def test_a_full_disk_fails_the_job_and_leaves_no_output(tmp_path, make_acquisiti
     assert failed and "ulimit -f" in result.output and "MiB are free" in result.output
     written = [p for p in out.iterdir() if p.name != ".imexport"]
     assert written == []  # no output, no temporary, no manifest
+    # on screen: one line per failed job, no traceback; the traceback is in the job's log
+    assert "Traceback" not in result.output
+    for name in failed:
+        messages = [line for line in result.output.splitlines() if f"{out / name} not written" in line]
+        assert len(messages) == 1 and messages[0].startswith(f"imexport: {out / name} not written: [Errno 27]")
+        assert re.search(r"\. \d+ MiB are free on its file system", messages[0])
+        job_log = (out / ".imexport" / "logs" / "write" / f"{name}.log").read_text()
+        assert "Traceback (most recent call last)" in job_log and "os.pwrite" in job_log
+        assert messages[0].removeprefix("imexport: ") in job_log
 
 
 def test_an_input_changed_after_indexing_stops_the_plane_job(tmp_path, make_acquisition):

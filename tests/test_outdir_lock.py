@@ -166,6 +166,7 @@ def test_a_run_into_a_held_folder_stops_before_any_job(tmp_path, make_acquisitio
         assert f"imexport: {out}: another imexport run exports into this folder" in refused.output
         assert f"pid {holder.pid}," in refused.output and "wait for it to finish" in refused.output
         assert "Traceback" not in refused.output and "rule " not in refused.output  # no job started
+        assert "Snakefile" not in refused.output and "WorkflowError" not in refused.output  # no Snakemake location
     assert snapshot(out) == before
     assert verify(out).returncode == 0
 

@@ -48,6 +48,7 @@ def test_a_changed_config_stops_unless_overwrite_then_replaces_and_prunes(tmp_pa
         assert f"{out / name} (written by imexport with other parameters)" in refused.output
     assert TIFS[2] not in refused.output.split("overwrite: false")[1]  # not rewritten: not listed
     assert "rule " not in refused.output  # refused before any job
+    assert "Traceback" not in refused.output and ".smk" not in refused.output  # no Snakemake location either
     assert snapshot(out) == before
 
     replaced = run_snakemake(tmp_path / "work", {**changed, "overwrite": True})

@@ -24,6 +24,7 @@ import yaml
 from imexport.config import validate
 from imexport.demo import demo_spec
 from imexport.synthetic import AcquisitionSpec, expected_roi
+from imexport.workflow_plan import plan_for_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -304,6 +305,11 @@ def test_bad_config_stops_before_any_job(tmp_path, acquisition, run_snakemake, e
     assert "imexport:" in result.output
     assert "rule " not in result.output and "Job stats" not in result.output  # no job was scheduled
     assert not out.exists()
+    # the planning error alone on screen: no Snakemake location (.smk file, line), no traceback
+    with pytest.raises(ValueError) as planned:
+        plan_for_config(base_config(raw, out, **extra))
+    on_screen = [line for line in result.output.splitlines() if not line.startswith("Config file ")]
+    assert on_screen == f"imexport: {planned.value}".splitlines()
 
 
 # --------------------------------------------------------------------------- 7. the shipped default

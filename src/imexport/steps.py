@@ -35,19 +35,6 @@ from .synthetic import AcquisitionSpec, write_acquisition
 log = logging.getLogger("imexport")
 
 
-def setup_logging(log_file: str | None, debug: bool = False) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
-    if log_file:
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, mode="w"))
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        handlers=handlers,
-        force=True,
-    )
-
-
 def make_demo(spec_settings: dict[str, Any], folder: str) -> list[Path]:
     """Write the demo acquisition into a temporary folder, then move the files in."""
     spec = AcquisitionSpec(**spec_settings)
@@ -133,7 +120,6 @@ def _write_failure(target: Path, exc: OSError) -> str:
         f"{target} not written: {exc}. {shutil.disk_usage(folder).free / 2**20:.0f} MiB are free on its file system "
         f"(a full disk or a file size limit, ulimit -f, cuts writes short)"
     )
-    log.error(message)
     return message
 
 

@@ -8,12 +8,13 @@ from snakemake.exceptions import WorkflowError
 
 from imexport.checksums import cache_folder
 from imexport.steps import plan_summary
+from imexport.user_errors import stop_run
 from imexport.workflow_plan import plan_for_config
 
 try:
     RESOLVED, PLAN = plan_for_config(config)
-except ValueError as error:
-    raise WorkflowError(f"imexport: {error}") from None
+except (ValueError, OSError) as error:
+    stop_run(error)
 
 config.update(RESOLVED)
 if workflow.is_main_process:  # jobs a cluster runs parse this file again: say it once

@@ -14,7 +14,7 @@ PIPELINE = Pipeline(PLAN, {key: record["record"] for key, record in OUTPUT_RECOR
 try:
     check_overwrite(PLAN, OUTPUT_RECORDS, RESOLVED["overwrite"])
 except OverwriteError as error:
-    raise WorkflowError(f"imexport: {error}") from None
+    stop_run(error)
 
 
 localrules:

@@ -12,7 +12,7 @@ QC_TARGETS = []
 
 if QC["enabled"]:
     if importlib.util.find_spec("matplotlib") is None:
-        raise WorkflowError('imexport: qc.enabled: true needs matplotlib: pip install "imexport[report]"')
+        stop_run('qc.enabled: true needs matplotlib: pip install "imexport[report]"')
 
     QC_FILES = qc_files(PLAN)
     QC_TARGETS = QC_FILES.all()
