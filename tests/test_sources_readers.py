@@ -152,6 +152,22 @@ def test_imexport_tiff_outputs_read_back_with_their_metadata(tmp_path):
     check(inspect_input(volume), m, "tiff", SCALES)
 
 
+@pytest.mark.parametrize("kept_bytes", [7, 12], ids=["header_cut_short", "first_directory_cut_short"])
+def test_a_truncated_plain_tiff_is_a_source_error_naming_the_file(tmp_path, kept_bytes):
+    # a plain (non-ScanImage) stack cut short inside its 8-byte header or its first page's
+    # directory: tifffile raises struct.error or TiffFileError, never a page count
+    good = tmp_path / "good.tif"
+    tifffile.imwrite(good, movie((5, 1, 1, 8, 8))[:, 0, 0])
+    cut = tmp_path / "in" / "cut.tif"
+    cut.parent.mkdir()
+    cut.write_bytes(good.read_bytes()[:kept_bytes])
+    with pytest.raises(SourceError, match="not a readable TIFF") as refused:
+        inspect_input(cut)
+    assert str(refused.value).startswith(f"{cut}: ")
+    with pytest.raises(SourceError, match=f"{cut}: not a readable TIFF"):
+        plan_for_config({"input": str(cut.parent), "outdir": str(tmp_path / "out")})
+
+
 # --------------------------------------------------------------------------- Suite2p
 
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +43,26 @@ def plane_number(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _series(path: Path) -> tuple[str, tuple[int, ...], np.dtype]:
+@contextmanager
+def _readable(path: Path) -> Iterator[None]:
+    """Any failure of tifffile reading ``path``'s structure as one SourceError naming the file:
+    tifffile reports damage with many exception types (a truncated header raises struct.error)."""
     try:
-        with tifffile.TiffFile(path) as tf:
-            series = tf.series[0]
-            return series.axes, tuple(series.shape), np.dtype(series.dtype)
-    except (tifffile.TiffFileError, OSError, IndexError) as exc:
-        raise SourceError(f"{path}: not a readable TIFF ({exc})") from None
+        yield
+    except Exception as exc:  # noqa: BLE001 - whatever tifffile raised, the file is damaged
+        raise SourceError(
+            f"{path}: not a readable TIFF ({type(exc).__name__}: {exc}): damaged, cut short or not a TIFF file"
+        ) from None
+
+
+def _series(path: Path) -> tuple[str, tuple[int, ...], np.dtype]:
+    with _readable(path), tifffile.TiffFile(path) as tf:
+        series = tf.series[0]
+        return series.axes, tuple(series.shape), np.dtype(series.dtype)
 
 
 def _scales(path: Path) -> dict[str, float | None]:
-    with tifffile.TiffFile(path) as tf:
+    with _readable(path), tifffile.TiffFile(path) as tf:
         ij = tf.imagej_metadata or {}
         shaped = tf.shaped_metadata[0] if tf.shaped_metadata else {}
         page = tf.pages.first
