@@ -205,12 +205,5 @@ def test_module_pixels_equal_the_main_workflow(module_run, run_snakemake, tmp_pa
     assert len(pixel_digests(root / "export")) == 3 + 3  # three TIFF planes, one shard per plane
 
 
-LOCALRULES_BY_NAME = (
-    "workflow/rules/*.smk name their local rules in `localrules:` directives, which a module's rule prefix "
-    "does not rename (Snakemake warns and submits them to the cluster); `localrule: True` on each rule would"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=LOCALRULES_BY_NAME)
 def test_module_keeps_the_local_rules_local(module_run):
     assert "localrules directive specifies rules that are not present" not in module_run[4]

@@ -17,11 +17,8 @@ except OverwriteError as error:
     stop_run(error)
 
 
-localrules:
-    output_record,
-
-
 rule output_record:
+    localrule: True
     output:
         f"{RECORDS_DIR}/{{record}}",
     wildcard_constraints:

@@ -57,11 +57,8 @@ TOUCHED = {
 }
 
 
-localrules:
-    history,
-
-
 rule history:
+    localrule: True
     input:
         outputs=[f"{OUT}/{p}" for r in OUTPUT_RECORDS.values() for p in r["paths"]],
         input_checksums=INPUT_CHECKSUMS,

@@ -2,17 +2,10 @@
 from imexport.demo import demo_active, demo_files, demo_spec_settings
 
 
-localrules:
-    index_source,
-    prepare_store,
-
-
 if demo_active(RESOLVED):
 
-    localrules:
-        make_demo,
-
     rule make_demo:
+        localrule: True
         output:
             [str(p.resolve()) for p in demo_files(RESOLVED)],
         params:
@@ -27,6 +20,7 @@ if demo_active(RESOLVED):
 
 
 rule index_source:
+    localrule: True
     input:
         unpack(step_inputs("index_source", None)),
     output:

@@ -63,6 +63,7 @@ use rule write_plane_file as write_plane_slab with:
 
 
 rule prepare_store:
+    localrule: True
     input:
         unpack(step_inputs("prepare_store", "store")),
     output:
