@@ -215,9 +215,11 @@ def test_a_full_disk_fails_the_job_and_leaves_no_output(tmp_path, make_acquisiti
         messages = [line for line in result.output.splitlines() if f"{out / name} not written" in line]
         assert len(messages) == 1 and messages[0].startswith(f"imexport: {out / name} not written: [Errno 27]")
         assert re.search(r"\. \d+ MiB are free on its file system", messages[0])
-        job_log = (out / ".imexport" / "logs" / "write" / f"{name}.log").read_text()
-        assert "Traceback (most recent call last)" in job_log and "os.pwrite" in job_log
-        assert messages[0].removeprefix("imexport: ") in job_log
+        job_log = out / ".imexport" / "logs" / "write" / f"{name}.log"
+        message, _, named_log = messages[0].removeprefix("imexport: ").partition(" (job log: ")
+        assert named_log == f"{job_log})"
+        logged = job_log.read_text()
+        assert "Traceback (most recent call last)" in logged and "os.pwrite" in logged and message in logged
 
 
 def test_an_input_changed_after_indexing_stops_the_plane_job(tmp_path, make_acquisition):

@@ -312,6 +312,21 @@ def test_bad_config_stops_before_any_job(tmp_path, acquisition, run_snakemake, e
     assert on_screen == f"imexport: {planned.value}".splitlines()
 
 
+def test_the_workflow_profile_keeps_the_screen_to_a_summary(tmp_path, acquisition, run_snakemake):
+    """workflow/profiles/default (Snakemake applies it unless told --workflow-profile none):
+    no rule blocks and no job's INFO lines on screen; those lines are in the job logs."""
+    spec, raw = acquisition
+    out = tmp_path / "out"
+    profile = REPO / "workflow" / "profiles" / "default"
+    result = run_snakemake(tmp_path, base_config(raw, out), "--workflow-profile", str(profile))
+    lines = result.output.splitlines()
+    assert not [line for line in lines if re.match(r"\s*(local)?rule \w+:$", line)]  # no rule blocks
+    assert not [line for line in lines if " INFO " in line or "hashed into" in line]  # no job's INFO lines
+    assert f"imexport: {spec.n_planes} output(s) in {out.resolve()}" in lines
+    job_log = (out / ".imexport" / "logs" / "write" / f"{plane_file(1, list(range(1, spec.n_frames + 1)))}.log")
+    assert "file(s) hashed into" in job_log.read_text()
+
+
 # --------------------------------------------------------------------------- 7. the shipped default
 
 

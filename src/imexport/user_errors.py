@@ -30,7 +30,7 @@ def stop_run(error: BaseException | str) -> NoReturn:
     """Stop a Snakemake run before any job (while it reads the workflow, or in its onstart
     handler): the message alone on stderr, exit status 1. Snakemake 9 lets SystemExit
     through as it is, where a WorkflowError is printed with its .smk file and line."""
-    print(f"imexport: {error}", file=sys.stderr)
+    say(f"imexport: {error}")
     raise SystemExit(1)
 
 
@@ -55,11 +55,17 @@ def job(log_file: str, debug: bool = False) -> Iterator[None]:
         # the traceback to the log file only (not through the logger: the screen handler would print it)
         to_file.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (error,), sys.exc_info()))
         if is_user_error(error):
-            print(f"imexport: {error}", file=sys.stderr)
+            say(f"imexport: {error} (job log: {log_file})")
         else:
-            print(
+            say(
                 f"imexport: unexpected {type(error).__name__}: {error} (a bug in imexport: please report it "
-                f"with the traceback in {log_file})",
-                file=sys.stderr,
+                f"with the traceback in {log_file})"
             )
         raise SystemExit(1) from None
+
+
+def say(line: str) -> None:
+    """``line`` on stderr in one write: parallel jobs share the screen, and print() writes
+    the newline apart, which lets another job's line land in between."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
