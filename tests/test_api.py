@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import re
 from pathlib import Path
 
@@ -72,6 +73,45 @@ def test_imwrite_progress_metadata_and_no_mutation(tmp_path, make_acquisition):
     np.testing.assert_array_equal(data, stitched_truth(spec, np.arange(6), 2))
     assert info["dz"] == 14.0 and info["animal"] == "m1" and info["planes"] == [1, 3]
     assert (out / "imexport_manifest.json").is_file()
+
+
+def test_show_progress_prints_one_line_per_plane_job_off_a_terminal(tmp_path, make_acquisition, capfd):
+    make_acquisition(tmp_path, n_frames=6, frames_per_file=4)
+    capfd.readouterr()
+    imexport.imwrite(tmp_path / "raw", tmp_path / "quiet", planes=[1, 3], fix_phase=False, show_progress=False)
+    assert capfd.readouterr() == ("", "")  # nothing at all
+    calls = []
+    imexport.imwrite(tmp_path / "raw", tmp_path / "out", planes=[1, 3], fix_phase=False, show_progress=True,
+                     progress_callback=lambda fraction, plane: calls.append((fraction, plane)))
+    shown = capfd.readouterr()  # pytest's captured stderr is a file, not a terminal
+    assert shown.out == ""
+    assert shown.err.splitlines() == ["imexport: 1/2 plane jobs done (plane 1)", "imexport: 2/2 plane jobs done (plane 3)"]
+    assert calls == [(0.5, 1), (1.0, 3)]  # the caller's callback still gets every call
+
+
+def test_the_progress_bar_redraws_one_line_on_a_terminal():
+    from imexport.progress import WIDTH, ProgressBar
+
+    main, terminal = os.openpty()
+    with os.fdopen(terminal, "w") as stream:
+        bar = ProgressBar(4, stream)
+        for done, plane in enumerate([1, 2, 3, 4], start=1):
+            bar(done / 4, plane)
+        bar.end()  # after the last job the line is already ended: nothing more
+    drawn = b""
+    while True:  # everything the terminal holds; reading past the closed end raises EIO
+        try:
+            drawn += os.read(main, 4096)
+        except OSError:
+            break
+    os.close(main)
+    drawn = drawn.decode()
+    assert drawn.endswith("\r\n")  # one newline at the end (the terminal sends it as \r\n)
+    frames = drawn.removesuffix("\r\n").split("\r")
+    assert frames[0] == ""  # each frame starts with a carriage return, redrawing the line
+    assert WIDTH == 30
+    filled = [8, 15, 22, 30]  # a quarter, half, three quarters of 30 characters, rounded
+    assert frames[1:] == [f"imexport: [{'#' * n}{'-' * (WIDTH - n)}] {k}/4 plane jobs" for k, n in enumerate(filled, 1)]
 
 
 def test_numpy_input_with_dim_order(tmp_path):

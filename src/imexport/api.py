@@ -23,6 +23,7 @@ from .formats import FORMATS
 from .jobs import OUTPUT_TYPES, Export, PlaneJob
 from .pipeline import Pipeline
 from .plan import Plan
+from .progress import ProgressBar
 from .sources import SourceInfo, inspect_input
 from .workflow_plan import plan_for_config
 
@@ -253,8 +254,9 @@ def imwrite(
     1-based. Format options (``sharded``, ``compressor``, ``pyramid``, …), axial knobs
     (``max_frames``, ``chunk_frames``, ``max_reg_xy``, ``gpu``) and scan-phase options
     (``fix_phase``, ``phasecorr_method``, ``use_fft``, ``border``, ``max_offset``) go in
-    ``**kwargs``. ``progress_callback(fraction, current_plane)`` is called after every
-    plane job, whatever ``show_progress`` says. Returns ``outpath``.
+    ``**kwargs``. ``show_progress`` draws a progress bar on stderr (:mod:`imexport.progress`);
+    ``progress_callback(fraction, current_plane)`` is called after every plane job, whatever
+    ``show_progress`` says. Returns ``outpath``.
     """
     outpath = Path(outpath)
     if isinstance(lazy_array, np.ndarray):
@@ -270,8 +272,26 @@ def imwrite(
     _, plan = plan_for_config(config, lazy_array.info if isinstance(lazy_array, LazyArray) else None)
     if config_out is not None:
         Path(config_out).write_text(yaml.safe_dump(_session_config(config), sort_keys=False))
-    run_plan(plan, config, progress_callback)
+    bar = ProgressBar(len(plan.jobs)) if show_progress else None
+    try:
+        run_plan(plan, config, _each(progress_callback, bar))
+    finally:
+        if bar is not None:
+            bar.end()
     return outpath
+
+
+def _each(*callbacks: Callable | None) -> Callable | None:
+    """One progress callback calling every one of ``callbacks`` given (None if none is)."""
+    given = [c for c in callbacks if c is not None]
+    if not given:
+        return None
+
+    def progress(fraction: float, plane: Any) -> None:
+        for callback in given:
+            callback(fraction, plane)
+
+    return progress
 
 
 def run_config(config: dict[str, Any], progress: Callable[[float, Any], None] | None = None) -> Plan:
