@@ -5,6 +5,7 @@ from imexport.demo import demo_active, demo_files, demo_spec_settings
 localrules:
     index_source,
     prepare_store,
+    prepare_store_file,
 
 
 if demo_active(RESOLVED):
