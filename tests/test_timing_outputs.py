@@ -18,8 +18,16 @@ from imexport.metadata import TIMING_INLINE_FRAMES
 
 ONE_ROI = dict(content="index", roi_heights=[5], width=6, fly_to_lines=0, n_planes=1, frame_rate=30.0)
 S, F, DROPPED_AFTER = 3, 2, 11
-STACK = dict(**ONE_ROI, n_colors=2, channel_save=[1, 4], piezo_slices=S, flyback_frames=F, n_frames=6,
-             frames_per_file=7, dropped_after=[DROPPED_AFTER])
+STACK = dict(
+    **ONE_ROI,
+    n_colors=2,
+    channel_save=[1, 4],
+    piezo_slices=S,
+    flyback_frames=F,
+    n_frames=6,
+    frames_per_file=7,
+    dropped_after=[DROPPED_AFTER],
+)
 SELECTED = [1, 3, 5]  # 0-based volumes of the selection "2:6:2" (1-based, inclusive)
 
 
@@ -86,9 +94,27 @@ def check_all_formats(out, volumes):
 def test_workflow_writes_the_selected_frames_times_in_every_format(tmp_path, make_acquisition, run_snakemake):
     spec, paths = make_acquisition(tmp_path, **STACK)
     out = tmp_path / "out"
-    run_snakemake(tmp_path, {"input": str(paths[0].parent), "outdir": str(out), "channels": 1, "frames": "2:6:2",
-                             "format": ["tiff", "bin", "zarr", "h5"], "scan_phase": {"fix_phase": False}})
+    run_snakemake(
+        tmp_path,
+        {
+            "input": str(paths[0].parent),
+            "outdir": str(out),
+            "channels": 1,
+            "frames": "2:6:2",
+            "format": ["tiff", "bin", "zarr", "h5"],
+            "scan_phase": {"fix_phase": False},
+            "qc": {"enabled": True},
+        },
+    )
     check_all_formats(out, SELECTED)
+    # the dropped frame: in the processing history's step, and the QC report's frame-interval plot
+    step = json.loads((out / "imexport_manifest.json").read_text())["steps"][-1]
+    assert step["source_timing"] == {
+        "acquisition_start": "2021-11-05T09:50:13.560000",
+        "dropped_frames": [{"after_frame_number": DROPPED_AFTER + 1, "missing": 1}],
+    }
+    figure = out / ".imexport" / "qc" / "frame_intervals.png"
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the pixels are those of the selected volumes (slice 0, channel 1): the selection is what the times say
     page = np.asarray(SELECTED) * (S + F) * 2
     data = np.load(products(out, "data_raw.bin")[0].parent / "timestamps.npy")
@@ -105,8 +131,16 @@ def test_api_writes_the_selected_frames_times(tmp_path, make_acquisition, ext, o
     import imexport
 
     spec, paths = make_acquisition(tmp_path, **STACK)
-    out = imexport.imwrite(imexport.imread(paths[0].parent), tmp_path / "api", ext=ext, channels=1, frames="2:6:2",
-                           fix_phase=False, show_progress=False, **options)
+    out = imexport.imwrite(
+        imexport.imread(paths[0].parent),
+        tmp_path / "api",
+        ext=ext,
+        channels=1,
+        frames="2:6:2",
+        fix_phase=False,
+        show_progress=False,
+        **options,
+    )
     if ext == ".tiff":
         (volume,) = products(out, "*.tif")
         with tifffile.TiffFile(volume) as tif:
@@ -124,8 +158,7 @@ def test_long_exports_keep_the_per_frame_times_in_a_sidecar(tmp_path, make_acqui
     import imexport
 
     n = TIMING_INLINE_FRAMES + 5
-    spec, paths = make_acquisition(tmp_path, **{**ONE_ROI, "roi_heights": [2], "width": 2}, n_frames=n,
-                                   frames_per_file=n)
+    spec, paths = make_acquisition(tmp_path, **{**ONE_ROI, "roi_heights": [2], "width": 2}, n_frames=n, frames_per_file=n)
     times = np.round(np.arange(n) / spec.frame_rate, 6)  # planar: frame t is logged frame t, number t + 1
     tif_out = imexport.imwrite(paths[0].parent, tmp_path / "tif", ext=".tiff", fix_phase=False, show_progress=False)
     (tif,) = products(tif_out, "*.tif")
@@ -140,6 +173,21 @@ def test_long_exports_keep_the_per_frame_times_in_a_sidecar(tmp_path, make_acqui
     inline = zarr.open_group(store, mode="r").attrs["imexport"]["timing"]
     assert "timestamps_sec" not in inline
     np.testing.assert_array_equal(json.loads((store / inline["per_frame_sidecar"]).read_text())["timestamps_sec"], times)
+
+
+def test_the_plan_summary_lists_what_inspection_set_aside(tmp_path, make_acquisition):
+    from imexport.steps import plan_summary
+    from imexport.workflow_plan import plan_for_config
+
+    spec, paths = make_acquisition(
+        tmp_path, **ONE_ROI, piezo_slices=4, flyback_frames=2, n_frames=3, partial_volume_frames=4, frames_per_file=5
+    )
+    _, plan = plan_for_config(
+        {"input": str(paths[0].parent), "outdir": str(tmp_path / "out"), "scan_phase": {"fix_phase": False}}
+    )
+    assert len(plan.frames) == 3
+    notes = [line for line in plan_summary(plan).splitlines() if line.startswith("note: ")]
+    assert any("incomplete volume" in line and "4 logged frame" in line for line in notes)
 
 
 def test_sources_without_timing_write_none(tmp_path):
