@@ -90,7 +90,9 @@ def test_the_step_records_software_files_durations_and_parameters(export):
     tif = outputs[f"{PLANES[0]}.tif"]["files"]
     assert tif == [{"path": f"{PLANES[0]}.tif", "size": (out / f"{PLANES[0]}.tif").stat().st_size, "sha256": sha(out / f"{PLANES[0]}.tif")}]
     binary = {f["path"]: f for f in outputs[PLANES[0]]["files"]}
-    assert set(binary) == {f"{PLANES[0]}/{name}" for name in ("data_raw.bin", "ops.npy", "db.npy", "settings.npy")}
+    # timestamps.npy: the ScanImage frames' acquisition times
+    names = ("data_raw.bin", "ops.npy", "db.npy", "settings.npy", "timestamps.npy")
+    assert set(binary) == {f"{PLANES[0]}/{name}" for name in names}
     assert binary[f"{PLANES[0]}/data_raw.bin"]["sha256"] == sha(out / PLANES[0] / "data_raw.bin")
     h5_files = {f["path"] for f in outputs[H5]["files"]}
     assert h5_files == {H5}  # one self-contained file (h5.layout: single)
@@ -193,7 +195,8 @@ def test_verify_passes_an_intact_export_and_names_every_damaged_file(export, tmp
     damaged = verify_cli(copy)
     assert damaged.returncode == 1
     named = {line.split()[1].rstrip(":") for line in damaged.stdout.splitlines() if line.startswith("DIFFERS")}
-    assert named == {f"{PLANES[1]}.tif"} | {f"{PLANES[2]}/{name}" for name in ("data_raw.bin", "ops.npy", "db.npy", "settings.npy")}
+    plane_files = ("data_raw.bin", "ops.npy", "db.npy", "settings.npy", "timestamps.npy")
+    assert named == {f"{PLANES[1]}.tif"} | {f"{PLANES[2]}/{name}" for name in plane_files}
     assert "sha256" in damaged.stdout and "missing" in damaged.stdout
 
 
