@@ -109,7 +109,9 @@ def write_plane(job: PlaneJob, source_json: str, index_path: str, *, show_progre
     except OSError as exc:
         raise OSError(_write_failure(Path(job.store or job.output), exc)) from exc
     if job.output_type == "slab":
-        write_json_atomic(Path(job.output), {"z_index": job.z_index, "plane": job.plane + 1})
+        # the marker carries the times to the assemble step of a store that has no other place for them
+        write_json_atomic(Path(job.output), {"z_index": job.z_index, "plane": job.plane + 1,
+                                             **({"timing": timing} if timing else {})})
     if checksums and job.output_type in ("file", "folder"):
         remember_files(files_of(Path(job.output)), checksums)
     elif checksums and job.output_type == "slab":

@@ -14,6 +14,8 @@ The processing history goes into the root attribute ``processing_history``.
 
 from __future__ import annotations
 
+import json
+
 import shutil
 from pathlib import Path
 from typing import Any, ClassVar
@@ -97,9 +99,15 @@ class H5Format(NoSteps):
         """The single file finalised and moved into place, or the master over the plane files;
         with ``checksums``, hashed into that cache."""
         if export.store:
+            from ..sinks.hdf5 import timing_datasets
             from ..sinks.hdf5_single import finalize_file
 
-            finalize_file(Path(export.store), Path(export.path), metadata=export.metadata, plane_metadata=plane_metadata)
+            # the acquisition times, which the plane jobs learnt from the page index, in their markers
+            timing = json.loads(Path(plane_outputs[0]).read_text()).get("timing")
+            datasets, attribute = timing_datasets(timing) if timing else ({}, None)
+            metadata = {**export.metadata, **({"timing": attribute} if attribute else {})}
+            finalize_file(Path(export.store), Path(export.path), metadata=metadata, plane_metadata=plane_metadata,
+                          datasets=datasets)
         else:
             from ..sinks.hdf5 import assemble_h5
 

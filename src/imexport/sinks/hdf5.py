@@ -61,14 +61,24 @@ def plane_dataset_shape(target: PlaneTarget) -> tuple[int, ...]:
     return (target.n_frames, *channels, *target.frame_shape)
 
 
+def timing_datasets(timing: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The per-frame times of ``timing`` as the ``TIMING_DATASETS`` arrays, and what stays
+    in the ``timing`` attribute (the rest, naming those datasets)."""
+    datasets = {name: np.asarray(timing[key], dtype=np.float64 if name == "timestamps" else np.int64)
+                for name, key in TIMING_DATASETS.items()}
+    attribute = {**{k: v for k, v in timing.items() if k not in TIMING_DATASETS.values()},
+                 "per_frame_datasets": list(TIMING_DATASETS)}
+    return datasets, attribute
+
+
 def write_metadata(file: h5py.File, metadata: Mapping[str, Any]) -> None:
     """``metadata`` as root attributes; its per-frame times as the ``TIMING_DATASETS``."""
     timing = metadata.get("timing")
     if timing:
-        for name, key in TIMING_DATASETS.items():
-            file.create_dataset(name, data=np.asarray(timing[key], dtype=np.float64 if name == "timestamps" else np.int64))
-        metadata = {**metadata, "timing": {**{k: v for k, v in timing.items() if k not in TIMING_DATASETS.values()},
-                                           "per_frame_datasets": list(TIMING_DATASETS)}}
+        datasets, attribute = timing_datasets(timing)
+        for name, values in datasets.items():
+            file.create_dataset(name, data=values)
+        metadata = {**metadata, "timing": attribute}
     write_attrs(file, metadata)
 
 
