@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from imexport.metadata import TIMING_INLINE_FRAMES
+from imexport.verify import verify
 
 ONE_ROI = dict(content="index", roi_heights=[5], width=6, fly_to_lines=0, n_planes=1, frame_rate=30.0)
 S, F, DROPPED_AFTER = 3, 2, 11
@@ -168,6 +169,12 @@ def test_long_exports_keep_the_per_frame_times_in_a_sidecar(tmp_path, make_acqui
     sidecar = json.loads((tif.parent / inline["per_frame_sidecar"]).read_text())
     np.testing.assert_array_equal(sidecar["timestamps_sec"], times)
     assert sidecar["frame_numbers"] == list(range(1, n + 1))
+    # the sidecar belongs to the TIFF: listed and hashed in the manifest, so verify checks it
+    manifest = json.loads((tif_out / "imexport_manifest.json").read_text())
+    assert tif.name + ".timing.json" in {f["path"] for f in manifest["files"]}
+    assert verify(tif_out) == []
+    (tif.parent / inline["per_frame_sidecar"]).write_text("{}")
+    assert any(tif.name + ".timing.json" in problem for problem in verify(tif_out))
     zarr_out = imexport.imwrite(paths[0].parent, tmp_path / "zarr", ext=".zarr", fix_phase=False, show_progress=False)
     (store,) = products(zarr_out, "*.zarr")
     inline = zarr.open_group(store, mode="r").attrs["imexport"]["timing"]
