@@ -207,3 +207,5 @@ def test_sources_without_timing_write_none(tmp_path):
     folders = [p.parent for p in products(out, "data_raw.bin")]
     assert folders and not any((f / "timestamps.npy").exists() for f in folders)
     assert all("timing" not in np.load(f / "ops.npy", allow_pickle=True).item()["imexport"] for f in folders)
+    # one file of 4 frames: suite2p's frames_per_file still holds it
+    assert all(np.load(f / "ops.npy", allow_pickle=True).item()["frames_per_file"] == [4] for f in folders)
