@@ -54,7 +54,7 @@ def test_the_test_config_runs_every_format_over_the_defaults(tmp_path):
     frames = f"tp00001-{demo['n_frames']:05d}"
     volume = f"zplane01-{demo['n_planes']:02d}_{frames}"
     expected = {f"zplane{p:02d}_{frames}.tif" for p in planes} | {f"zplane{p:02d}_{frames}" for p in planes}
-    expected |= {f"{volume}.zarr", f"{volume}.h5", f"{volume}_planes"}
+    expected |= {f"{volume}.zarr", f"{volume}.h5"}  # one self-contained HDF5 file, no plane folder
     written = {p.name for p in out.iterdir() if p.name != "imexport_manifest.json" and not p.name.endswith(".history.json")}
     assert written == expected | {".imexport"}
     frame_bytes = 2 * max(demo["roi_heights"]) * 2 * demo["width"]  # int16, two ROIs side by side

@@ -78,7 +78,7 @@ def test_api_and_workflow_write_the_same_files_in_every_format(tmp_path, make_ac
     make_acquisition(tmp_path, roi_heights=[16, 14], width=20, phase_offset=1.0, texture=50.0)
     # the same config and the same outdir (ops.npy records absolute paths): the API's
     # export is moved aside first
-    config = _config(tmp_path, register_z=True, tiff={"layout": "volume"}, h5={"compression": "gzip"},
+    config = _config(tmp_path, register_z=True, tiff={"layout": "volume"}, h5={"compression": "gzip", "layout": "virtual"},
                      metadata={"dz": 5.0})
     run_config(config)
     api_out, wf_out = (tmp_path / "out").rename(tmp_path / "api"), tmp_path / "out"

@@ -227,12 +227,15 @@ def _step_runners(plan: Plan, checksums: str) -> dict[str, Callable[[str], None]
         steps.assemble_export(_as_params(export), [job.output for job in jobs],
                               [_as_params(job).metadata for job in jobs], checksums)
 
+    def prepare(store: str) -> None:
+        steps.prepare_export(_as_params(plan.stores()[f"{plan.work}/{store}"]))
+
     return {
         "index_source": lambda _: steps.index_source(plan.source.to_json(), source_json, index),
         "scan_phase": scan_phase,
         "axial_shifts": lambda record: steps.axial_shifts(plan.axial_tasks[f"{plan.work}/{record}"], source_json, index,
                                                           f"{plan.work}/{record}"),
-        "prepare_store": lambda store: steps.prepare_export(_as_params(plan.stores()[f"{plan.work}/{store}"])),
+        **{rule: prepare for rule in ("prepare_store", "prepare_store_file")},
         **{f"write_plane_{output}": write_plane for output in OUTPUT_TYPES},
         "assemble_file": assemble,
         "assemble_folder": assemble,

@@ -2,8 +2,9 @@
 
 An export adds exactly one step (``"step": "imexport"``) to the history of its input:
 when, with which software, from which input files (sizes, sha256), into which outputs,
-how long each job took, every parameter that shaped the pixels, and the full resolved
-config. The history — the input's earlier steps first, this step last — lands in every
+how long each job took, every parameter that shaped the pixels, the full resolved
+config, and for ScanImage sources the acquisition start and its dropped frames (gaps in
+``frameNumbers``, ``source_timing``). The history — the input's earlier steps first, this step last — lands in every
 output:
 
 * Zarr: group attribute ``processing_history`` (a list);
@@ -43,7 +44,7 @@ import logging
 import platform
 import uuid
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +52,17 @@ import h5py
 import numpy as np
 
 from . import __version__
-from .checksums import adopt_touch, cache_folder, checksum_files, files_of, input_files
 from .atomic import write_json_atomic
+from .checksums import adopt_touch, cache_folder, checksum_files, files_of, input_files
 from .formats import FORMATS
 from .formats.base import HISTORY_KEY
 from .formats.tiff import SIDECAR_SUFFIX
 from .hdf5_attrs import read_attrs
 from .job_benchmarks import read_benchmark
+from .metadata import frame_timing
 from .plan import Plan
 from .selection import to_runs
+from .sources.info import SourceInfo
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +211,7 @@ def build_step(spec: dict[str, Any], digests: dict[Path, dict[str, Any]]) -> dic
     return plain({
         "step": STEP_NAME,
         "id": uuid.uuid4().hex,
-        "timestamp": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
+        "timestamp": datetime.now(UTC).astimezone().isoformat(timespec="seconds"),
         "host": platform.node(),
         "software": software_versions(),
         "outdir": str(outdir.resolve()),
@@ -217,7 +220,24 @@ def build_step(spec: dict[str, Any], digests: dict[Path, dict[str, Any]]) -> dic
         "durations": job_durations(spec["benchmarks"], work / "benchmarks"),
         "parameters": parameters,
         "config": spec["config"],
+        **source_timing(spec),
     })
+
+
+def source_timing(spec: dict[str, Any]) -> dict[str, Any]:
+    """The recording's start and its dropped frames (gaps in ScanImage's ``frameNumbers``),
+    from the page index: known only once ``index_source`` read the page descriptions."""
+    if not spec.get("page_index") or not Path(spec["page_index"]).is_file():
+        return {}
+    info = SourceInfo.from_json(Path(spec["source_json"]).read_text())
+    timing = frame_timing(info, spec["page_index"], np.arange(0))
+    if not timing:
+        return {}
+    if timing["dropped_frames"]:
+        log.warning("%d frame(s) dropped during the acquisition (gaps in frameNumbers): %s",
+                    sum(d["missing"] for d in timing["dropped_frames"]), timing["dropped_frames"])
+    return {"source_timing": {"acquisition_start": timing["acquisition_start"],
+                              "dropped_frames": timing["dropped_frames"]}}
 
 
 def pixel_parameters(plan: Plan, config: dict[str, Any]) -> dict[str, Any]:
@@ -260,6 +280,8 @@ def history_spec(plan: Plan, config: dict[str, Any], records: dict[str, dict[str
         "outdir": plan.outdir,
         "work": plan.work,
         "source_files": list(plan.source.files),
+        "source_json": plan.source_json,
+        "page_index": plan.page_index,
         "products": products,
         "benchmarks": benchmarks,
         "touched": touched or {},
@@ -312,7 +334,7 @@ def record_history(spec: dict[str, Any], workers: int | None = None) -> dict[str
 
     manifest = {
         "manifest_version": MANIFEST_VERSION,
-        "written": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
+        "written": datetime.now(UTC).astimezone().isoformat(timespec="seconds"),
         "outdir": str(outdir.resolve()),
         "steps": history,
         "outputs": [

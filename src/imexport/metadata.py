@@ -20,9 +20,15 @@ import numpy as np
 from . import __version__
 from .selection import to_runs, uniform_step
 from .sources.info import SourceInfo
-from .sources.scanimage_timing import frame_timestamps, load_timing, timing_metadata
+from .sources.scanimage_timing import first_pages, frame_timestamps, load_timing, timing_metadata
 
 PHYSICAL_KEYS = ("fs", "dx", "dy", "dz")
+# Up to this many frames the per-frame timing lists stay inline in an output's metadata
+# (about 40 kB of JSON: below HDF5's 64 KiB attribute limit, small in a TIFF header or a
+# zarr.json); past it they go to a JSON sidecar beside the output (TIMING_SIDECAR_SUFFIX).
+TIMING_INLINE_FRAMES = 1_000
+PER_FRAME_TIMING_KEYS = ("timestamps_sec", "frame_numbers")
+TIMING_SIDECAR_SUFFIX = ".timing.json"
 
 
 def physical_scales(info: SourceInfo, user: dict[str, Any], planes: np.ndarray, frames: np.ndarray) -> dict:
@@ -66,6 +72,7 @@ def export_metadata(
             "planes": [int(p) + 1 for p in planes],
             "frames": to_runs(frames),
             "n_frames": int(len(frames)),
+            "frames_per_file": exported_frames_per_file(info, frames),
             "channels": [int(c) + 1 for c in colors],
             **_source_channels(info, colors),
             **_z_layout(info),
@@ -82,6 +89,37 @@ def export_metadata(
         }
     )
     return md
+
+
+def exported_frames_per_file(info: SourceInfo, frames: np.ndarray) -> list[int] | None:
+    """How many of the exported ``frames`` each source file holds (Suite2p's ``frames_per_file``).
+
+    A ScanImage frame belongs to the file of its first page (a volume split over two files
+    counts in the first); other sources, where their files hold frames in order, one to
+    one. None where frames and files do not map so (e.g. a grid of plane files).
+    """
+    frames = np.asarray(frames, dtype=np.int64)
+    if info.kind == "scanimage":
+        first_page = np.concatenate([[0], np.cumsum(info.pages_per_file)])
+        files = np.searchsorted(first_page, first_pages(info, frames), side="right") - 1
+    elif sum(info.frames_per_file) == info.n_frames:
+        files = np.searchsorted(np.cumsum(info.frames_per_file), frames, side="right")
+    else:
+        return None
+    return np.bincount(files, minlength=len(info.files)).astype(int).tolist()
+
+
+def split_timing(timing: dict[str, Any], sidecar_name: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """``timing`` as an output's metadata carries it, and what goes to its sidecar (None: nothing).
+
+    Past ``TIMING_INLINE_FRAMES`` frames the per-frame lists move to the sidecar
+    ``sidecar_name`` (a file name beside the output), which the inline part names.
+    """
+    if len(timing.get("timestamps_sec", ())) <= TIMING_INLINE_FRAMES:
+        return timing, None
+    inline = {k: v for k, v in timing.items() if k not in PER_FRAME_TIMING_KEYS}
+    inline["per_frame_sidecar"] = sidecar_name
+    return inline, {k: timing[k] for k in PER_FRAME_TIMING_KEYS}
 
 
 def plane_metadata(export_md: dict[str, Any], plane: int, z_index: int) -> dict[str, Any]:

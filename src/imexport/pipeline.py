@@ -51,7 +51,8 @@ class Pipeline:
         for export in plan.exports:
             record = self.records[export.key]
             if export.store:
-                self._add("prepare_store", self._in_work(export.store),
+                # the store becomes the product: a folder (Zarr) or a file (single HDF5)
+                self._add("prepare_store" if export.is_folder else "prepare_store_file", self._in_work(export.store),
                           {"corrections": _corrections(export), "record": record}, [export.store], temporary=True)
             for key in export.plane_jobs:
                 job = plan.jobs[key]

@@ -118,6 +118,7 @@ def build_plan(config: dict[str, Any], info: SourceInfo) -> Plan:
     outdir = Path(str(config["outdir"]))
     plan = Plan(str(outdir), info, planes, frames, colors, rois, float(config["target_chunk_mb"]))
     phase_records, axial_records = _plan_corrections(plan, config)
+    plan.notes.extend(info.notes)  # what inspecting the source set aside (e.g. an incomplete last volume)
     for fmt in formats_of(config):
         output_format = FORMATS[fmt]
         options = output_format.options(config)

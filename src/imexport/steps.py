@@ -25,6 +25,7 @@ from .checksums import files_of, input_files, remember_files
 from .corrections import compute_axial_shifts, estimate_scan_phase, phase_corrector, shift_metadata
 from .formats import FORMATS
 from .jobs import Export, PlaneJob
+from .metadata import frame_timing
 from .plan import Plan
 from .selection import from_runs
 from .sources import build_index
@@ -84,15 +85,20 @@ def write_plane(job: PlaneJob, source_json: str, index_path: str, *, show_progre
 
     info = _unchanged_source(source_json, index_path)
     phase_record = _read_json(job.phase_record)
+    # the acquisition times, known once index_source read the page descriptions
+    timing = frame_timing(info, index_path, from_runs(job.frames))
     job = replace(job, metadata={**job.metadata, **correction_metadata(
-        [phase_record] if phase_record else [], job.axial_record, job.metadata["planes"])})
+        [phase_record] if phase_record else [], job.axial_record, job.metadata["planes"]),
+        **({"timing": timing} if timing else {})})
     correct = phase_corrector(phase_record, info, job.roi, from_runs(job.frames))
     try:
         written = export_plane(info, load_page_index(Path(index_path)), job, correct=correct, progress=progress)
     except OSError as exc:
         raise OSError(_write_failure(Path(job.store or job.output), exc)) from exc
     if job.output_type == "slab":
-        write_json_atomic(Path(job.output), {"z_index": job.z_index, "plane": job.plane + 1})
+        # the marker carries the times to the assemble step of a store that has no other place for them
+        write_json_atomic(Path(job.output), {"z_index": job.z_index, "plane": job.plane + 1,
+                                             **({"timing": timing} if timing else {})})
     if checksums and job.output_type in ("file", "folder"):
         remember_files(files_of(Path(job.output)), checksums)
     elif checksums and job.output_type == "slab":

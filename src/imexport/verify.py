@@ -5,7 +5,8 @@ output (Suite2p plane folder, Zarr store) must hold no file the manifest does no
 and every output must open with the library its users read it with, and give back one
 frame: tifffile (first and last page), numpy (``ops.npy`` and the binaries' expected
 size and first frame), zarr (array ``0``, first frame) and h5py (the dataset's first
-frame, through the virtual dataset into the plane files).
+frame; a virtual dataset whose plane files are missing is refused, naming them:
+h5py alone would read zeros).
 """
 
 from __future__ import annotations

@@ -59,6 +59,8 @@ if QC["enabled"]:
                        labels={"figure": f"max projection, {view}"})
                 for view, path in QC_FILES.axial_projections.items()
             ],
+            [report(QC_FILES.frame_intervals, caption="../report/frame_intervals.rst", category="6 Frame timing",
+                    labels={"figure": "frame intervals"})] if QC_FILES.frame_intervals else [],
             report(QC_FILES.run, caption="../report/run.rst", category="5 Run",
                    labels={"table": "plan, history, config"}),
             report(QC_FILES.benchmarks, caption="../report/benchmarks.rst", category="5 Run",

@@ -80,6 +80,15 @@ rule prepare_store:
         "../../scripts/prepare_store.py"
 
 
+use rule prepare_store as prepare_store_file with:
+    input:
+        unpack(step_inputs("prepare_store_file", "store")),
+    output:
+        temp(f"{WORK}/{{store}}"),
+    wildcard_constraints:
+        store=keys_regex(PIPELINE.keys("prepare_store_file")),
+
+
 rule assemble_file:
     input:
         unpack(step_inputs("assemble_file")),

@@ -2,7 +2,9 @@
 
 The volume is assembled from temporary per-plane TIFFs once every plane is written. The
 processing history goes into a JSON sidecar ``<name>.tif.history.json``: rewriting the
-tags of a multi-GB TIFF in place is not worth the risk of damaging it.
+tags of a multi-GB TIFF in place is not worth the risk of damaging it. The acquisition
+times are in the ``timing`` key of the ImageJ ``Info`` JSON; past
+``metadata.TIMING_INLINE_FRAMES`` frames the per-frame lists are in ``<name>.tif.timing.json``.
 """
 
 from __future__ import annotations
@@ -49,21 +51,32 @@ class TiffFormat(NoSteps):
         return TiffPlaneSink(target)
 
     def assemble(self, export: Export, plane_outputs, plane_metadata, checksums: str | None) -> None:
+        from ..sinks.tiff import header_metadata, read_timing, timing_sidecar
         from ..sinks.tiff_volume import assemble_volume_tiff
 
-        assemble_volume_tiff(Path(export.path), [Path(p) for p in plane_outputs], metadata=export.metadata,
-                             target_chunk_mb=export.target_chunk_mb, bigtiff=export.options["bigtiff"])
+        path, planes = Path(export.path), [Path(p) for p in plane_outputs]
+        # the plane jobs put the acquisition times into their TIFFs (the plan cannot know them)
+        timing = read_timing(planes[0])
+        header, sidecar = header_metadata(path, {**export.metadata, **({"timing": timing} if timing else {})})
+        if sidecar is not None:
+            write_json_atomic(timing_sidecar(path), sidecar)
+        assemble_volume_tiff(path, planes, metadata=header, target_chunk_mb=export.target_chunk_mb,
+                             bigtiff=export.options["bigtiff"])
         if checksums:
-            remember_files([Path(export.path)], checksums)
+            remember_files([path, *([timing_sidecar(path)] if sidecar is not None else [])], checksums)
 
     def embed_history(self, path: Path, history: list[dict[str, Any]]) -> list[Path]:
-        sidecar = self.history_sidecars(path)[0]
-        write_json_atomic(sidecar, {HISTORY_KEY: history})
-        return [sidecar]
+        sidecars = self.history_sidecars(path)
+        write_json_atomic(sidecars[0], {HISTORY_KEY: history})
+        return sidecars  # the timing sidecar is not rewritten, but hashed with it
 
     def history_sidecars(self, path: str | Path) -> list[Path]:
+        """The history sidecar, and the timing sidecar where the TIFF has one (many frames)."""
+        from ..sinks.tiff import timing_sidecar
+
         path = Path(path)
-        return [path.with_name(path.name + SIDECAR_SUFFIX)]
+        timing = timing_sidecar(path)
+        return [path.with_name(path.name + SIDECAR_SUFFIX), *([timing] if timing.is_file() else [])]
 
     def read_frames(self, export: Export, position: int, frames: np.ndarray) -> np.ndarray:
         import tifffile

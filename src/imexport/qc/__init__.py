@@ -21,12 +21,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .. import axial
+from ..metadata import frame_timing
 from ..plan import build_plan, formats_of, view_name
 from ..sources.info import SourceInfo
 from .figures import (
     draw_axial_projection,
     draw_axial_shifts,
+    draw_frame_intervals,
     draw_mean_grid,
     draw_phase_offsets,
     draw_phase_rows,
@@ -90,6 +94,10 @@ def write_qc(config: dict[str, Any], source_json: str, index_path: str, *, manif
             view = view_name(roi)
             shifts = axial.subset_shifts(records[view]["shifts"], [int(p) for p in plan.planes])
             draw_axial_projection(means[roi], shifts, filled_mask(info, roi), view, files.axial_projections[view])
+
+    if files.frame_intervals:
+        every_frame = np.arange(info.n_frames)
+        draw_frame_intervals(frame_timing(info, index_path, every_frame), info.fs, files.frame_intervals)
 
     write_planes_page(plan, means, differences, formats, phase, n_read, files.planes_table)
     write_run_page(plan, config, manifest, files.run)

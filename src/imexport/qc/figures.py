@@ -238,3 +238,32 @@ def draw_axial_projection(means: list[PlaneMean], shifts: list[list[int]], mask:
         ax.set_axis_off()
     fig.suptitle(f"Max projection over {len(means)} planes, {view}", fontsize=11)
     _save_figure(fig, path)
+
+
+def draw_frame_intervals(timing: dict[str, Any], fs: float | None, path: str) -> None:
+    """The interval between consecutive frames (volumes) of the whole recording, from the
+    page descriptions' ``frameTimestamps_sec``; dropped frames (gaps in ``frameNumbers``)
+    named in the title. A note instead of a plot when the pages carry no timestamps."""
+    fig = _figure(10, 3)
+    ax = fig.subplots()
+    times = np.asarray(timing.get("timestamps_sec", []), dtype=float)
+    if len(times) < 2 or not np.isfinite(times).any():
+        ax.text(0.5, 0.5, "no frame timestamps in the page descriptions", ha="center", va="center")
+        ax.set_axis_off()
+        _save_figure(fig, path)
+        return
+    ax.plot(np.arange(2, len(times) + 1), np.diff(times) * 1e3, ".-", markersize=3, linewidth=0.8)
+    if fs:
+        ax.axhline(1e3 / fs, color="0.6", linewidth=0.8, label=f"1 / fs = {1e3 / fs:.2f} ms")
+        ax.legend(fontsize=8)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("frame (volume), 1-based")
+    ax.set_ylabel("interval to the previous frame (ms)")
+    dropped = timing.get("dropped_frames", [])
+    where = ", ".join(f"{d['missing']} after frameNumbers {d['after_frame_number']}" for d in dropped[:5])
+    more = f" and {len(dropped) - 5} more gap(s)" if len(dropped) > 5 else ""
+    fig.suptitle(f"Frame intervals: {sum(d['missing'] for d in dropped)} dropped frame(s)"
+                 + (f" ({where}{more})" if dropped else ""), fontsize=11)
+    _save_figure(fig, path)

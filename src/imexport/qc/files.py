@@ -25,10 +25,11 @@ class QcFiles:
     phase_rows: str | None = None
     axial_shifts: str | None = None  # with register_z
     axial_projections: dict[str, str] = field(default_factory=dict)
+    frame_intervals: str | None = None  # ScanImage sources: their pages carry frame timestamps
 
     def all(self) -> list[str]:
         single = [self.planes_table, self.run, self.benchmarks, self.seams, self.phase_offsets,
-                  self.phase_rows, self.axial_shifts]
+                  self.phase_rows, self.axial_shifts, self.frame_intervals]
         return [*self.mean_grids.values(), *self.mean_planes.values(), *self.axial_projections.values(),
                 *(p for p in single if p)]
 
@@ -50,4 +51,5 @@ def qc_files(plan: Plan) -> QcFiles:
         phase_rows=str(folder / "scan_phase_rows.png") if phase else None,
         axial_shifts=str(folder / "axial_shifts.png") if axial_views else None,
         axial_projections={v: str(folder / f"axial_projection_{v}.png") for v in axial_views},
+        frame_intervals=str(folder / "frame_intervals.png") if plan.source.kind == "scanimage" else None,
     )

@@ -21,10 +21,13 @@ import h5py
 import numpy as np
 
 from imexport.atomic import commit_path, remove_path, temporary_sibling
-from imexport.hdf5_attrs import write_attrs
+from imexport.hdf5_attrs import read_attrs, write_attrs
 from imexport.sinks.base import PlaneTarget
 from imexport.sinks.direct import ALIGN, DirectFile
 
+# the acquisition times (ScanImage sources), float64 seconds and int64 frame numbers, one per
+# frame, beside the movie: as attributes they could pass HDF5's 64 KiB attribute limit
+TIMING_DATASETS = {"timestamps": "timestamps_sec", "frame_numbers": "frame_numbers"}
 COMPRESSIONS = (None, "gzip", "lzf")
 DEFAULT_GZIP_LEVEL = 4
 
@@ -56,6 +59,36 @@ def compression_arguments(options: Mapping[str, Any]) -> dict[str, Any]:
 def plane_dataset_shape(target: PlaneTarget) -> tuple[int, ...]:
     channels = (target.n_channels,) if target.n_channels > 1 else ()
     return (target.n_frames, *channels, *target.frame_shape)
+
+
+def timing_datasets(timing: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The per-frame times of ``timing`` as the ``TIMING_DATASETS`` arrays, and what stays
+    in the ``timing`` attribute (the rest, naming those datasets)."""
+    datasets = {name: np.asarray(timing[key], dtype=np.float64 if name == "timestamps" else np.int64)
+                for name, key in TIMING_DATASETS.items()}
+    attribute = {**{k: v for k, v in timing.items() if k not in TIMING_DATASETS.values()},
+                 "per_frame_datasets": list(TIMING_DATASETS)}
+    return datasets, attribute
+
+
+def write_metadata(file: h5py.File, metadata: Mapping[str, Any]) -> None:
+    """``metadata`` as root attributes; its per-frame times as the ``TIMING_DATASETS``."""
+    timing = metadata.get("timing")
+    if timing:
+        datasets, attribute = timing_datasets(timing)
+        for name, values in datasets.items():
+            file.create_dataset(name, data=values)
+        metadata = {**metadata, "timing": attribute}
+    write_attrs(file, metadata)
+
+
+def copy_timing(plane_file: Path, master: h5py.File) -> dict[str, Any] | None:
+    """The timing datasets of a plane file copied into the master; its ``timing`` attribute (or None)."""
+    with h5py.File(plane_file, "r") as plane:
+        for name in TIMING_DATASETS:
+            if name in plane:
+                master.create_dataset(name, data=plane[name][()])
+        return read_attrs(plane).get("timing")
 
 
 class H5PlaneSink:
@@ -96,7 +129,7 @@ class H5PlaneSink:
                     chunks=(1,) * (len(shape) - 2) + tuple(target.frame_shape),
                     **filters,
                 )
-                write_attrs(self.file, target.metadata)
+                write_metadata(self.file, target.metadata)
         except BaseException:
             self.abort()
             raise
@@ -110,7 +143,7 @@ class H5PlaneSink:
             dataset = file.create_dataset(
                 self.target.options.get("dataset_name", "mov"), shape=shape, dtype=self.target.dtype, dcpl=dcpl
             )
-            write_attrs(file, self.target.metadata)
+            write_metadata(file, self.target.metadata)
             offset = dataset.id.get_offset()
         if offset is None:
             raise RuntimeError(f"{self.final}: HDF5 did not allocate the dataset")
@@ -241,7 +274,9 @@ def assemble_h5(
     try:
         with h5py.File(temporary, "w") as file:
             file.create_virtual_dataset(dataset_name, layout)
-            write_attrs(file, {"metadata": dict(metadata), "planes": list(plane_metadata)})
+            timing = copy_timing(planes[0], file)  # every plane file holds the same times
+            write_attrs(file, {"metadata": {**metadata, **({"timing": timing} if timing else {})},
+                               "planes": list(plane_metadata)})
     except BaseException:
         remove_path(temporary)
         raise

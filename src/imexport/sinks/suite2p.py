@@ -10,6 +10,7 @@ a whole on commit, so an overwrite never mixes files or keys from an older expor
 * ``ops.npy``: suite2p 0.14's flat options; ``db.npy`` + ``settings.npy``: suite2p 1.x's
   split of the same (``settings.npy`` holds only top-level values, so suite2p's own
   defaults fill every nested group).
+* ``timestamps.npy`` (ScanImage sources): each frame's acquisition time, float64 seconds.
 
 Every path in them is relative to the folder: suite2p 1.x's ``run_plane(db, settings,
 db_path=...)`` resolves them from the folder ``db.npy`` is in, and suite2p 0.14 from its
@@ -33,6 +34,7 @@ CHAN2_NAME = "data_chan2_raw.bin"
 OPS_NAME = "ops.npy"
 DB_NAME = "db.npy"
 SETTINGS_NAME = "settings.npy"
+TIMESTAMPS_NAME = "timestamps.npy"  # float64 seconds of each frame (ScanImage frameTimestamps_sec)
 # the registered movies suite2p writes into the folder: never an exported file's name
 REGISTERED_NAMES = ("data.bin", "data_chan2.bin")
 MAX_CHANNELS = 2
@@ -97,7 +99,7 @@ def validated_output_name(options: dict[str, Any]) -> str:
     name = options.get("output_name") or DEFAULT_OUTPUT_NAME
     if not isinstance(name, str) or Path(name).name != name or name in (".", ".."):
         raise ValueError(f"suite2p output_name must be a bare file name, got {name!r}")
-    taken = (CHAN2_NAME, OPS_NAME, DB_NAME, SETTINGS_NAME, *REGISTERED_NAMES)
+    taken = (CHAN2_NAME, OPS_NAME, DB_NAME, SETTINGS_NAME, TIMESTAMPS_NAME, *REGISTERED_NAMES)
     if name in taken:
         raise ValueError(
             f"suite2p output_name {name!r} collides with a file of the plane folder "
@@ -154,6 +156,9 @@ def build_ops(target: PlaneTarget, binary_names: list[str], n_written: int) -> d
         tiff_list=source_files,
         imexport=dict(metadata),
     )
+    if metadata.get("frames_per_file") is not None:
+        # suite2p splits its per-file outputs by these counts (of the exported frames)
+        ops["frames_per_file"] = list(metadata["frames_per_file"])
     if len(binary_names) == MAX_CHANNELS:
         ops.update(raw_file_chan2=binary_names[1], reg_file_chan2=REGISTERED_NAMES[1])
     return ops
@@ -205,6 +210,9 @@ class Suite2pPlaneSink:
         db, settings = split_db_settings(ops)
         for name, values in ((OPS_NAME, ops), (DB_NAME, db), (SETTINGS_NAME, settings)):
             np.save(self.temporary / name, np.array(values, dtype=object), allow_pickle=True)
+        timing = self.target.metadata.get("timing")
+        if timing:
+            np.save(self.temporary / TIMESTAMPS_NAME, np.asarray(timing["timestamps_sec"], dtype=np.float64))
         commit_path(self.temporary, self.final)
 
     def abort(self) -> None:

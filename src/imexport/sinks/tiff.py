@@ -8,14 +8,18 @@ chunks whatever the recording length.
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import warnings
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
 
-from ..atomic import commit_path, remove_path, temporary_sibling
+from ..atomic import commit_path, remove_path, temporary_sibling, write_json_atomic
+from ..metadata import TIMING_SIDECAR_SUFFIX, split_timing
 from .base import PlaneTarget
 from .direct import DirectFile
 from .imagej import imagej_metadata
@@ -46,9 +50,34 @@ class _Aborted(Exception):
     pass
 
 
+def timing_sidecar(path: Path) -> Path:
+    """Where the per-frame times of a TIFF with many frames go (see ``metadata.split_timing``)."""
+    return path.with_name(path.name + TIMING_SIDECAR_SUFFIX)
+
+
+def header_metadata(path: Path, metadata: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The metadata the ImageJ ``Info`` of ``path`` carries, and its timing sidecar's content (or None)."""
+    if not metadata.get("timing"):
+        return metadata, None
+    inline, sidecar = split_timing(metadata["timing"], timing_sidecar(path).name)
+    return {**metadata, "timing": inline}, sidecar
+
+
+def read_timing(path: Path) -> dict[str, Any]:
+    """The timing a TIFF written here carries (its ``Info``, and its sidecar's lists); {} if none."""
+    with tifffile.TiffFile(path) as tif:
+        info = json.loads((tif.imagej_metadata or {}).get("Info", "{}"))
+    timing = info.get("timing") or {}
+    if "per_frame_sidecar" in timing:
+        timing = {k: v for k, v in timing.items() if k != "per_frame_sidecar"}
+        timing.update(json.loads(timing_sidecar(path).read_text()))
+    return timing
+
+
 class TiffPlaneSink:
     def __init__(self, target: PlaneTarget) -> None:
         self.target = target
+        self.header, self.sidecar = header_metadata(Path(target.path), target.metadata)
         self.temporary = temporary_sibling(target.path)
         self.temporary.parent.mkdir(parents=True, exist_ok=True)
         self.frames_written = 0
@@ -72,7 +101,7 @@ class TiffPlaneSink:
         t = self.target
         axes = "TCYX" if t.n_channels > 1 else "TYX"
         shape = (t.n_frames, t.n_channels, *t.frame_shape) if t.n_channels > 1 else (t.n_frames, *t.frame_shape)
-        metadata, resolution = imagej_metadata(t.metadata, axes)
+        metadata, resolution = imagej_metadata(self.header, axes)
         pixel_bytes = int(np.prod(shape)) * t.dtype.itemsize
         bigtiff = use_bigtiff(t.options.get("bigtiff", "auto"), pixel_bytes, t.n_frames * t.n_channels, len(metadata["Info"]))
         # tifffile writes the pixel data first and the header + first IFD last: DirectFile
@@ -124,6 +153,8 @@ class TiffPlaneSink:
         if self._error is not None or not self._complete:
             remove_path(self.temporary)
             raise self._error or RuntimeError(f"TIFF writer for {self.target.path} stopped before finishing the file")
+        if self.sidecar is not None:
+            write_json_atomic(timing_sidecar(Path(self.target.path)), self.sidecar)
         commit_path(self.temporary, self.target.path)
 
     def abort(self) -> None:

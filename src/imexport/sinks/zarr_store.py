@@ -5,8 +5,10 @@ The workflow has three steps:
 1. ``create_store`` makes the (temporary) store with an empty array ``"0"``;
 2. one ``zarr_plane.ZarrPlaneSink`` per plane, possibly in concurrent processes, writes
    its z-slab;
-3. ``finalize_store`` collects the plane metadata, optionally adds pyramid levels and
-   renames the store into place.
+3. ``finalize_store`` collects the plane metadata, puts the acquisition times the plane
+   jobs found into the group attributes (``imexport.timing``; the per-frame lists of a long
+   export into ``timing.json`` in the store), optionally adds pyramid levels and renames
+   the store into place.
 
 Concurrent plane jobs are safe because a shard holds exactly one (c, z) plane and
 ``shard_t`` frames: two planes never share a shard file, and a sink only ever writes
@@ -25,7 +27,8 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, GzipCodec, ShardingCodec, ZstdCodec
 
-from imexport.atomic import commit_path, remove_path
+from imexport.atomic import commit_path, remove_path, write_json_atomic
+from imexport.metadata import split_timing
 from imexport.sinks.scales import known_positive
 from imexport.sinks.zarr_plane import ARRAY_PATH, PLANES_DIR, plane_marker
 from imexport.sinks.zarr_shards import shard_frames
@@ -38,6 +41,8 @@ LEVEL_RANGES = {"gzip": (0, 9), "zstd": (1, 22), "blosc-lz4": (0, 9), "blosc-zst
 DEFAULT_LEVELS = {"gzip": 6, "zstd": 3, "blosc-lz4": 5, "blosc-zstd": 5}
 PYRAMID_METHODS = ("mean", "nearest")
 PYRAMID_MIN_SIZE = 64
+# the per-frame times of an export with many frames (see metadata.split_timing), in the store
+TIMING_SIDECAR_NAME = "timing.json"
 
 
 # ---------------------------------------------------------------------------------------
@@ -275,6 +280,13 @@ def finalize_store(
     tmp_path = Path(tmp_path)
     group = zarr.open_group(str(tmp_path), mode="r+")
     planes = collect_planes(tmp_path, group[ARRAY_PATH].shape[-3])
+    # every plane job found the same acquisition times: kept once, in the export's metadata
+    timing = [plane.pop("timing", None) for plane in planes][0]
+    if timing:
+        inline, sidecar = split_timing(timing, TIMING_SIDECAR_NAME)
+        extra_attrs = {**(extra_attrs or {}), "imexport": {**group.attrs["imexport"], "timing": inline}}
+        if sidecar is not None:
+            write_json_atomic(tmp_path / TIMING_SIDECAR_NAME, sidecar)
     ome = group.attrs["ome"]
     multiscale = ome["multiscales"][0]
     levels = build_pyramid(group, pyramid_max_layers, pyramid_method) if pyramid else []

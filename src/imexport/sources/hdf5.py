@@ -55,17 +55,25 @@ def _own_axes(metadata: dict[str, Any], ndim: int) -> str | None:
     return "T" + c_axis + "Z" * n_z + "YX" if n_z in (0, 1) else None
 
 
-def _check_virtual(dataset: h5py.Dataset, path: Path) -> None:
+def check_virtual_sources(dataset: h5py.Dataset, path: Path) -> None:
+    """Refuse a virtual dataset whose source files are missing (h5py would read fill
+    values, zeros, for them without a word), naming every missing file."""
     if not dataset.is_virtual:
         return
+    missing = []
     for source in dataset.virtual_sources():
         if source.file_name == ".":  # mapped from the file itself
             continue
         target = Path(source.file_name)
         if not target.is_absolute():
-            target = path.parent / target
-        if not target.is_file():
-            raise SourceError(f"{path}: its virtual dataset maps {source.file_name}, which does not exist next to it")
+            target = path.parent / target  # HDF5 resolves it against the master's folder
+        if not target.is_file() and source.file_name not in missing:
+            missing.append(source.file_name)
+    if missing:
+        raise SourceError(
+            f"{path}: its virtual dataset {dataset.name!r} maps {len(missing)} missing file(s) "
+            f"({', '.join(missing)}); copy them next to it as they were written"
+        )
 
 
 def inspect_h5(path: Path, *, dataset_name: str | None = None, dim_order: str | None = None) -> SourceInfo:
@@ -76,12 +84,13 @@ def inspect_h5(path: Path, *, dataset_name: str | None = None, dim_order: str | 
     with file:
         name = _pick(file, path, dataset_name)
         dataset = file[name]
-        _check_virtual(dataset, path)
+        check_virtual_sources(dataset, path)
         attrs = read_attrs(file)
         metadata = attrs["metadata"] if isinstance(attrs.get("metadata"), dict) else attrs
         axes = resolve_axes(_own_axes(metadata, dataset.ndim), dataset.shape, dim_order, f"{path}:{name}")
-        return array_source("hdf5", [str(path)], [axes], [dataset.shape], dataset.dtype,
-                            scales=physical(metadata), options={"dataset": name})
+        return array_source(
+            "hdf5", [str(path)], [axes], [dataset.shape], dataset.dtype, scales=physical(metadata), options={"dataset": name}
+        )
 
 
 def inspect(paths: list[Path], options: dict) -> SourceInfo:

@@ -1,0 +1,131 @@
+"""HDF5 output as one self-contained file, written by parallel plane jobs.
+
+HDF5 files cannot be written by several processes through the library, but an
+uncompressed contiguous dataset is one block of bytes at a fixed place in the file. So
+the prepare step (:func:`create_file`) lays the file out with h5py, dataset ``mov``
+``(T, Z, Y, X)`` (``(T, C, Z, Y, X)`` with several colours) allocated up front and never
+filled; each plane job (:class:`H5SlabSink`) writes its frames at their byte offsets
+with ``os.pwrite``, outside HDF5; the assemble step (:func:`finalize_file`) adds the
+attributes (and any extra datasets) through h5py, then renames the file into place.
+
+The file is built under imexport's work folder and gets its final name only at the end,
+so a killed job never leaves a file that looks complete. Compressed data cannot be
+placed this way (chunk sizes are known only once compressed): compression needs the
+virtual-dataset layout (``sinks/hdf5.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from imexport.atomic import commit_path, remove_path
+from imexport.hdf5_attrs import write_attrs
+from imexport.sinks.base import PlaneTarget
+from imexport.sinks.direct import ALIGN
+
+
+def create_file(path: Path, *, shape: Sequence[int], dtype: Any, dataset_name: str) -> None:
+    """The file with its dataset allocated (space reserved, nothing written: it reads as 0).
+
+    Creation times are not recorded, so two runs give the same bytes.
+    """
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)  # the offset exists before any write
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)  # no pass writing zeros over the whole block
+    dcpl.set_obj_track_times(False)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_path(path)  # what an interrupted run left
+    with h5py.File(path, "w", alignment_threshold=ALIGN, alignment_interval=ALIGN) as file:
+        dataset = file.create_dataset(dataset_name, shape=tuple(shape), dtype=dtype, dcpl=dcpl, track_times=False)
+        if dataset.id.get_offset() is None:
+            raise RuntimeError(f"{path}: HDF5 did not allocate the dataset {dataset_name!r}")
+
+
+class H5SlabSink:
+    """Writes one plane's frames into the file :func:`create_file` made.
+
+    Frame ``t`` (colour ``c``) of plane ``z`` is block ``(t * C + c) * Z + z`` of ``Y * X``
+    values after the dataset's offset (C order of ``(T, [C,] Z, Y, X)``): one ``pwrite``
+    per frame and colour, straight from the chunk, so memory stays at one chunk.
+    """
+
+    def __init__(self, path: Path, target: PlaneTarget) -> None:
+        self.path = Path(path)
+        self.target = target
+        name = target.options.get("dataset_name", "mov")
+        with h5py.File(self.path, "r") as file:
+            dataset = file[name]
+            offset, shape, dtype = dataset.id.get_offset(), dataset.shape, dataset.dtype
+        n_colors = shape[1] if len(shape) == 5 else 1
+        expected = (target.n_frames, target.n_channels, *target.frame_shape)
+        if (shape[0], n_colors, *shape[-2:]) != expected or not 0 <= target.z_index < shape[-3]:
+            raise ValueError(f"{self.path}: {name!r} is {shape}, no room for plane z={target.z_index} of {expected}")
+        if dtype != np.dtype(target.dtype):
+            raise ValueError(f"{self.path}: {name!r} is {dtype}, the plane is {target.dtype}")
+        self.offset = int(offset)
+        self.n_planes = shape[-3]
+        self.frame_bytes = int(np.prod(shape[-2:])) * dtype.itemsize
+        self.n_written = 0
+        self.fd: int | None = os.open(self.path, os.O_WRONLY)
+
+    def write(self, chunk: np.ndarray) -> None:
+        target = self.target
+        if chunk.ndim != 4 or tuple(chunk.shape[1:]) != (target.n_channels, *target.frame_shape):
+            raise ValueError(f"{self.path}: chunk of shape {chunk.shape} does not match the plane's frames")
+        if chunk.dtype != np.dtype(target.dtype):
+            raise ValueError(f"{self.path}: chunk dtype {chunk.dtype} is not {target.dtype}")
+        if self.n_written + len(chunk) > target.n_frames:
+            raise ValueError(f"{self.path}: more than the {target.n_frames} announced frames")
+        n_colors = target.n_channels
+        for i, frame in enumerate(chunk):
+            for c, image in enumerate(frame):
+                block = ((self.n_written + i) * n_colors + c) * self.n_planes + target.z_index
+                _pwrite_all(self.fd, memoryview(np.ascontiguousarray(image)).cast("B"), self.offset + block * self.frame_bytes)
+        self.n_written += len(chunk)
+
+    def commit(self) -> None:
+        if self.n_written != self.target.n_frames:
+            self.abort()
+            raise ValueError(f"{self.path}: {self.n_written} frames written, {self.target.n_frames} announced")
+        self._close()
+
+    def abort(self) -> None:
+        """Stop writing; what was written stays in the (still temporary) file and a rerun
+        of the plane job writes it again."""
+        self._close()
+
+    def _close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
+    while len(view):
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written
+
+
+def finalize_file(
+    path: Path,
+    final: Path,
+    *,
+    metadata: Mapping[str, Any],
+    plane_metadata: Sequence[Mapping[str, Any]],
+    datasets: Mapping[str, np.ndarray] | None = None,
+) -> None:
+    """Root attributes ``metadata`` and ``planes`` (as :func:`assemble_h5` writes them), the
+    extra ``datasets`` (name -> array, e.g. per-frame values), then ``path`` becomes ``final``."""
+    with h5py.File(path, "r+") as file:
+        write_attrs(file, {"metadata": dict(metadata), "planes": list(plane_metadata)})
+        for name, values in (datasets or {}).items():
+            file.create_dataset(name, data=values, track_times=False)
+    commit_path(path, final)
