@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import checksums as digests
-from .atomic import commit_path, temporary_sibling, write_json_atomic
+from .atomic import commit_path, fsync_enabled, fsync_path, temporary_sibling, write_json_atomic
 from .checksums import files_of, input_files, remember_files
 from .corrections import compute_axial_shifts, estimate_scan_phase, phase_corrector, shift_metadata
 from .formats import FORMATS
@@ -105,6 +105,9 @@ def write_plane(job: PlaneJob, source_json: str, index_path: str, *, show_progre
     except OSError as exc:
         raise OSError(_write_failure(Path(job.store or job.output), exc)) from exc
     if job.output_type == "slab":
+        if fsync_enabled():  # the slab's chunk files stay in the shared store: no rename flushes them
+            for path in FORMATS[job.format].slab_files(Path(job.store), job.z_index):
+                fsync_path(path)
         write_json_atomic(Path(job.output), {"z_index": job.z_index, "plane": job.plane + 1})
     if checksums and job.output_type in ("file", "folder"):
         remember_files(files_of(Path(job.output)), checksums)
