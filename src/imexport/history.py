@@ -19,7 +19,10 @@ embedded, in ``outdir/imexport_manifest.json`` (what ``imexport verify`` checks)
 
 The step lists the outputs as the writing jobs left them, before the history went in:
 the pixel files (TIFF, ``.bin``, shards, HDF5 plane files) never change afterwards, while
-``ops.npy``, ``zarr.json`` and the HDF5 master are rewritten to carry the history.
+``ops.npy``, ``zarr.json`` and the HDF5 master are rewritten to carry the history. Those
+digests are the writers' own (:func:`imexport.checksums.written_digest`), never those of a
+file an earlier run of this step rewrote, so rerunning the step alone repeats it but for
+its id and time.
 
 The embedded history is always rebuilt as *input history + this step*, never read back
 from the outputs, so recording it again (the rule reruns when an output was rewritten)
@@ -51,7 +54,7 @@ import h5py
 import numpy as np
 
 from . import __version__
-from .checksums import adopt_touch, cache_folder, checksum_files, files_of, input_files
+from .checksums import adopt_touch, cache_folder, checksum_files, files_of, input_files, written_digest
 from .atomic import write_json_atomic
 from .formats import FORMATS
 from .formats.base import HISTORY_KEY
@@ -302,7 +305,10 @@ def record_history(spec: dict[str, Any], workers: int | None = None) -> dict[str
             adopt_touch(outdir / rel, cache, Path(benchmark).stat().st_mtime_ns)
     digests = checksum_files([*input_files(spec["source_files"]), *output_files], workers, cache)
     log.info("digests of %d files (%.1f MB)", len(digests), sum(d["size"] for d in digests.values()) / 1e6)
-    history = inherited_history(spec["source_files"]) + [build_step(spec, digests)]
+    # the step lists each output file as its job wrote it: a file this step rewrote in an
+    # earlier run (a rerun after a kill, or after one output was deleted) already carries a history
+    as_written = {f: written_digest(f, cache) or digests[f] for f in output_files}
+    history = inherited_history(spec["source_files"]) + [build_step(spec, {**digests, **as_written})]
 
     sidecars = {p["output"]: FORMATS[p["format"]].history_sidecars(p["output"]) for p in products}
     rewritten: list[Path] = []
