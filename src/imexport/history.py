@@ -286,10 +286,12 @@ def check_inputs_as_indexed(source_files: list[str], page_index: str | Path, cac
     """Stop unless every input digest is of the bytes the export read: each input is as
     the index recorded it (size, mtime), and was not changed since or while it was hashed."""
     with np.load(page_index) as data:
-        recorded = zip(data["sizes"].tolist(), data["mtimes"].tolist())
-    for name, (size, mtime_ns) in zip(source_files, recorded):
+        sizes = data["sizes"].tolist()
+        # an index saved before modification times were recorded: by size only
+        mtimes = data["mtimes"].tolist() if "mtimes" in data.files else [None] * len(sizes)
+    for name, size, mtime_ns in zip(source_files, sizes, mtimes):
         now = Path(name).stat()
-        if (now.st_size, now.st_mtime_ns) != (size, mtime_ns):
+        if now.st_size != size or mtime_ns not in (None, now.st_mtime_ns):
             raise SourceError(
                 f"{name}: changed after this export indexed it ({size} bytes then, {now.st_size} now, modification "
                 f"time {'unchanged' if now.st_mtime_ns == mtime_ns else 'moved'}); its digest would not describe "
