@@ -7,13 +7,15 @@ cd "$(dirname "$0")/.."
 python -m pip install --quiet --disable-pip-version-check -e ".[test,slurm,report]"
 bash tests/install_slurm.sh
 # Debian packages some tests drive: headless Chromium renders the QC report
-# (tests/test_qc_report.py); ImageJ under Xvfb opens the TIFFs (tests/test_clients.py).
+# (tests/test_qc_report.py); ImageJ under Xvfb opens the TIFFs (tests/test_clients.py);
+# strace shows the fsync-before-rename order of a commit (tests/test_durable.py).
 # Where they cannot be installed those tests fail in CI and are skipped elsewhere, naming
 # what to install.
 missing=()
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing+=(chromium)
 [ -f /usr/share/java/ij.jar ] || missing+=(imagej)
 command -v xvfb-run >/dev/null 2>&1 || missing+=(xvfb)
+command -v strace >/dev/null 2>&1 || missing+=(strace)
 if [ "${#missing[@]}" -gt 0 ]; then
     if command -v apt-get >/dev/null 2>&1; then
         SUDO=""

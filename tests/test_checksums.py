@@ -7,7 +7,16 @@ import json
 import os
 from pathlib import Path
 
-from imexport.checksums import adopt_touch, cached_digest, checksum_files, entry_path, forget, remember, sha256_file
+from imexport.checksums import (
+    adopt_touch,
+    cached_digest,
+    checksum_files,
+    entry_path,
+    forget,
+    remember,
+    sha256_file,
+    written_digest,
+)
 
 
 def sha(path: Path) -> str:
@@ -37,8 +46,11 @@ def test_remember_stores_one_entry_named_after_the_resolved_path(tmp_path):
     assert entry == {"path": str(path.resolve()), "size": 1000, "mtime_ns": stat.st_mtime_ns, "ino": stat.st_ino,
                      "sha256": sha(path)}
     name = hashlib.sha1(str(path.resolve()).encode()).hexdigest() + ".json"
-    assert [p.name for p in cache.iterdir()] == [name] == [entry_path(path, cache).name]
+    assert [p.name for p in cache.glob("*.json")] == [name] == [entry_path(path, cache).name]
     assert json.loads((cache / name).read_text()) == entry
+    # and, under the same name, the file as its writer left it
+    assert sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file()) == sorted([name, f"written/{name}"])
+    assert written_digest(path, cache) == {"size": 1000, "sha256": sha(path)}
     # the same file spelled another way (relative, through a symlink) has the same entry
     link = tmp_path / "link.bin"
     link.symlink_to(path)
@@ -156,3 +168,18 @@ def test_a_touch_by_snakemake_keeps_the_digest_a_later_change_does_not(tmp_path)
     touch(path, hashed_at + 1)
     assert not adopt_touch(path, cache, hashed_at + 10**9)
     assert not adopt_touch(tmp_path / "never-remembered", cache, hashed_at)
+
+
+def test_only_a_writer_sets_the_as_written_digest(tmp_path):
+    cache = tmp_path / "cache"
+    path = write(tmp_path / "ops.npy", b"as the job wrote it")
+    job_digest = {"size": 19, "sha256": hashlib.sha256(b"as the job wrote it").hexdigest()}
+    remember(path, cache)  # the writing job
+    write(tmp_path / "ops.npy", b"rewritten to carry a history")  # the history step rewrites it
+    checksum_files([path], 1, cache)  # a reader hashes it again: its current state is cached ...
+    assert cached_digest(path, cache) == {"size": 28, "sha256": sha(path)}
+    assert written_digest(path, cache) == job_digest  # ... the job's stays
+    remember(path, cache)  # the job ran again
+    assert written_digest(path, cache) == {"size": 28, "sha256": sha(path)}
+    forget(path, cache)
+    assert written_digest(path, cache) is None

@@ -4,6 +4,12 @@ never leaves a file or folder that looks complete.
 A writer writes under a hidden temporary sibling (``.NAME.imexport-tmp-PID``: same
 folder, so the same file system) and renames it into place as its last step. The
 leftovers of killed writers are recognised by ``TEMP_MARKER`` (``guard``).
+
+**Durability.** A rename is atomic, not durable: after a power loss or a lost node the
+new name may point at a file whose data never reached the disk. So every commit
+fsyncs the written file (every file of a folder, then its folders) before the rename
+and the parent folder after it. ``IMEXPORT_FSYNC=0`` turns this off, for file systems
+where fsync is slow and a crash is handled by rerunning the export.
 """
 
 from __future__ import annotations
@@ -16,6 +22,33 @@ from pathlib import Path
 from typing import IO, Any
 
 TEMP_MARKER = ".imexport-tmp"
+FSYNC_SWITCH = "IMEXPORT_FSYNC"
+
+
+def fsync_enabled() -> bool:
+    return os.environ.get(FSYNC_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def fsync_path(path: Path) -> None:
+    """Flush one file or folder (its entries) to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: Path) -> None:
+    """Flush a file, or every file of a folder and then its folders, deepest first."""
+    path = Path(path)
+    if not path.is_dir() or path.is_symlink():
+        fsync_path(path)
+        return
+    for folder, _dirs, names in os.walk(path, topdown=False):
+        for name in names:
+            if not os.path.islink(os.path.join(folder, name)):
+                fsync_path(Path(folder) / name)
+        fsync_path(Path(folder))
 
 
 def temporary_sibling(path: Path) -> Path:
@@ -33,9 +66,13 @@ def remove_path(path: Path) -> None:
 
 
 def commit_path(temporary: Path, final: Path) -> None:
-    """Replace ``final`` by ``temporary``; a folder target is swapped as a whole."""
+    """Replace ``final`` by ``temporary``; a folder target is swapped as a whole. With
+    fsync on, ``temporary`` is on the disk before the rename and the new name after it."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    durable = fsync_enabled()
+    if durable:
+        fsync_tree(temporary)
     if final.is_dir() and not final.is_symlink():
         # os.replace cannot overwrite a non-empty folder: move the old one aside first
         old = temporary_sibling(final).with_name(temporary_sibling(final).name + "-old")
@@ -44,6 +81,8 @@ def commit_path(temporary: Path, final: Path) -> None:
         shutil.rmtree(old)
     else:
         os.replace(temporary, final)
+    if durable:
+        fsync_path(final.parent)
 
 
 def write_atomic(path: Path, write: Callable[[IO[bytes]], Any]) -> None:

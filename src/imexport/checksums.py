@@ -13,6 +13,12 @@ replaces a file (a new inode) rather than editing it in place, so a rewritten fi
 never passes for the one that was hashed; like make or rsync, the check cannot see an
 in-place edit that keeps the size within one tick of the file system's clock.
 
+**As written.** An output can change after its job: the history job rewrites
+``ops.npy``, ``zarr.json`` and the HDF5 master to carry the history. So a writer's
+digest is also kept apart, under ``written/`` in the cache (:func:`written_digest`),
+and nothing but a writer replaces it: the history step lists each output file as its
+job left it from there, however often the history step itself ran since.
+
 Snakemake touches every file output after its job (:func:`adopt_touch` keeps those
 digests: the history job re-stamps the entries of its outputs touched no later than the
 writing job's benchmark file, which Snakemake touches right after them).
@@ -35,6 +41,7 @@ log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 2**20  # measured: larger buffers fall out of the CPU caches and hash slower
 CACHE_FOLDER = "checksums"  # inside the work folder (``Plan.work``)
+WRITTEN_FOLDER = "written"  # inside the cache: each output file as its job wrote it
 SNAKEMAKE_TIMESTAMP = ".snakemake_timestamp"  # snakemake's mark inside directory() outputs
 
 
@@ -87,10 +94,12 @@ def _identity(stat: os.stat_result) -> dict[str, int]:
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ino": stat.st_ino}
 
 
-def remember(path: str | Path, cache_dir: str | Path, sha256: str | None = None) -> dict[str, Any]:
+def remember(path: str | Path, cache_dir: str | Path, sha256: str | None = None, *, written: bool = True) -> dict[str, Any]:
     """Store the digest of ``path`` (hashed here unless ``sha256`` is given); the entry.
 
-    The entry is written only when the file did not change while it was hashed.
+    ``written``: the caller is the job that wrote the file, so the digest is also kept as
+    the file's as-written state (:func:`written_digest`). The entry is written only when
+    the file did not change while it was hashed.
     """
     path = Path(path).resolve()
     before = _identity(os.stat(path))
@@ -99,10 +108,30 @@ def remember(path: str | Path, cache_dir: str | Path, sha256: str | None = None)
         after = _identity(os.stat(path))
         if after != before:
             log.warning("%s changed while it was hashed: its digest is not cached", path)
+            if written:  # an earlier writer's record no longer describes this file
+                _written_path(path, cache_dir).unlink(missing_ok=True)
             return {"path": str(path), **after, "sha256": sha256}
     entry = {"path": str(path), **before, "sha256": sha256}
     write_json_atomic(entry_path(path, cache_dir), entry)
+    if written:
+        write_json_atomic(_written_path(path, cache_dir), {"path": str(path), "size": before["size"], "sha256": sha256})
     return entry
+
+
+def _written_path(path: Path, cache_dir: str | Path) -> Path:
+    return Path(cache_dir) / WRITTEN_FOLDER / entry_path(path, cache_dir).name
+
+
+def written_digest(path: str | Path, cache_dir: str | Path) -> dict[str, Any] | None:
+    """``{"size", "sha256"}`` of ``path`` as the job that last wrote it left it, whatever
+    happened to the file since; None when no writer recorded it."""
+    path = Path(path).resolve()
+    try:
+        record = json.loads(_written_path(path, cache_dir).read_text())
+        usable = record["path"] == str(path) and isinstance(record["size"], int) and isinstance(record["sha256"], str)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return {"size": record["size"], "sha256": record["sha256"]} if usable else None
 
 
 def cached_digest(path: str | Path, cache_dir: str | Path) -> dict[str, Any] | None:
@@ -134,7 +163,7 @@ def adopt_touch(path: str | Path, cache_dir: str | Path, touched_by_ns: int) -> 
         return True
     if not entry["mtime_ns"] < now["mtime_ns"] <= touched_by_ns:
         return False
-    remember(path, cache_dir, sha256=entry["sha256"])
+    remember(path, cache_dir, sha256=entry["sha256"], written=False)
     return True
 
 
@@ -152,8 +181,9 @@ def _entry_of(path: str | Path, cache_dir: str | Path) -> tuple[dict[str, Any], 
 
 
 def forget(path: str | Path, cache_dir: str | Path) -> None:
-    """Drop the cache entry of ``path`` (a path that no longer exists, say)."""
+    """Drop the cache entries of ``path`` (a path that no longer exists, say)."""
     entry_path(path, cache_dir).unlink(missing_ok=True)
+    _written_path(Path(path).resolve(), cache_dir).unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- many files
@@ -176,7 +206,7 @@ def checksum_files(paths: Iterable[str | Path], workers: int | None = None,
         def one(path: Path) -> dict[str, Any]:
             if cache_dir is None:
                 return {"size": path.stat().st_size, "sha256": sha256_file(path)}
-            entry = remember(path, cache_dir)
+            entry = remember(path, cache_dir, written=False)  # a reader's digest, not a writer's
             return {"size": entry["size"], "sha256": entry["sha256"]}
 
         missing = [p for p, digest in found.items() if digest is None]

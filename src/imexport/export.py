@@ -37,12 +37,14 @@ def export_plane(
     *,
     correct: Callable[[np.ndarray, int, int], np.ndarray] | None = None,
     progress: Callable[[float], None] | None = None,
+    after_reads: Callable[[], None] | None = None,
 ) -> Path:
     """Write the output described by ``job`` into the sink of its format.
 
     ``offsets``: the source's saved index (see ``sources.open_plane_reader``).
     ``correct(pages, first_frame_position, plane)`` may transform raw pages (scan
-    phase) before they are cut into ROIs.
+    phase) before they are cut into ROIs. ``after_reads()`` runs once the last page is
+    read and before the output is committed: raising there leaves no output.
     """
     frames = from_runs(job.frames)
     colors = list(job.colors)
@@ -78,6 +80,8 @@ def export_plane(
                 del pages
                 if progress is not None:
                     progress(min(1.0, (start + step) / len(frames)))
+        if after_reads is not None:
+            after_reads()
         sink.commit()
     except BaseException:
         sink.abort()

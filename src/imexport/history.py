@@ -16,11 +16,16 @@ output:
 (each format's ``embed_history``, :mod:`imexport.formats`)
 
 and, with the size and sha256 of every output file as it is *after* the history was
-embedded, in ``outdir/imexport_manifest.json`` (what ``imexport verify`` checks).
+embedded, in ``outdir/imexport_manifest.json`` (what ``imexport verify`` checks). Each
+output there names the step that wrote it; outputs an earlier, different export left
+in the folder stay listed, so ``verify`` covers every export in it.
 
 The step lists the outputs as the writing jobs left them, before the history went in:
 the pixel files (TIFF, ``.bin``, shards, HDF5 plane files) never change afterwards, while
-``ops.npy``, ``zarr.json`` and the HDF5 master are rewritten to carry the history.
+``ops.npy``, ``zarr.json`` and the HDF5 master are rewritten to carry the history. Those
+digests are the writers' own (:func:`imexport.checksums.written_digest`), never those of a
+file an earlier run of this step rewrote, so rerunning the step alone repeats it but for
+its id and time.
 
 The embedded history is always rebuilt as *input history + this step*, never read back
 from the outputs, so recording it again (the rule reruns when an output was rewritten)
@@ -53,7 +58,9 @@ import numpy as np
 
 from . import __version__
 from .atomic import write_json_atomic
-from .checksums import adopt_touch, cache_folder, checksum_files, files_of, input_files
+from .checksums import (
+    adopt_touch, cache_folder, cached_digest, checksum_files, files_of, input_files, written_digest,
+)
 from .formats import FORMATS
 from .formats.base import HISTORY_KEY
 from .formats.tiff import SIDECAR_SUFFIX
@@ -62,7 +69,7 @@ from .job_benchmarks import read_benchmark
 from .metadata import frame_timing
 from .plan import Plan
 from .selection import to_runs
-from .sources.info import SourceInfo
+from .sources.info import SourceError, SourceInfo
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +292,7 @@ def history_spec(plan: Plan, config: dict[str, Any], records: dict[str, dict[str
         "products": products,
         "benchmarks": benchmarks,
         "touched": touched or {},
+        "page_index": plan.page_index,
         "phase_records": sorted(plan.phase_tasks),
         "axial_records": sorted(plan.axial_tasks),
         "parameters": pixel_parameters(plan, config),
@@ -295,8 +303,52 @@ def history_spec(plan: Plan, config: dict[str, Any], records: dict[str, dict[str
 # --------------------------------------------------------------------------- the history job
 
 
+def check_inputs_as_indexed(source_files: list[str], page_index: str | Path, cache: Path) -> None:
+    """Stop unless every input digest is of the bytes the export read: each input is as
+    the index recorded it (size, mtime), and was not changed since or while it was hashed."""
+    with np.load(page_index) as data:
+        sizes = data["sizes"].tolist()
+        # an index saved before modification times were recorded: by size only
+        mtimes = data["mtimes"].tolist() if "mtimes" in data.files else [None] * len(sizes)
+    for name, size, mtime_ns in zip(source_files, sizes, mtimes):
+        now = Path(name).stat()
+        if now.st_size != size or mtime_ns not in (None, now.st_mtime_ns):
+            raise SourceError(
+                f"{name}: changed after this export indexed it ({size} bytes then, {now.st_size} now, modification "
+                f"time {'unchanged' if now.st_mtime_ns == mtime_ns else 'moved'}); its digest would not describe "
+                f"the bytes exported, so no history was recorded. Run the export again"
+            )
+    for path in input_files(source_files):
+        if cached_digest(path, cache) is None:  # hashed while it changed, or changed since
+            raise SourceError(f"{path}: changed while its digest was taken; no history was recorded. Run the export again")
+
+
+
+
 def manifest_path(outdir: str | Path) -> Path:
     return Path(outdir) / MANIFEST_NAME
+
+
+def earlier_exports(outdir: Path, products: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The outputs, and their files, that earlier exports into ``outdir`` listed in its
+    manifest and this export does not write: a second export into one folder (another
+    format, other planes) keeps the first one verifiable. An output that is gone is
+    dropped, with a warning naming it."""
+    try:
+        earlier = json.loads(manifest_path(outdir).read_text())
+    except FileNotFoundError:
+        return [], []
+    ours = {p for product in products for p in (product["output"], *product["paths"])}
+    outputs, files = [], []
+    for output in earlier["outputs"]:
+        if ours.intersection((output["path"], *output["paths"])):
+            continue  # this export writes it again
+        if not (outdir / output["path"]).exists():
+            log.warning("%s: listed by an earlier export's manifest but gone; no longer listed", output["path"])
+            continue
+        outputs.append({**output, "step": output.get("step", earlier["steps"][-1]["id"])})
+        files += [f for f in earlier["files"] if any(f["path"] == p or f["path"].startswith(p + "/") for p in output["paths"])]
+    return outputs, files
 
 
 def record_history(spec: dict[str, Any], workers: int | None = None) -> dict[str, Any]:
@@ -308,7 +360,8 @@ def record_history(spec: dict[str, Any], workers: int | None = None) -> dict[str
     ``spec`` (built by the workflow from the plan): ``outdir``, ``work``,
     ``source_files``, ``products`` (``output``, ``format``, ``fingerprint``,
     ``paths`` relative to outdir), ``benchmarks`` (rule → tsv paths), ``touched``
-    (output file → the benchmark of its job), ``phase_records``, ``axial_records``,
+    (output file → the benchmark of its job), ``page_index`` (what the inputs were
+    indexed as: their digests must be of those files), ``phase_records``, ``axial_records``,
     ``parameters`` and ``config``.
 
     Order matters to Snakemake: outputs are rewritten first, the TIFF sidecars next and
@@ -323,8 +376,12 @@ def record_history(spec: dict[str, Any], workers: int | None = None) -> dict[str
         if Path(benchmark).is_file():
             adopt_touch(outdir / rel, cache, Path(benchmark).stat().st_mtime_ns)
     digests = checksum_files([*input_files(spec["source_files"]), *output_files], workers, cache)
+    check_inputs_as_indexed(spec["source_files"], spec["page_index"], cache)
     log.info("digests of %d files (%.1f MB)", len(digests), sum(d["size"] for d in digests.values()) / 1e6)
-    history = inherited_history(spec["source_files"]) + [build_step(spec, digests)]
+    # the step lists each output file as its job wrote it: a file this step rewrote in an
+    # earlier run (a rerun after a kill, or after one output was deleted) already carries a history
+    as_written = {f: written_digest(f, cache) or digests[f] for f in output_files}
+    history = inherited_history(spec["source_files"]) + [build_step(spec, {**digests, **as_written})]
 
     sidecars = {p["output"]: FORMATS[p["format"]].history_sidecars(p["output"]) for p in products}
     rewritten: list[Path] = []
@@ -332,23 +389,25 @@ def record_history(spec: dict[str, Any], workers: int | None = None) -> dict[str
         rewritten += FORMATS[product["format"]].embed_history(outdir / product["output"], history)
     digests.update(checksum_files(rewritten, workers, cache))
 
+    earlier_outputs, earlier_files = earlier_exports(outdir, products)
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "written": datetime.now(UTC).astimezone().isoformat(timespec="seconds"),
         "outdir": str(outdir.resolve()),
         "steps": history,
-        "outputs": [
+        "outputs": earlier_outputs + [
             {
                 "path": product["output"],
                 **{k: v for k, v in product.items() if k not in ("output", "paths")},
                 "paths": product["paths"] + [str(p) for p in sidecars[product["output"]]],
+                "step": history[-1]["id"],
             }
             for product in products
         ],
-        "files": [
+        "files": sorted(earlier_files + [
             {"path": str(f.relative_to(outdir)), **digests[f]}
             for f in sorted({*output_files, *rewritten})
-        ],
+        ], key=lambda f: f["path"]),
     }
     write_json_atomic(manifest_path(outdir), manifest)
     log.info("history step %s recorded in %d output(s); manifest %s", history[-1]["id"], len(products), manifest_path(outdir))

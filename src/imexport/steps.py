@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import checksums as digests
-from .atomic import commit_path, temporary_sibling, write_json_atomic
+from .atomic import commit_path, fsync_enabled, fsync_path, temporary_sibling, write_json_atomic
 from .checksums import files_of, input_files, remember_files
 from .corrections import compute_axial_shifts, estimate_scan_phase, phase_corrector, shift_metadata
 from .formats import FORMATS
@@ -29,7 +30,7 @@ from .metadata import frame_timing
 from .plan import Plan
 from .selection import from_runs
 from .sources import build_index
-from .sources.info import SourceInfo
+from .sources.info import SourceError, SourceInfo
 from .sources.scanimage import check_page_index, load_page_index, save_page_index
 from .synthetic import AcquisitionSpec, write_acquisition
 
@@ -84,6 +85,7 @@ def write_plane(job: PlaneJob, source_json: str, index_path: str, *, show_progre
             log.info("%s: %3.0f%%", Path(job.output).name, 100 * fraction)
 
     info = _unchanged_source(source_json, index_path)
+    read_from = input_identities(info)
     phase_record = _read_json(job.phase_record)
     # the acquisition times, known once index_source read the page descriptions
     timing = frame_timing(info, index_path, from_runs(job.frames))
@@ -92,10 +94,14 @@ def write_plane(job: PlaneJob, source_json: str, index_path: str, *, show_progre
         **({"timing": timing} if timing else {})})
     correct = phase_corrector(phase_record, info, job.roi, from_runs(job.frames))
     try:
-        written = export_plane(info, load_page_index(Path(index_path)), job, correct=correct, progress=progress)
+        written = export_plane(info, load_page_index(Path(index_path)), job, correct=correct, progress=progress,
+                               after_reads=lambda: check_unchanged_since(read_from))
     except OSError as exc:
         raise OSError(_write_failure(Path(job.store or job.output), exc)) from exc
     if job.output_type == "slab":
+        if fsync_enabled():  # the slab's chunk files stay in the shared store: no rename flushes them
+            for path in FORMATS[job.format].slab_files(Path(job.store), job.z_index):
+                fsync_path(path)
         # the marker carries the times to the assemble step of a store that has no other place for them
         write_json_atomic(Path(job.output), {"z_index": job.z_index, "plane": job.plane + 1,
                                              **({"timing": timing} if timing else {})})
@@ -136,6 +142,33 @@ def _unchanged_source(source_json: str, index_path: str) -> SourceInfo:
     return info
 
 
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino
+
+
+def input_identities(info: SourceInfo) -> dict[Path, tuple[int, int, int] | None]:
+    """Every input file's (size, mtime_ns, inode) now: what a job's reads start from."""
+    return {path: _identity(path) for path in input_files(info.files)}
+
+
+def check_unchanged_since(identities: dict[Path, tuple[int, int, int] | None]) -> None:
+    """Stop when an input file is no longer what a job started reading: its pixels would
+    mix old and new bytes. Called after the job's last read, before it commits."""
+    for path, was in identities.items():
+        now = _identity(path)
+        if now != was:
+            what = "removed" if now is None else "replaced" if was is not None and now[2] != was[2] else "changed"
+            raise SourceError(
+                f"{path}: {what} while it was being exported (size, modification time or inode differ "
+                f"from when the job started reading it); nothing was written for this job. "
+                f"Run again once the file is complete"
+            )
+
+
 def _read_json(path: str | None) -> Any:
     return json.loads(Path(path).read_text()) if path else None
 
@@ -165,28 +198,33 @@ def scan_phase(tasks: list[dict[str, Any]], source_json: str, index_path: str, o
     from concurrent.futures import ThreadPoolExecutor
 
     info = _unchanged_source(source_json, index_path)
+    read_from = input_identities(info)
     offsets = load_page_index(Path(index_path))
 
-    def one(task: dict[str, Any], out: str) -> None:
-        record = estimate_scan_phase(
+    def one(task: dict[str, Any]) -> dict[str, Any]:
+        return estimate_scan_phase(
             info, offsets, plane=task["plane"], roi=task["roi"], color=task["color"],
             frames_runs=task["frames"], options=task["options"],
         )
-        write_json_atomic(Path(out), record)
-        log.info("scan phase of plane %d: %s", task["plane"] + 1, record.get("offset", "per frame"))
 
     if len(tasks) != len(outs):
         raise ValueError(f"{len(tasks)} scan-phase tasks but {len(outs)} record paths")
     with ThreadPoolExecutor(max(1, threads)) as pool:
-        list(pool.map(one, tasks, outs))  # list(): re-raises the first failure
+        records = list(pool.map(one, tasks))  # list(): re-raises the first failure
+    check_unchanged_since(read_from)
+    for task, out, record in zip(tasks, outs, records):
+        write_json_atomic(Path(out), record)
+        log.info("scan phase of plane %d: %s", task["plane"] + 1, record.get("offset", "per frame"))
 
 
 def axial_shifts(task: dict[str, Any], source_json: str, index_path: str, out: str) -> None:
     info = _unchanged_source(source_json, index_path)
+    read_from = input_identities(info)
     record = compute_axial_shifts(
         info, load_page_index(Path(index_path)), roi=task["roi"], color=task["color"],
         phase_records=[_read_json(p) for p in task["phase_records"]], options=task["options"],
     )
+    check_unchanged_since(read_from)
     if record["at_search_limit"]:
         log.warning(
             "axial registration: the step into plane(s) %s peaks at the search limit max_reg_xy=%d; "

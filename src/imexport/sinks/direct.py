@@ -17,6 +17,9 @@ writer would leave.
 Where ``O_DIRECT`` does not exist or the filesystem refuses it (tmpfs, some network
 and FUSE filesystems), or ``IMEXPORT_DIRECT_IO=0`` is set, the same staging is used
 with buffered writes.
+
+``close`` fsyncs the file (unless ``IMEXPORT_FSYNC=0``, :mod:`imexport.atomic`): a
+shard file of a shared Zarr store is written in place, with no rename to flush it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import io
 import mmap
 import os
 from pathlib import Path
+
+from imexport.atomic import fsync_enabled
 
 ALIGN = 4096  # covers 512-byte and 4 KiB logical blocks
 STAGING_BYTES = 16 * 2**20  # measured: 16 MiB blocks reach the disk's direct-write rate
@@ -114,6 +119,8 @@ class DirectFile(io.RawIOBase):
             return
         try:
             self._finish()
+            if fsync_enabled():  # shard files of a shared store are never renamed: flush them here
+                os.fsync(self._plain)
         finally:
             try:
                 self._staging.close()
