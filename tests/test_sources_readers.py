@@ -152,6 +152,21 @@ def test_imexport_tiff_outputs_read_back_with_their_metadata(tmp_path):
     check(inspect_input(volume), m, "tiff", SCALES)
 
 
+def test_a_plain_tiff_cut_inside_its_pixels_is_refused_not_read_short(tmp_path):
+    # tifffile reads the 5-frame shape from the description and only warns that the file ends
+    good = tmp_path / "good.tif"
+    tifffile.imwrite(good, movie((5, 1, 1, 8, 8))[:, 0, 0])
+    with tifffile.TiffFile(good) as tf:
+        pixels_start = tf.series[0].dataoffset
+    cut = tmp_path / "cut.tif"
+    kept = pixels_start + 3 * 8 * 8 * 2  # 3 of the 5 int16 frames
+    cut.write_bytes(good.read_bytes()[:kept])
+    with pytest.raises(SourceError) as refused:
+        inspect_input(cut)
+    assert str(refused.value).startswith(f"{cut}: cut short: its (5, 8, 8) series")
+    assert f"the file has {kept}" in str(refused.value) and "copy it again" in str(refused.value)
+
+
 @pytest.mark.parametrize("kept_bytes", [7, 12], ids=["header_cut_short", "first_directory_cut_short"])
 def test_a_truncated_plain_tiff_is_a_source_error_naming_the_file(tmp_path, kept_bytes):
     # a plain (non-ScanImage) stack cut short inside its 8-byte header or its first page's

@@ -58,7 +58,15 @@ def _readable(path: Path) -> Iterator[None]:
 def _series(path: Path) -> tuple[str, tuple[int, ...], np.dtype]:
     with _readable(path), tifffile.TiffFile(path) as tf:
         series = tf.series[0]
-        return series.axes, tuple(series.shape), np.dtype(series.dtype)
+        axes, shape, dtype = series.axes, tuple(series.shape), np.dtype(series.dtype)
+        end = None if series.dataoffset is None else series.dataoffset + series.nbytes
+    # tifffile takes a contiguous series' shape from its description and only warns when
+    # the file ends early: the frames past the end would be read as missing, not refused
+    if end is not None and end > path.stat().st_size:
+        raise SourceError(
+            f"{path}: cut short: its {shape} series needs bytes up to {end}, the file has {path.stat().st_size}; copy it again"
+        )
+    return axes, shape, dtype
 
 
 def _scales(path: Path) -> dict[str, float | None]:
