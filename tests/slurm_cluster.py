@@ -552,7 +552,7 @@ def one_node_cluster(
             msg = "SLURM test cluster teardown left processes running: " + "; ".join(problems)
             if clean_exit:
                 raise RuntimeError(msg)
-            warnings.warn(msg)
+            warnings.warn(msg, stacklevel=2)
 
 
 def _teardown(cluster: SlurmCluster, procs: dict[str, subprocess.Popen], marker: bytes, bins: dict[str, str]) -> list[str]:

@@ -270,7 +270,7 @@ def test_the_whole_header_is_kept_as_json(tmp_path, make_acquisition):
 
 
 def test_timestamps_of_a_frame_selection_and_dropped_frames(tmp_path, make_acquisition, caplog):
-    S, F, C = 3, 2, 2
+    S, F = 3, 2
     spec, paths = make_acquisition(tmp_path, **ONE_ROI, n_colors=2, channel_save=[1, 4], piezo_slices=S,
                                    flyback_frames=F, n_frames=6, frames_per_file=7, dropped_after=[11],
                                    aux_events={4: 0.125})

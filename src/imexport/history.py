@@ -292,7 +292,6 @@ def history_spec(plan: Plan, config: dict[str, Any], records: dict[str, dict[str
         "products": products,
         "benchmarks": benchmarks,
         "touched": touched or {},
-        "page_index": plan.page_index,
         "phase_records": sorted(plan.phase_tasks),
         "axial_records": sorted(plan.axial_tasks),
         "parameters": pixel_parameters(plan, config),
