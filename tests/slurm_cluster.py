@@ -43,9 +43,9 @@ import tempfile
 import time
 import uuid
 import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 # Binaries the harness calls.  Daemons live in /usr/sbin, which is not always
 # on PATH for non-login shells, hence the explicit fallback in _find().
@@ -165,8 +165,13 @@ def run_with_timeout(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            list(cmd), env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            list(cmd),
+            env=env,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         try:
             rc = proc.wait(timeout=timeout)
@@ -223,8 +228,13 @@ class SlurmCluster:
     def run(self, *args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
         """Run a SLURM client command (``squeue``, ``scontrol``...) against this cluster."""
         return subprocess.run(
-            list(args), env=self.environ(), capture_output=True, text=True,
-            check=check, timeout=timeout, stdin=subprocess.DEVNULL,
+            list(args),
+            env=self.environ(),
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
         )
 
     def jobs(self) -> list[SlurmJob]:
@@ -252,8 +262,14 @@ class SlurmCluster:
 
 
 def _write_config(
-    workdir: Path, *, cpus: int, real_memory_mb: int, munge_socket: Path,
-    ctld_port: int, slurmd_port: int, log_dir: Path,
+    workdir: Path,
+    *,
+    cpus: int,
+    real_memory_mb: int,
+    munge_socket: Path,
+    ctld_port: int,
+    slurmd_port: int,
+    log_dir: Path,
 ) -> Path:
     state = workdir / "state"
     spool = workdir / "spool"
@@ -438,14 +454,23 @@ def one_node_cluster(
 
         ctld_port, slurmd_port = _free_ports(2)
         conf = _write_config(
-            workdir, cpus=cpus, real_memory_mb=real_memory_mb, munge_socket=munge_socket,
-            ctld_port=ctld_port, slurmd_port=slurmd_port, log_dir=log_dir,
+            workdir,
+            cpus=cpus,
+            real_memory_mb=real_memory_mb,
+            munge_socket=munge_socket,
+            ctld_port=ctld_port,
+            slurmd_port=slurmd_port,
+            log_dir=log_dir,
         )
         shim_dir = _write_client_shims(workdir / "bin", conf, bins)
         cluster = SlurmCluster(
-            workdir=workdir, conf=conf, log_dir=log_dir, munge_socket=munge_socket,
+            workdir=workdir,
+            conf=conf,
+            log_dir=log_dir,
+            munge_socket=munge_socket,
             env={"SLURM_CONF": str(conf), "PATH": f"{shim_dir}{os.pathsep}{os.environ.get('PATH', os.defpath)}"},
-            cpus=cpus, real_memory_mb=real_memory_mb,
+            cpus=cpus,
+            real_memory_mb=real_memory_mb,
             munge_dir=munge_dir,
         )
     except BaseException:
@@ -466,8 +491,14 @@ def one_node_cluster(
         # Own session: a Ctrl-C aimed at pytest must not kill the daemons
         # before teardown can stop them in order.
         p = subprocess.Popen(
-            argv, env=daemon_env, stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True, cwd=workdir, **kw,
+            argv,
+            env=daemon_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=workdir,
+            **kw,
         )
         procs[name] = p
         cluster.pids[name] = p.pid
@@ -489,8 +520,12 @@ def one_node_cluster(
 
     def quiet(*argv: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            list(argv), env=daemon_env, capture_output=True, text=True,
-            timeout=15, stdin=subprocess.DEVNULL,
+            list(argv),
+            env=daemon_env,
+            capture_output=True,
+            text=True,
+            timeout=15,
+            stdin=subprocess.DEVNULL,
         )
 
     def munge_ok() -> bool:
@@ -498,10 +533,16 @@ def one_node_cluster(
             cred = quiet(bins["munge"], "-n", "-S", str(munge_socket))
             if cred.returncode != 0:
                 return False
-            return subprocess.run(
-                [bins["unmunge"], "-S", str(munge_socket)], input=cred.stdout,
-                capture_output=True, text=True, timeout=15,
-            ).returncode == 0
+            return (
+                subprocess.run(
+                    [bins["unmunge"], "-S", str(munge_socket)],
+                    input=cred.stdout,
+                    capture_output=True,
+                    text=True,
+                    timeout=15,
+                ).returncode
+                == 0
+            )
         except subprocess.TimeoutExpired:
             return False
 
@@ -528,9 +569,17 @@ def one_node_cluster(
         # In the foreground munged logs to stderr, i.e. to logs/munged.out.
         start(
             "munged",
-            [bins["munged"], "--foreground", f"--socket={munge_socket}", f"--key-file={key}",
-             f"--pid-file={munge_dir}/munged.pid", f"--seed-file={munge_dir}/munged.seed"],
-            user=munge_user.pw_uid, group=munge_user.pw_gid, extra_groups=[],
+            [
+                bins["munged"],
+                "--foreground",
+                f"--socket={munge_socket}",
+                f"--key-file={key}",
+                f"--pid-file={munge_dir}/munged.pid",
+                f"--seed-file={munge_dir}/munged.seed",
+            ],
+            user=munge_user.pw_uid,
+            group=munge_user.pw_gid,
+            extra_groups=[],
         )
         wait_for("munged (munge -n | unmunge)", munge_ok, deadline)
         # -D: stay in the foreground (our PID is the daemon); -c: ignore any
@@ -560,7 +609,9 @@ def _teardown(cluster: SlurmCluster, procs: dict[str, subprocess.Popen], marker:
     # kill job processes and exit by itself.
     if "slurmctld" in procs and procs["slurmctld"].poll() is None:
         with contextlib.suppress(Exception):
-            unfinished = [j for j in cluster.jobs() if j.state in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED")]
+            unfinished = [
+                j for j in cluster.jobs() if j.state in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED")
+            ]
             if unfinished:
                 cluster.run(bins["scancel"], *[str(j.job_id) for j in unfinished], check=False)
                 deadline = time.monotonic() + 15

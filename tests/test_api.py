@@ -20,9 +20,27 @@ from imexport.synthetic import expected_roi
 SEED = Path(__file__).resolve().parents[2] / "shared" / "seeds"
 # The parameters of mbo_utilities.imwrite, in order (issue 5 lists them too).
 REFERENCE_PARAMETERS = [
-    "lazy_array", "outpath", "ext", "planes", "frames", "channels", "num_frames", "register_z", "roi_mode",
-    "roi", "metadata", "overwrite", "order", "target_chunk_mb", "progress_callback", "debug", "show_progress",
-    "output_name", "output_suffix", "dataset_name", "dim_order",
+    "lazy_array",
+    "outpath",
+    "ext",
+    "planes",
+    "frames",
+    "channels",
+    "num_frames",
+    "register_z",
+    "roi_mode",
+    "roi",
+    "metadata",
+    "overwrite",
+    "order",
+    "target_chunk_mb",
+    "progress_callback",
+    "debug",
+    "show_progress",
+    "output_name",
+    "output_suffix",
+    "dataset_name",
+    "dim_order",
 ]
 
 
@@ -62,8 +80,13 @@ def test_imwrite_progress_metadata_and_no_mutation(tmp_path, make_acquisition):
     before = arr.metadata
     calls = []
     out = imexport.imwrite(
-        arr, tmp_path / "out", planes=[1, 3], metadata={"dz": 7.0, "animal": "m1"}, fix_phase=False,
-        show_progress=False, progress_callback=lambda fraction, plane: calls.append((fraction, plane)),
+        arr,
+        tmp_path / "out",
+        planes=[1, 3],
+        metadata={"dz": 7.0, "animal": "m1"},
+        fix_phase=False,
+        show_progress=False,
+        progress_callback=lambda fraction, plane: calls.append((fraction, plane)),
     )
     assert calls == [(0.5, 1), (1.0, 3)]
     assert arr.metadata == before  # the source is never changed by a write
@@ -81,8 +104,14 @@ def test_show_progress_prints_one_line_per_plane_job_off_a_terminal(tmp_path, ma
     imexport.imwrite(tmp_path / "raw", tmp_path / "quiet", planes=[1, 3], fix_phase=False, show_progress=False)
     assert capfd.readouterr() == ("", "")  # nothing at all
     calls = []
-    imexport.imwrite(tmp_path / "raw", tmp_path / "out", planes=[1, 3], fix_phase=False, show_progress=True,
-                     progress_callback=lambda fraction, plane: calls.append((fraction, plane)))
+    imexport.imwrite(
+        tmp_path / "raw",
+        tmp_path / "out",
+        planes=[1, 3],
+        fix_phase=False,
+        show_progress=True,
+        progress_callback=lambda fraction, plane: calls.append((fraction, plane)),
+    )
     shown = capfd.readouterr()  # pytest's captured stderr is a file, not a terminal
     assert shown.out == ""
     assert shown.err.splitlines() == ["imexport: 1/2 plane jobs done (plane 1)", "imexport: 2/2 plane jobs done (plane 3)"]
@@ -130,18 +159,27 @@ def test_unknown_keyword_and_bad_extension_are_errors(tmp_path, make_acquisition
 
 
 def test_api_files_equal_the_workflow_files(tmp_path, make_acquisition, run_snakemake):
-    spec, _ = make_acquisition(tmp_path, n_frames=8, frames_per_file=3, phase_offset=1.0, roi_heights=[24, 20],
-                               width=32, texture=100.0, n_cells=20)
+    spec, _ = make_acquisition(
+        tmp_path, n_frames=8, frames_per_file=3, phase_offset=1.0, roi_heights=[24, 20], width=32, texture=100.0, n_cells=20
+    )
     session = tmp_path / "session.yaml"
     imexport.imwrite(
-        tmp_path / "raw", tmp_path / "api", ext=[".tiff", ".zarr", ".bin"], frames="1:8:2", register_z=True,
-        roi_mode="separate", roi=0, max_reg_xy=3, config_out=session,
+        tmp_path / "raw",
+        tmp_path / "api",
+        ext=[".tiff", ".zarr", ".bin"],
+        frames="1:8:2",
+        register_z=True,
+        roi_mode="separate",
+        roi=0,
+        max_reg_xy=3,
+        config_out=session,
     )
     config = yaml.safe_load(session.read_text())
     config["outdir"] = str(tmp_path / "workflow")
     run_snakemake(tmp_path, config)
-    api_files = sorted(p.relative_to(tmp_path / "api") for p in (tmp_path / "api").rglob("*")
-                       if p.is_file() and ".imexport" not in p.parts)
+    api_files = sorted(
+        p.relative_to(tmp_path / "api") for p in (tmp_path / "api").rglob("*") if p.is_file() and ".imexport" not in p.parts
+    )
     compared = 0
     for rel in api_files:
         if rel.name.endswith((".tif", ".bin")) or "/0/" in f"/{rel.as_posix()}":

@@ -37,7 +37,8 @@ def tree(folder: Path) -> dict[str, tuple[int, int, str]]:
     """Every file under ``folder``: size, mtime and sha256."""
     return {
         str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
-        for p in folder.rglob("*") if p.is_file()
+        for p in folder.rglob("*")
+        if p.is_file()
     }
 
 
@@ -79,7 +80,7 @@ def bad_roi_json(raw: Path) -> tuple[Path, Path]:
     magic, _, frame_bytes, _ = struct.unpack_from("<IIII", data, 16)
     assert magic == synthetic.SCANIMAGE_MAGIC
     json_at = 32 + frame_bytes
-    data[json_at:json_at + 12] = b"#broken#json"
+    data[json_at : json_at + 12] = b"#broken#json"
     first.write_bytes(bytes(data))
     return folder, first
 
@@ -172,8 +173,21 @@ def test_existing_outputs_are_untouched(workflow_failures):
         ({"target_chunk_mb": "big"}, ["target_chunk_mb"]),
         ({"zarr": {"unknown": 1}}, ["zarr"]),
     ],
-    ids=["frames", "channels", "rois", "order_too_short", "order_too_long", "suffix_slash", "suffix_dotdot",
-         "suffix_absolute", "name_absolute", "name_dotdot", "name_slash", "wrong_type", "unknown_nested_key"],
+    ids=[
+        "frames",
+        "channels",
+        "rois",
+        "order_too_short",
+        "order_too_long",
+        "suffix_slash",
+        "suffix_dotdot",
+        "suffix_absolute",
+        "name_absolute",
+        "name_dotdot",
+        "name_slash",
+        "wrong_type",
+        "unknown_nested_key",
+    ],
 )
 def test_bad_settings_are_refused_while_planning(tmp_path, make_acquisition, settings, fragments):
     _, paths = make_acquisition(tmp_path, **SPEC)
@@ -193,19 +207,24 @@ def test_outdir_equal_to_the_input_folder_is_refused(tmp_path, make_acquisition)
 def test_a_full_disk_fails_the_job_and_leaves_no_output(tmp_path, make_acquisition, run_snakemake):
     # 2 planes of 60 frames of 48 x 96 int16: 550 kB per TIFF, above the 256 kB file size limit
     # that everything else the run writes (index, records, logs) stays below
-    _, paths = make_acquisition(tmp_path, n_frames=60, n_planes=2, roi_heights=[48, 48], width=48, fly_to_lines=2,
-                                frames_per_file=30, n_cells=8)
+    _, paths = make_acquisition(
+        tmp_path, n_frames=60, n_planes=2, roi_heights=[48, 48], width=48, fly_to_lines=2, frames_per_file=30, n_cells=8
+    )
     out = tmp_path / "out"
     limit = 256 * 1024
 
     def small_disk():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    result = run_snakemake(tmp_path / "work", {"input": str(paths[0].parent), "outdir": str(out), **NO_PHASE},
-                           expect_ok=False, preexec_fn=small_disk)
+    result = run_snakemake(
+        tmp_path / "work", {"input": str(paths[0].parent), "outdir": str(out), **NO_PHASE}, expect_ok=False, preexec_fn=small_disk
+    )
     assert "Error in rule write_plane_file" in result.output
-    failed = [name for name in ("zplane01_tp00001-00060.tif", "zplane02_tp00001-00060.tif")
-              if f"{out / name} not written" in result.output]
+    failed = [
+        name
+        for name in ("zplane01_tp00001-00060.tif", "zplane02_tp00001-00060.tif")
+        if f"{out / name} not written" in result.output
+    ]
     assert failed and "ulimit -f" in result.output and "MiB are free" in result.output
     written = [p for p in out.iterdir() if p.name != ".imexport"]
     assert written == []  # no output, no temporary, no manifest

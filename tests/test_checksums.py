@@ -43,8 +43,13 @@ def test_remember_stores_one_entry_named_after_the_resolved_path(tmp_path):
     path = write(tmp_path / "a.bin", os.urandom(1000))
     entry = remember(path, cache)
     stat = path.stat()
-    assert entry == {"path": str(path.resolve()), "size": 1000, "mtime_ns": stat.st_mtime_ns, "ino": stat.st_ino,
-                     "sha256": sha(path)}
+    assert entry == {
+        "path": str(path.resolve()),
+        "size": 1000,
+        "mtime_ns": stat.st_mtime_ns,
+        "ino": stat.st_ino,
+        "sha256": sha(path),
+    }
     name = hashlib.sha1(str(path.resolve()).encode()).hexdigest() + ".json"
     assert [p.name for p in cache.glob("*.json")] == [name] == [entry_path(path, cache).name]
     assert json.loads((cache / name).read_text()) == entry

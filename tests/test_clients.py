@@ -44,8 +44,9 @@ suite2p.run_plane(ops, ops_path=os.path.abspath("ops.npy"))
 
 # suite2p's defaults need frames of several 128-pixel registration blocks and a few
 # hundred frames
-SUITE2P_SPEC = dict(n_frames=300, n_planes=2, roi_heights=[256], width=256, fly_to_lines=0,
-                    frames_per_file=100, n_cells=30, noise=5.0)
+SUITE2P_SPEC = dict(
+    n_frames=300, n_planes=2, roi_heights=[256], width=256, fly_to_lines=0, frames_per_file=100, n_cells=30, noise=5.0
+)
 PLANES = ("zplane01_tp00001-00300", "zplane02_tp00001-00300")
 
 
@@ -89,8 +90,7 @@ def suite2p_export(tmp_path_factory):
 
 
 def run_client(python: Path, code: str, cwd: Path) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(python), "-c", code], cwd=cwd, capture_output=True, text=True,
-                            timeout=SUITE2P_TIMEOUT_S)
+    result = subprocess.run([str(python), "-c", code], cwd=cwd, capture_output=True, text=True, timeout=SUITE2P_TIMEOUT_S)
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
     return result
 
@@ -145,8 +145,7 @@ def test_suite2p_014_runs_inside_a_moved_copy_and_never_writes_the_export(suite2
 
 # ---- TIFF ------------------------------------------------------------------------------
 
-TIFF_SPEC = dict(n_frames=7, n_planes=3, n_colors=2, roi_heights=[16, 12], width=20,
-                 fly_to_lines=2, frames_per_file=3)
+TIFF_SPEC = dict(n_frames=7, n_planes=3, n_colors=2, roi_heights=[16, 12], width=20, fly_to_lines=2, frames_per_file=3)
 CLASSIC_MAGIC, BIGTIFF_MAGIC = b"II*\x00", b"II+\x00"
 
 
@@ -182,8 +181,9 @@ def test_default_plane_tiff_is_classic_with_imagej_hyperstack_tags(tiff_acquisit
 @pytest.mark.parametrize("layout", ["plane", "volume"])
 def test_every_layout_honours_bigtiff(tiff_acquisition, tmp_path, layout, bigtiff, magic):
     spec, raw = tiff_acquisition
-    out = imexport.imwrite(raw, tmp_path / "out", ext=".tiff", show_progress=False, layout=layout,
-                           bigtiff=bigtiff, metadata={"dz": 12.5})
+    out = imexport.imwrite(
+        raw, tmp_path / "out", ext=".tiff", show_progress=False, layout=layout, bigtiff=bigtiff, metadata={"dz": 12.5}
+    )
     files = sorted(out.glob("*.tif"))
     assert len(files) == (spec.n_planes if layout == "plane" else 1)
     for path in files:
@@ -218,8 +218,12 @@ def imagej_report(path: Path, tmp_path: Path) -> dict[str, list[str]]:
         pytest.skip(reason)
     macro = tmp_path / "dimensions.ijm"
     macro.write_text(IMAGEJ_MACRO)
-    result = subprocess.run([xvfb_run, "-a", "java", "-jar", str(IMAGEJ_JAR), "-batch", str(macro), str(path)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [xvfb_run, "-a", "java", "-jar", str(IMAGEJ_JAR), "-batch", str(macro), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     lines = [line.split() for line in result.stdout.splitlines() if line.split()]
     report = {words[0]: words[1:] for words in lines if words[0] in ("DIMS", "CALIBRATION", "PIXEL")}
     assert set(report) == {"DIMS", "CALIBRATION", "PIXEL"}, f"ImageJ could not open {path}:\n{result.stdout}{result.stderr}"
@@ -229,8 +233,9 @@ def imagej_report(path: Path, tmp_path: Path) -> dict[str, list[str]]:
 @pytest.mark.parametrize("layout", ["plane", "volume"])
 def test_imagej_opens_the_default_tiffs_as_hyperstacks(tiff_acquisition, tmp_path, layout):
     spec, raw = tiff_acquisition
-    out = imexport.imwrite(raw, tmp_path / "out", ext=".tiff", show_progress=False, layout=layout,
-                           metadata={"dx": 0.5, "dy": 0.25, "dz": 12.5})
+    out = imexport.imwrite(
+        raw, tmp_path / "out", ext=".tiff", show_progress=False, layout=layout, metadata={"dx": 0.5, "dy": 0.25, "dz": 12.5}
+    )
     path = sorted(out.glob("*.tif"))[0]
     with tifffile.TiffFile(path) as tif:
         pixels = tif.series[0].asarray()

@@ -157,6 +157,7 @@ def test_shipped_config_validates():
     resolved = load(DEFAULT_CONFIG)
     with open(DEFAULT_CONFIG) as fh:
         raw = yaml.safe_load(fh)
+
     def stated_part(resolved_value, stated):
         """The resolved value cut down to the keys the file states, at every depth."""
         if isinstance(stated, dict):

@@ -40,10 +40,16 @@ def test_every_format_keeps_the_pixels(tmp_path, run_snakemake, dtype):
     (tmp_path / "src").mkdir()
     np.save(tmp_path / "src" / "movie.npy", data)
     out = tmp_path / "out"
-    run_snakemake(tmp_path, {
-        "input": str(tmp_path / "src" / "movie.npy"), "input_options": {"dim_order": "TZYX"}, "outdir": str(out),
-        "format": ["tiff", "bin", "zarr", "h5"], "metadata": {"dz": None},
-    })
+    run_snakemake(
+        tmp_path,
+        {
+            "input": str(tmp_path / "src" / "movie.npy"),
+            "input_options": {"dim_order": "TZYX"},
+            "outdir": str(out),
+            "format": ["tiff", "bin", "zarr", "h5"],
+            "metadata": {"dz": None},
+        },
+    )
     for z, name in enumerate(PLANE_NAMES):
         tif = tifffile.imread(out / f"{name}.tif")
         assert tif.dtype == data.dtype

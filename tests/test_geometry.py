@@ -150,6 +150,4 @@ def test_single_roi_page_extracts_unchanged():
 
 def test_to_list_records_every_strip():
     layout = page_layout(100, 20, [30, 30, 31], 3)
-    assert layout.to_list() == [
-        {"index": i, "y0": s.y0, "height": s.height, "width": 20} for i, s in enumerate(layout.strips)
-    ]
+    assert layout.to_list() == [{"index": i, "y0": s.y0, "height": s.height, "width": 20} for i, s in enumerate(layout.strips)]

@@ -23,8 +23,8 @@ import pytest
 import zarr
 
 from imexport.formats import output_format
-from imexport.history import HISTORY_KEY, MANIFEST_NAME, inherited_history, read_history
 from imexport.hdf5_attrs import read_attrs
+from imexport.history import HISTORY_KEY, MANIFEST_NAME, inherited_history, read_history
 
 SPEC = dict(n_frames=10, n_planes=3, roi_heights=[24, 18], width=24, fly_to_lines=3, frames_per_file=4, n_cells=8)
 FORMATS = ["tiff", "bin", "zarr", "h5"]
@@ -88,7 +88,9 @@ def test_the_step_records_software_files_durations_and_parameters(export):
     outputs = {o["path"]: o for o in step["outputs"]}
     assert set(outputs) == {f"{n}.tif" for n in PLANES} | set(PLANES) | {ZARR, H5}
     tif = outputs[f"{PLANES[0]}.tif"]["files"]
-    assert tif == [{"path": f"{PLANES[0]}.tif", "size": (out / f"{PLANES[0]}.tif").stat().st_size, "sha256": sha(out / f"{PLANES[0]}.tif")}]
+    assert tif == [
+        {"path": f"{PLANES[0]}.tif", "size": (out / f"{PLANES[0]}.tif").stat().st_size, "sha256": sha(out / f"{PLANES[0]}.tif")}
+    ]
     binary = {f["path"]: f for f in outputs[PLANES[0]]["files"]}
     # timestamps.npy: the ScanImage frames' acquisition times
     names = ("data_raw.bin", "ops.npy", "db.npy", "settings.npy", "timestamps.npy")
@@ -100,8 +102,17 @@ def test_the_step_records_software_files_durations_and_parameters(export):
     assert f"{ZARR}/zarr.json" in store_files and not any(".snakemake_timestamp" in f for f in store_files)
     # durations: every rule that ran, from its jobs' benchmark files
     rules = step["durations"]["rules"]
-    expected_jobs = {"index_source": 1, "checksum_inputs": 1, "scan_phase": 1, "axial_shifts": 1, "write_plane_file": 3, "write_plane_folder": 3,
-                     "write_plane_slab": 6, "assemble_file": 1, "assemble_folder": 1}
+    expected_jobs = {
+        "index_source": 1,
+        "checksum_inputs": 1,
+        "scan_phase": 1,
+        "axial_shifts": 1,
+        "write_plane_file": 3,
+        "write_plane_folder": 3,
+        "write_plane_slab": 6,
+        "assemble_file": 1,
+        "assemble_folder": 1,
+    }
     assert {rule: r["jobs"] for rule, r in rules.items()} == expected_jobs
     assert all(job["s"] is not None and job["s"] >= 0 for job in step["durations"]["jobs"])
     # parameters that shaped the pixels, and the full config
@@ -124,9 +135,9 @@ def test_manifest_lists_every_file_after_the_history_went_in(export):
     assert manifest["steps"] == read_history(out / H5)
     files = {f["path"]: f for f in manifest["files"]}
     on_disk = {
-        str(p.relative_to(out)) for p in out.rglob("*")
-        if p.is_file() and ".imexport" not in p.relative_to(out).parts
-        and p.name not in (MANIFEST_NAME, ".snakemake_timestamp")
+        str(p.relative_to(out))
+        for p in out.rglob("*")
+        if p.is_file() and ".imexport" not in p.relative_to(out).parts and p.name not in (MANIFEST_NAME, ".snakemake_timestamp")
     }
     assert set(files) == on_disk
     for rel, entry in files.items():
@@ -150,8 +161,13 @@ def test_writers_and_checksum_inputs_left_the_digests_the_history_job_looked_up(
     for path in [*pixel_files, *raw]:
         entry = entries[str(path.resolve())]
         stat = path.stat()
-        assert entry == {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                         "ino": stat.st_ino, "sha256": sha(path)}, path
+        assert entry == {
+            "path": str(path.resolve()),
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "ino": stat.st_ino,
+            "sha256": sha(path),
+        }, path
     assert json.loads((cache / "inputs.json").read_text())["files"] == [
         {"path": str(p.resolve()), "size": p.stat().st_size, "sha256": sha(p)} for p in raw
     ]

@@ -26,7 +26,8 @@ TIFS = [f"zplane0{z}_tp00001-00006.tif" for z in (1, 2, 3)]
 def snapshot(folder: Path) -> dict[str, tuple[int, str]]:
     return {
         str(p.relative_to(folder)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
-        for p in folder.rglob("*") if p.is_file() and ".imexport" not in p.relative_to(folder).parts
+        for p in folder.rglob("*")
+        if p.is_file() and ".imexport" not in p.relative_to(folder).parts
     }
 
 

@@ -26,8 +26,16 @@ from imexport.workflow_plan import plan_for_config
 
 # 3 planes shifted against each other, 2 ROIs (stitched), odd rows displaced by 1 px
 SPEC = dict(
-    n_frames=10, n_planes=3, roi_heights=[24, 18], width=24, fly_to_lines=3, frames_per_file=4,
-    noise=3.0, texture=100.0, plane_shifts=[[0, 0], [1, -1], [2, -2]], phase_offset=1.0,
+    n_frames=10,
+    n_planes=3,
+    roi_heights=[24, 18],
+    width=24,
+    fly_to_lines=3,
+    frames_per_file=4,
+    noise=3.0,
+    texture=100.0,
+    plane_shifts=[[0, 0], [1, -1], [2, -2]],
+    phase_offset=1.0,
 )
 FORMATS = ["tiff", "zarr", "h5", "bin"]
 MAX_FRAMES = 6
@@ -65,8 +73,12 @@ def report_run(tmp_path_factory, make_acquisition, run_snakemake):
     spec, paths = make_acquisition(root, **SPEC)
     work = root / "work"
     config = {
-        "input": str(paths[0].parent), "outdir": str(work / "out"), "format": FORMATS,
-        "register_z": True, "metadata": {"dz": 15.0}, "qc": {"enabled": True, "max_frames": MAX_FRAMES},
+        "input": str(paths[0].parent),
+        "outdir": str(work / "out"),
+        "format": FORMATS,
+        "register_z": True,
+        "metadata": {"dz": 15.0},
+        "qc": {"enabled": True, "max_frames": MAX_FRAMES},
     }
     run_snakemake(work, config)
     run_snakemake(work, config, "--report", "report.html")
@@ -98,8 +110,13 @@ def test_report_has_corrections_and_run_tables(report_run):
     text = report.read_text()
     results = report_results(text)
     by_name = {entry["name"]: entry for entry in results.values()}
-    for name in ("axial_shifts.png", "axial_projection_stitched.png", "scan_phase_offsets.png",
-                 "scan_phase_rows.png", "roi_seams.png"):
+    for name in (
+        "axial_shifts.png",
+        "axial_projection_stitched.png",
+        "scan_phase_offsets.png",
+        "scan_phase_rows.png",
+        "roi_seams.png",
+    ):
         assert png_bytes(by_name[name]["data_uri"]).startswith(b"\x89PNG"), name
     for name in ("plane_statistics.html", "run.html", "benchmarks.html"):
         assert by_name[name]["mime_type"] == "text/html"
@@ -143,10 +160,21 @@ def chromium_screenshot(page, screenshot, profile, window: str) -> str:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     require(chromium is not None, "chromium (apt-get install -y chromium)")
     command = [
-        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--enable-logging=stderr", "--virtual-time-budget=5000",
-        f"--user-data-dir={profile}", f"--screenshot={screenshot}", f"--window-size={window}", page.resolve().as_uri(),
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--enable-logging=stderr",
+        "--virtual-time-budget=5000",
+        f"--user-data-dir={profile}",
+        f"--screenshot={screenshot}",
+        f"--window-size={window}",
+        page.resolve().as_uri(),
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=CHROMIUM_TIMEOUT_S)
     assert screenshot.is_file(), f"no screenshot (exit {result.returncode}):\n{result.stderr[-3000:]}"
@@ -211,8 +239,12 @@ def test_separate_rois_with_per_frame_phase(tmp_path, make_acquisition, run_snak
     spec, paths = make_acquisition(tmp_path, **{**SPEC, "n_frames": 6, "frames_per_file": 6})
     out = tmp_path / "out"
     config = {
-        "input": str(paths[0].parent), "outdir": str(out), "roi_mode": "separate", "planes": [1, 3],
-        "scan_phase": {"phasecorr_method": "frame"}, "qc": {"enabled": True},
+        "input": str(paths[0].parent),
+        "outdir": str(out),
+        "roi_mode": "separate",
+        "planes": [1, 3],
+        "scan_phase": {"phasecorr_method": "frame"},
+        "qc": {"enabled": True},
     }
     run_snakemake(tmp_path, config)
     run_snakemake(tmp_path, config, "--report", "report.html")

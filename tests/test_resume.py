@@ -31,8 +31,22 @@ PROVENANCE = ("imexport_manifest.json", ".snakemake_timestamp")
 def snakemake(workdir: Path, config: dict, *args: str, cores: int = 2) -> list[str]:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"), "--directory", str(workdir),
-            "--cores", str(cores), "--workflow-profile", "none", "--configfile", str(workdir / "config.yaml"), *args]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "workflow" / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        str(cores),
+        "--workflow-profile",
+        "none",
+        "--configfile",
+        str(workdir / "config.yaml"),
+        *args,
+    ]
 
 
 def run(cmd: list[str]) -> subprocess.CompletedProcess:
@@ -44,9 +58,12 @@ def run(cmd: list[str]) -> subprocess.CompletedProcess:
 def exported_files(out: Path) -> dict[str, Path]:
     """Files of the outputs; the history (manifest, sidecars) and the work folder aside."""
     return {
-        str(p.relative_to(out)): p for p in out.rglob("*")
-        if p.is_file() and ".imexport" not in p.relative_to(out).parts
-        and p.name not in PROVENANCE and not p.name.endswith(".history.json")
+        str(p.relative_to(out)): p
+        for p in out.rglob("*")
+        if p.is_file()
+        and ".imexport" not in p.relative_to(out).parts
+        and p.name not in PROVENANCE
+        and not p.name.endswith(".history.json")
     }
 
 
@@ -70,8 +87,12 @@ def test_a_killed_export_resumes_to_the_same_bytes(tmp_path, make_acquisition):
     work = tmp_path / "work"
     finals = [out / name for name in [*TIFS, ZARR]]
     # one job at a time, so outputs appear one after another
-    job = subprocess.Popen(snakemake(work, {**config, "outdir": str(out)}, cores=1), start_new_session=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job = subprocess.Popen(
+        snakemake(work, {**config, "outdir": str(out)}, cores=1),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     first_output_at = None
     while job.poll() is None and time.monotonic() < deadline:
@@ -93,8 +114,9 @@ def test_a_killed_export_resumes_to_the_same_bytes(tmp_path, make_acquisition):
         if path.suffix == ".tif":
             np.testing.assert_array_equal(tifffile.imread(path), tifffile.imread(reference / path.name))
         else:
-            np.testing.assert_array_equal(zarr.open_array(str(path / "0"), mode="r")[:],
-                                          zarr.open_array(str(reference / ZARR / "0"), mode="r")[:])
+            np.testing.assert_array_equal(
+                zarr.open_array(str(path / "0"), mode="r")[:], zarr.open_array(str(reference / ZARR / "0"), mode="r")[:]
+            )
 
     run(snakemake(work, {**config, "outdir": str(out)}, "--unlock"))
     resumed = run(snakemake(work, {**config, "outdir": str(out)}, "--rerun-incomplete"))

@@ -35,8 +35,9 @@ def _config(tmp_path: Path, **overrides) -> dict:
     ],
     ids=["outdir-inside-input", "plane-out-of-range", "unknown-format", "bad-num-frames"],
 )
-def test_both_runners_refuse_the_same_bad_config_with_the_same_message(tmp_path, make_acquisition, run_snakemake,
-                                                                       overrides, expected):
+def test_both_runners_refuse_the_same_bad_config_with_the_same_message(
+    tmp_path, make_acquisition, run_snakemake, overrides, expected
+):
     make_acquisition(tmp_path, roi_heights=[16, 14], width=20)
     config = _config(tmp_path, **overrides)
     if "outdir" in overrides:
@@ -78,15 +79,23 @@ def test_api_and_workflow_write_the_same_files_in_every_format(tmp_path, make_ac
     make_acquisition(tmp_path, roi_heights=[16, 14], width=20, phase_offset=1.0, texture=50.0)
     # the same config and the same outdir (ops.npy records absolute paths): the API's
     # export is moved aside first
-    config = _config(tmp_path, register_z=True, tiff={"layout": "volume"}, h5={"compression": "gzip", "layout": "virtual"},
-                     metadata={"dz": 5.0})
+    config = _config(
+        tmp_path,
+        register_z=True,
+        tiff={"layout": "volume"},
+        h5={"compression": "gzip", "layout": "virtual"},
+        metadata={"dz": 5.0},
+    )
     run_config(config)
     api_out, wf_out = (tmp_path / "out").rename(tmp_path / "api"), tmp_path / "out"
     run_snakemake(tmp_path / "wf", config)
 
     def files(root: Path) -> list[Path]:
-        return sorted(p.relative_to(root) for p in root.rglob("*")
-                      if p.is_file() and ".imexport" not in p.parts and p.name != ".snakemake_timestamp")
+        return sorted(
+            p.relative_to(root)
+            for p in root.rglob("*")
+            if p.is_file() and ".imexport" not in p.parts and p.name != ".snakemake_timestamp"
+        )
 
     assert files(api_out) == files(wf_out)
     identical = history_only = 0

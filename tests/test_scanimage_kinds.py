@@ -36,8 +36,9 @@ def stack_page(v, s, r, c, *, S, R, F, C):
 def read_all(info: SourceInfo, index) -> np.ndarray:
     """(T, C, Z) value of each page read through the protocol (each page must be uniform)."""
     with open_plane_reader(info, index) as reader:
-        pages = np.stack([reader.read(np.arange(info.n_frames), list(range(info.n_colors)), z)
-                          for z in range(info.n_planes)], axis=2)
+        pages = np.stack(
+            [reader.read(np.arange(info.n_frames), list(range(info.n_colors)), z) for z in range(info.n_planes)], axis=2
+        )
     assert np.all(pages == pages[..., :1, :1])
     return pages[..., 0, 0].astype(np.int64)
 
@@ -52,8 +53,9 @@ def inspect(paths, **options) -> SourceInfo:
 
 def test_fast_z_with_flyback_two_saved_channels_split_mid_volume(tmp_path, make_acquisition):
     # 5 slices + 3 flyback frames, channels [1 4], files of 13 logged frames: every file ends mid-volume
-    spec, paths = make_acquisition(tmp_path, **ONE_ROI, n_colors=2, channel_save=[1, 4], piezo_slices=5,
-                                   flyback_frames=3, n_frames=6, frames_per_file=13)
+    spec, paths = make_acquisition(
+        tmp_path, **ONE_ROI, n_colors=2, channel_save=[1, 4], piezo_slices=5, flyback_frames=3, n_frames=6, frames_per_file=13
+    )
     assert len(paths) == 4 and "SI.hChannels.channelSave = [1 4]" in synthetic.frame_data_text(spec)
     info = inspect(paths)
     S, F, C = 5, 3, 2
@@ -63,16 +65,18 @@ def test_fast_z_with_flyback_two_saved_channels_split_mid_volume(tmp_path, make_
     got = read_all(info, build_index(info))
     for v, c, s in np.ndindex(got.shape):
         assert got[v, c, s] == page_value(stack_page(v, s, 0, c, S=S, R=1, F=F, C=C), C), (v, c, s)
-    md = export_metadata(info, planes=np.arange(5), frames=np.arange(6), colors=np.array([1]), roi=None,
-                         roi_mode="concat_y", user={})
+    md = export_metadata(
+        info, planes=np.arange(5), frames=np.arange(6), colors=np.array([1]), roi=None, roi_mode="concat_y", user={}
+    )
     assert md["source_channels"] == [4] and md["z_layout"]["flyback_frames"] == 3
 
 
 @pytest.mark.parametrize("mode, n_planes", [("average", 3), ("first", 3), ("planes", 6)])
 def test_frames_per_slice_repeats(tmp_path, make_acquisition, mode, n_planes):
     S, R, F, C = 3, 2, 1, 1
-    spec, paths = make_acquisition(tmp_path, **ONE_ROI, piezo_slices=S, frames_per_slice=R, flyback_frames=F,
-                                   n_frames=4, frames_per_file=5)
+    spec, paths = make_acquisition(
+        tmp_path, **ONE_ROI, piezo_slices=S, frames_per_slice=R, flyback_frames=F, n_frames=4, frames_per_file=5
+    )
     info = inspect(paths, slice_repeats=mode)
     assert info.shape()[:3] == (4, 1, n_planes)
     assert info.fs == pytest.approx(30.0 / (S * R + F))
@@ -97,14 +101,15 @@ def test_piezo_average_false_still_means_repeats_as_planes_and_both_keys_conflic
         inspect(paths, slice_repeats="bogus")
 
 
-def test_an_older_header_without_the_volume_fields_reads_a_stack_without_flyback(tmp_path, make_acquisition,
-                                                                               monkeypatch):
+def test_an_older_header_without_the_volume_fields_reads_a_stack_without_flyback(tmp_path, make_acquisition, monkeypatch):
     original = synthetic.frame_data_text
     dropped = ("numFramesPerVolume", "actualNumSlices", "scanVolumeRate")
-    monkeypatch.setattr(synthetic, "frame_data_text", lambda spec: "".join(
-        line for line in original(spec).splitlines(keepends=True) if not any(k in line for k in dropped)))
-    spec, paths = make_acquisition(tmp_path, **ONE_ROI, piezo_slices=3, frames_per_slice=2, n_frames=2,
-                                   frames_per_file=5)
+    monkeypatch.setattr(
+        synthetic,
+        "frame_data_text",
+        lambda spec: "".join(line for line in original(spec).splitlines(keepends=True) if not any(k in line for k in dropped)),
+    )
+    spec, paths = make_acquisition(tmp_path, **ONE_ROI, piezo_slices=3, frames_per_slice=2, n_frames=2, frames_per_file=5)
     assert "numFramesPerVolume" not in synthetic.frame_data_text(spec)
     info = inspect(paths, slice_repeats="first")
     assert info.shape()[:3] == (2, 1, 3) and info.fs == pytest.approx(30.0 / 6)
@@ -122,8 +127,9 @@ def test_slice_repeats_is_a_checked_config_key():
 
 
 def test_one_saved_channel_written_as_a_scalar(tmp_path, make_acquisition):
-    spec, paths = make_acquisition(tmp_path, **ONE_ROI, channel_save=[2], piezo_slices=4, flyback_frames=2,
-                                   n_frames=3, frames_per_file=7)
+    spec, paths = make_acquisition(
+        tmp_path, **ONE_ROI, channel_save=[2], piezo_slices=4, flyback_frames=2, n_frames=3, frames_per_file=7
+    )
     assert "SI.hChannels.channelSave = 2\n" in synthetic.frame_data_text(spec)
     info = inspect(paths)
     assert info.shape()[:3] == (3, 1, 4) and info.options["channel_numbers"] == [2]
@@ -134,8 +140,9 @@ def test_one_saved_channel_written_as_a_scalar(tmp_path, make_acquisition):
 
 def test_lbm_beads_with_a_piezo_stack(tmp_path, make_acquisition):
     B, S, F = 3, 2, 1  # three beads = three saved channels, two piezo slices, one flyback frame
-    spec, paths = make_acquisition(tmp_path, **{**ONE_ROI, "n_planes": B}, piezo_slices=S, flyback_frames=F,
-                                   n_frames=3, frames_per_file=4, z_step=1.5)
+    spec, paths = make_acquisition(
+        tmp_path, **{**ONE_ROI, "n_planes": B}, piezo_slices=S, flyback_frames=F, n_frames=3, frames_per_file=4, z_step=1.5
+    )
     info = inspect(paths)
     assert info.stack_type == "lbm_piezo" and info.shape()[:3] == (3, 1, B * S)
     assert info.dz is None  # beads (user metadata.dz) and slices (1.5 µm) are spaced differently
@@ -147,8 +154,9 @@ def test_lbm_beads_with_a_piezo_stack(tmp_path, make_acquisition):
 
 
 def test_incomplete_last_volume_is_dropped_with_a_note(tmp_path, make_acquisition, caplog):
-    spec, paths = make_acquisition(tmp_path, **ONE_ROI, piezo_slices=4, flyback_frames=2, n_frames=3,
-                                   partial_volume_frames=4, frames_per_file=5)
+    spec, paths = make_acquisition(
+        tmp_path, **ONE_ROI, piezo_slices=4, flyback_frames=2, n_frames=3, partial_volume_frames=4, frames_per_file=5
+    )
     with caplog.at_level(logging.WARNING):
         info = inspect(paths)
     assert info.n_frames == 3
@@ -169,8 +177,9 @@ def test_rois_at_different_depths_are_refused(tmp_path, make_acquisition):
 
 def test_roi_height_larger_than_its_page_region_is_refused(tmp_path, make_acquisition, monkeypatch):
     original = synthetic.roi_group_json
-    monkeypatch.setattr(synthetic, "roi_group_json",
-                        lambda spec: original(synthetic.AcquisitionSpec(**{**spec.to_dict(), "roi_heights": [9, 4]})))
+    monkeypatch.setattr(
+        synthetic, "roi_group_json", lambda spec: original(synthetic.AcquisitionSpec(**{**spec.to_dict(), "roi_heights": [9, 4]}))
+    )
     _, paths = make_acquisition(tmp_path, roi_heights=[6, 4], fly_to_lines=2, n_frames=2, frames_per_file=2)
     with pytest.raises(SourceError) as err:
         inspect(paths)
@@ -187,8 +196,7 @@ def test_roi_height_larger_than_its_page_region_is_refused(tmp_path, make_acquis
     ],
     ids=["actualNumSlices", "numFramesPerVolume", "logAverageFactor", "actualNumVolumes"],
 )
-def test_a_header_that_contradicts_itself_or_the_pages_is_refused(tmp_path, make_acquisition, monkeypatch,
-                                                                   replace, fields):
+def test_a_header_that_contradicts_itself_or_the_pages_is_refused(tmp_path, make_acquisition, monkeypatch, replace, fields):
     original = synthetic.frame_data_text
     monkeypatch.setattr(synthetic, "frame_data_text", lambda spec: original(spec).replace(*replace))
     _, paths = make_acquisition(tmp_path, **ONE_ROI, piezo_slices=4, flyback_frames=2, n_frames=3, frames_per_file=6)
@@ -202,10 +210,14 @@ def test_a_header_that_contradicts_itself_or_the_pages_is_refused(tmp_path, make
 def test_fly_to_lines_follow_the_page_when_the_header_time_rounds_differently(tmp_path, make_acquisition, monkeypatch):
     original = synthetic.frame_data_text
     # flytoTimePerScanfield / linePeriod rounds to 2 lines, the pages hold 3
-    monkeypatch.setattr(synthetic, "frame_data_text", lambda spec: original(spec).replace(
-        f"flytoTimePerScanfield = {3 * spec.line_period!r}", f"flytoTimePerScanfield = {2.2 * spec.line_period!r}"))
-    spec, paths = make_acquisition(tmp_path, content="index", roi_heights=[6, 4], fly_to_lines=3, n_frames=2,
-                                   frames_per_file=2)
+    monkeypatch.setattr(
+        synthetic,
+        "frame_data_text",
+        lambda spec: original(spec).replace(
+            f"flytoTimePerScanfield = {3 * spec.line_period!r}", f"flytoTimePerScanfield = {2.2 * spec.line_period!r}"
+        ),
+    )
+    spec, paths = make_acquisition(tmp_path, content="index", roi_heights=[6, 4], fly_to_lines=3, n_frames=2, frames_per_file=2)
     info = inspect(paths)
     assert info.fly_to_lines == 3
     with open_plane_reader(info, build_index(info)) as reader:
@@ -271,9 +283,18 @@ def test_the_whole_header_is_kept_as_json(tmp_path, make_acquisition):
 
 def test_timestamps_of_a_frame_selection_and_dropped_frames(tmp_path, make_acquisition, caplog):
     S, F = 3, 2
-    spec, paths = make_acquisition(tmp_path, **ONE_ROI, n_colors=2, channel_save=[1, 4], piezo_slices=S,
-                                   flyback_frames=F, n_frames=6, frames_per_file=7, dropped_after=[11],
-                                   aux_events={4: 0.125})
+    spec, paths = make_acquisition(
+        tmp_path,
+        **ONE_ROI,
+        n_colors=2,
+        channel_save=[1, 4],
+        piezo_slices=S,
+        flyback_frames=F,
+        n_frames=6,
+        frames_per_file=7,
+        dropped_after=[11],
+        aux_events={4: 0.125},
+    )
     info = inspect(paths)
     with caplog.at_level(logging.WARNING):
         index = build_index(info)
@@ -287,8 +308,9 @@ def test_timestamps_of_a_frame_selection_and_dropped_frames(tmp_path, make_acqui
     np.testing.assert_array_equal(plane_timestamps(info, path, frames), np.round((numbers - 1) / spec.frame_rate, 6))
     # plane 2 of volume v: logged frame v*(S+F) + 2
     plane_numbers = np.array([v * (S + F) + 2 + 1 + (v * (S + F) + 2 > 11) for v in frames])
-    np.testing.assert_array_equal(plane_timestamps(info, path, frames, plane=2),
-                                  np.round((plane_numbers - 1) / spec.frame_rate, 6))
+    np.testing.assert_array_equal(
+        plane_timestamps(info, path, frames, plane=2), np.round((plane_numbers - 1) / spec.frame_rate, 6)
+    )
     timing = frame_timing(info, str(path), frames)
     assert timing["frame_numbers"] == numbers.tolist()
     assert timing["acquisition_start"] == "2021-11-05T09:50:13.560000"
@@ -299,8 +321,9 @@ def test_timestamps_of_a_frame_selection_and_dropped_frames(tmp_path, make_acqui
 
 # --------------------------------------------------------------------------- through the workflow and the API
 
-FLYBACK_TWO_CHANNELS = dict(**ONE_ROI, n_colors=2, channel_save=[1, 4], piezo_slices=3, flyback_frames=2,
-                            n_frames=4, frames_per_file=7)
+FLYBACK_TWO_CHANNELS = dict(
+    **ONE_ROI, n_colors=2, channel_save=[1, 4], piezo_slices=3, flyback_frames=2, n_frames=4, frames_per_file=7
+)
 
 
 def tiff_outputs(outdir):
@@ -318,19 +341,27 @@ def tiff_outputs(outdir):
 
 
 @pytest.mark.parametrize("channel, formats", [(1, ["tiff"]), (2, ["tiff", "bin", "zarr", "h5"])])
-def test_workflow_exports_a_flyback_stack_one_saved_channel_at_a_time(tmp_path, make_acquisition, run_snakemake,
-                                                                       channel, formats):
+def test_workflow_exports_a_flyback_stack_one_saved_channel_at_a_time(
+    tmp_path, make_acquisition, run_snakemake, channel, formats
+):
     import h5py
     import zarr
 
     spec, paths = make_acquisition(tmp_path, **FLYBACK_TWO_CHANNELS)
     out = tmp_path / "out"
-    run_snakemake(tmp_path, {"input": str(paths[0].parent), "outdir": str(out), "channels": channel,
-                             "format": formats, "scan_phase": {"fix_phase": False}})
+    run_snakemake(
+        tmp_path,
+        {
+            "input": str(paths[0].parent),
+            "outdir": str(out),
+            "channels": channel,
+            "format": formats,
+            "scan_phase": {"fix_phase": False},
+        },
+    )
     S, F, C = 3, 2, 2
     # (T, Z) value of every exported pixel: slice s of volume v, saved channel `channel`
-    want = np.array([[page_value(stack_page(v, s, 0, channel - 1, S=S, R=1, F=F, C=C), C) for s in range(S)]
-                     for v in range(4)])
+    want = np.array([[page_value(stack_page(v, s, 0, channel - 1, S=S, R=1, F=F, C=C), C) for s in range(S)] for v in range(4)])
     volume = np.broadcast_to(want[:, :, None, None], (4, S, 5, 6))
     found = tiff_outputs(out)
     assert sorted(found) == [1, 2, 3]
@@ -359,8 +390,15 @@ def test_api_exports_a_flyback_stack_split_mid_volume(tmp_path, make_acquisition
     import imexport
 
     spec, paths = make_acquisition(tmp_path, **FLYBACK_TWO_CHANNELS)
-    out = imexport.imwrite(imexport.imread(paths[0].parent), tmp_path / "api", ext=".h5", channels=2, frames="2:4",
-                           fix_phase=False, show_progress=False)
+    out = imexport.imwrite(
+        imexport.imread(paths[0].parent),
+        tmp_path / "api",
+        ext=".h5",
+        channels=2,
+        frames="2:4",
+        fix_phase=False,
+        show_progress=False,
+    )
     (h5,) = [p for p in out.rglob("*.h5") if ".imexport" not in p.parts and "zplane01-03" in p.name]
     with h5py.File(h5) as f:
         movie = np.asarray(f["mov"][:]).reshape(3, 3, 5, 6)  # T, Z, Y, X of the one exported colour
@@ -375,8 +413,9 @@ def test_api_exports_lbm_with_a_piezo_stack_in_depth_order(tmp_path, make_acquis
     import imexport
 
     B, S, F = 2, 3, 1
-    spec, paths = make_acquisition(tmp_path, **{**ONE_ROI, "n_planes": B}, piezo_slices=S, flyback_frames=F,
-                                   n_frames=3, frames_per_file=5)
+    spec, paths = make_acquisition(
+        tmp_path, **{**ONE_ROI, "n_planes": B}, piezo_slices=S, flyback_frames=F, n_frames=3, frames_per_file=5
+    )
     out = imexport.imwrite(paths[0].parent, tmp_path / "api", ext=".tiff", fix_phase=False, show_progress=False)
     files = sorted(p for p in out.glob("zplane*.tif"))
     assert len(files) == B * S

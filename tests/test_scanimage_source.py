@@ -81,7 +81,11 @@ def test_header_fields(tmp_path, make_acquisition, overrides):
     assert info.n_frames == spec.n_frames
     assert [r["pixels_xy"] for r in info.rois] == [[spec.width, h] for h in spec.roi_heights]
     assert info.shape() == (
-        spec.n_frames, spec.n_colors, spec.n_planes, max(spec.roi_heights), spec.width * len(spec.roi_heights)
+        spec.n_frames,
+        spec.n_colors,
+        spec.n_planes,
+        max(spec.roi_heights),
+        spec.width * len(spec.roi_heights),
     )
     assert SourceInfo.from_json(info.to_json()) == info
 
@@ -127,8 +131,9 @@ def test_page_to_tcz_mapping_for_every_frame_colour_and_plane(tmp_path, make_acq
 
 
 def test_scene_pixels_equal_ground_truth(tmp_path, make_acquisition):
-    spec, paths = make_acquisition(tmp_path, n_frames=8, frames_per_file=3, n_planes=2, n_colors=2,
-                                   plane_shifts=[[0, 0], [2, -3]], noise=5.0)
+    spec, paths = make_acquisition(
+        tmp_path, n_frames=8, frames_per_file=3, n_planes=2, n_colors=2, plane_shifts=[[0, 0], [2, -3]], noise=5.0
+    )
     info = inspect_acquisition(paths)
     frames = np.array([0, 2, 3, 7])
     with open_reader(info) as reader:
@@ -140,8 +145,7 @@ def test_scene_pixels_equal_ground_truth(tmp_path, make_acquisition):
 
 
 def test_trailing_partial_frame_is_dropped_with_a_warning(tmp_path, make_acquisition, caplog):
-    spec, paths = make_acquisition(tmp_path, content="index", n_frames=7, frames_per_file=3, n_planes=3,
-                                   trailing_pages=2)
+    spec, paths = make_acquisition(tmp_path, content="index", n_frames=7, frames_per_file=3, n_planes=3, trailing_pages=2)
     with caplog.at_level(logging.WARNING):
         info = inspect_acquisition(paths)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -254,8 +258,8 @@ def test_corrupt_roi_json_raises_naming_the_file(tmp_path, make_acquisition):
     magic, version, size0, size1 = struct.unpack_from("<IIII", data, 16)
     assert magic == synthetic.SCANIMAGE_MAGIC
     json_at = 32 + size0
-    assert data[json_at:json_at + 1] == b"{"
-    data[json_at:json_at + 12] = b"#broken#json"
+    assert data[json_at : json_at + 1] == b"{"
+    data[json_at : json_at + 12] = b"#broken#json"
     paths[0].write_bytes(bytes(data))
     with pytest.raises(SourceError) as err:
         inspect_acquisition(paths)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from imexport.atomic import TEMP_MARKER
-from imexport.sinks.base import PlaneTarget
 from imexport.hdf5_attrs import read_attrs, write_attrs
+from imexport.sinks.base import PlaneTarget
 from imexport.sinks.hdf5 import H5PlaneSink, assemble_h5
 
 SHAPE = (6, 5)
@@ -32,8 +32,7 @@ def plane_metadata(plane: int, z_index: int) -> dict:
     }
 
 
-def make_target(path: Path, n_channels=1, dtype=np.int16, n_frames=N_FRAMES, shape=SHAPE,
-                plane=0, z_index=0, **options):
+def make_target(path: Path, n_channels=1, dtype=np.int16, n_frames=N_FRAMES, shape=SHAPE, plane=0, z_index=0, **options):
     return PlaneTarget(
         path=path,
         plane=plane,
@@ -110,9 +109,7 @@ def test_large_plane_block_is_aligned_and_exact(tmp_path, n_channels):
 
 
 def test_plane_file_with_two_channels(tmp_path):
-    target = make_target(
-        tmp_path / "zplane01.h5", n_channels=2, dtype=np.uint16, dataset_name="data"
-    )
+    target = make_target(tmp_path / "zplane01.h5", n_channels=2, dtype=np.uint16, dataset_name="data")
     data = movie(np.uint16, n_channels=2)
     write_plane(target, data)
     with h5py.File(target.path, "r") as file:
@@ -192,7 +189,10 @@ def write_planes(export: Path, n_planes=3, n_channels=1, dtype=np.int16):
     for z_index, plane in enumerate([2, 0, 1][:n_planes]):
         target = make_target(
             export / "mov_planes" / f"zplane{plane + 1:02d}.h5",
-            n_channels=n_channels, dtype=dtype, plane=plane, z_index=z_index,
+            n_channels=n_channels,
+            dtype=dtype,
+            plane=plane,
+            z_index=z_index,
         )
         data = movie(dtype, n_channels=n_channels, seed=plane)
         write_plane(target, data)
@@ -277,8 +277,7 @@ def test_mismatched_plane_shape_names_the_file(tmp_path):
     odd = make_target(export / "mov_planes" / "zplane09.h5", shape=(4, 5), plane=8)
     write_plane(odd, movie(np.int16, shape=(4, 5)))
     with pytest.raises(ValueError, match="zplane09.h5"):
-        assemble_h5(export / "mov.h5", [*files, odd.path], metadata={},
-                    plane_metadata=[*metadata, odd.metadata])
+        assemble_h5(export / "mov.h5", [*files, odd.path], metadata={}, plane_metadata=[*metadata, odd.metadata])
     assert not (export / "mov.h5").exists()
     assert temporaries(tmp_path) == []
 
@@ -289,8 +288,7 @@ def test_mismatched_plane_dtype_names_the_file(tmp_path):
     odd = make_target(export / "mov_planes" / "zplane09.h5", dtype=np.float32, plane=8)
     write_plane(odd, movie(np.float32))
     with pytest.raises(ValueError, match="zplane09.h5.*float32"):
-        assemble_h5(export / "mov.h5", [*files, odd.path], metadata={},
-                    plane_metadata=[*metadata, odd.metadata])
+        assemble_h5(export / "mov.h5", [*files, odd.path], metadata={}, plane_metadata=[*metadata, odd.metadata])
 
 
 def test_reassembly_replaces_master(tmp_path):
@@ -336,9 +334,7 @@ def test_attributes_round_trip_exactly(tmp_path):
         assert isinstance(attrs["fs"], np.floating) and isinstance(attrs["count"], np.integer)
         assert "missing" not in attrs
         assert set(attrs["_none_keys"]) == {"missing"}
-        assert set(attrs["_json_keys"]) == {
-            "nested", "ragged", "mixed_numbers", "strings", "with_none", "huge"
-        }
+        assert set(attrs["_json_keys"]) == {"nested", "ragged", "mixed_numbers", "strings", "with_none", "huge"}
 
     assert restored == ATTRIBUTES
     for key, value in ATTRIBUTES.items():

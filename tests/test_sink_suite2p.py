@@ -179,6 +179,7 @@ def test_output_name_never_a_file_suite2p_writes(tmp_path, name):
 
 def expected_int16(values: np.ndarray) -> np.ndarray:
     """Independent reference: exact rounding in Python floats, clipping by comparison."""
+
     def convert(value):
         rounded = round(float(value)) if np.issubdtype(values.dtype, np.floating) else int(value)
         return min(max(rounded, -32768), 32767)
@@ -191,8 +192,7 @@ def expected_int16(values: np.ndarray) -> np.ndarray:
     [
         (np.uint16, [0, 1, 32766, 32767, 32768, 40000, 65535]),
         (np.int32, [-100000, -32769, -32768, 32767, 32768, 100000, 0]),
-        (np.float32, [0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 32766.5, 32767.4, 32767.5,
-                      -32768.5, -32769.0, 1e6, -1e6, 3.49, -3.51]),
+        (np.float32, [0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 32766.5, 32767.4, 32767.5, -32768.5, -32769.0, 1e6, -1e6, 3.49, -3.51]),
         (np.float64, [0.5, 1.5, -2.5, 32767.5, -32768.5, 1e12, -1e12]),
     ],
 )
@@ -211,8 +211,7 @@ def test_non_int16_inputs_are_rounded_and_clipped(tmp_path, dtype, special):
 
 
 def test_float16_limits_and_nan(tmp_path):
-    values = np.array([np.nan, np.inf, -np.inf, 32767, 32000, -32768, 65504, -0.5, 2.5],
-                      dtype=np.float16)
+    values = np.array([np.nan, np.inf, -np.inf, 32767, 32000, -32768, 65504, -0.5, 2.5], dtype=np.float16)
     data = np.resize(values, 2 * SHAPE[0] * SHAPE[1]).reshape(2, 1, *SHAPE)
     target = make_target(tmp_path, 2, dtype=np.float16)
     sink = Suite2pPlaneSink(target)

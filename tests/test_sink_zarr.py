@@ -17,10 +17,10 @@ import zarr
 from ome_zarr_models.v05 import Image
 from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec
 
+from imexport.formats import output_format
 from imexport.sinks.base import PlaneTarget
 from imexport.sinks.zarr_plane import PLANES_DIR, ZarrPlaneSink, plane_marker
 from imexport.sinks.zarr_shards import FrameShards
-from imexport.formats import output_format
 from imexport.sinks.zarr_store import (
     COMPRESSORS,
     DEFAULT_LEVELS,
@@ -108,8 +108,13 @@ def export(tmp_path, data, *, options=None, metadata=METADATA, target_chunk_mb=0
 
 def test_layout_4d_sharded():
     layout = zarr_layout(
-        n_frames=1000, n_channels=1, n_planes=14, frame_shape=(512, 448),
-        dtype=np.int16, target_chunk_mb=10, options={},
+        n_frames=1000,
+        n_channels=1,
+        n_planes=14,
+        frame_shape=(512, 448),
+        dtype=np.int16,
+        target_chunk_mb=10,
+        options={},
     )
     shard_t = math.floor(10 * 2**20 / (512 * 448 * 2))
     assert layout["shard_t"] == shard_t == 22
@@ -124,31 +129,51 @@ def test_layout_4d_sharded():
 
 def test_layout_5d_and_limits():
     layout = zarr_layout(
-        n_frames=5, n_channels=2, n_planes=3, frame_shape=(64, 32),
-        dtype=np.float32, target_chunk_mb=100, options={},
+        n_frames=5,
+        n_channels=2,
+        n_planes=3,
+        frame_shape=(64, 32),
+        dtype=np.float32,
+        target_chunk_mb=100,
+        options={},
     )
     assert layout["shape"] == (5, 2, 3, 64, 32)
     assert layout["chunks"] == (1, 1, 1, 64, 32)
     assert layout["shards"] == (5, 1, 1, 64, 32)  # capped at T
     assert layout["dimension_names"] == ["t", "c", "z", "y", "x"]
     tiny = zarr_layout(
-        n_frames=5, n_channels=1, n_planes=1, frame_shape=(1024, 1024),
-        dtype=np.float32, target_chunk_mb=0.001, options={},
+        n_frames=5,
+        n_channels=1,
+        n_planes=1,
+        frame_shape=(1024, 1024),
+        dtype=np.float32,
+        target_chunk_mb=0.001,
+        options={},
     )
     assert tiny["shard_t"] == 1  # never below one frame
 
 
 def test_layout_unsharded():
     layout = zarr_layout(
-        n_frames=50, n_channels=1, n_planes=2, frame_shape=(16, 16),
-        dtype=np.uint16, target_chunk_mb=0.01, options={"sharded": False},
+        n_frames=50,
+        n_channels=1,
+        n_planes=2,
+        frame_shape=(16, 16),
+        dtype=np.uint16,
+        target_chunk_mb=0.01,
+        options={"sharded": False},
     )
     assert layout["shards"] is None
     assert layout["chunks"] == (1, 1, 16, 16)
     with pytest.raises(ValueError, match="zarr.sharded"):
         zarr_layout(
-            n_frames=5, n_channels=1, n_planes=1, frame_shape=(8, 8), dtype=np.uint8,
-            target_chunk_mb=1, options={"sharded": "yes"},
+            n_frames=5,
+            n_channels=1,
+            n_planes=1,
+            frame_shape=(8, 8),
+            dtype=np.uint8,
+            target_chunk_mb=1,
+            options={"sharded": "yes"},
         )
 
 
@@ -204,9 +229,7 @@ def array_files(store):
     """Every file of array "0" but its metadata: relative path -> bytes."""
     folder = Path(store) / "0"
     return {
-        str(p.relative_to(folder)): p.read_bytes()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != "zarr.json"
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "zarr.json"
     }
 
 
@@ -300,8 +323,14 @@ def test_other_key_encodings_go_through_zarr(tmp_path):
     ours, theirs = tmp_path / "ours.zarr", tmp_path / "theirs.zarr"
     for store in (ours, theirs):
         zarr.create_group(str(store), zarr_format=3).create_array(
-            "0", shape=(5, 2, 10, 8), dtype=np.int16, chunks=(2, 1, 10, 8), shards=None,
-            compressors=None, filters=None, fill_value=0,
+            "0",
+            shape=(5, 2, 10, 8),
+            dtype=np.int16,
+            chunks=(2, 1, 10, 8),
+            shards=None,
+            compressors=None,
+            filters=None,
+            fill_value=0,
             chunk_key_encoding={"name": "v2", "separator": "."},
         )
     assert FrameShards.from_metadata(zarr_json(ours)) is None
@@ -436,10 +465,7 @@ def test_concurrent_processes_write_their_own_planes(tmp_path):
     # spawn, not fork: zarr runs an event-loop thread that a forked child cannot use
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(4)
-    processes = [
-        context.Process(target=_write_plane_in_process, args=(str(store), shape, z, barrier))
-        for z in range(4)
-    ]
+    processes = [context.Process(target=_write_plane_in_process, args=(str(store), shape, z, barrier)) for z in range(4)]
     for process in processes:
         process.start()
     for process in processes:
@@ -536,9 +562,7 @@ def test_ome_metadata_validates(tmp_path, n_channels):
     if n_channels > 1:
         assert multiscale["axes"][1] == {"name": "c", "type": "channel"}
     scale = [0.05, *([1.0] if n_channels > 1 else []), 4.0, 0.75, 0.5]
-    assert multiscale["datasets"] == [
-        {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}
-    ]
+    assert multiscale["datasets"] == [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}]
     assert "version" not in json.dumps({k: v for k, v in attrs.items() if k != "ome"})
     assert "version" not in json.dumps(multiscale)
     assert attrs["imexport"] == METADATA
@@ -690,7 +714,10 @@ def test_pyramid_z_joins_once_lateral_spacing_catches_up(tmp_path):
     _, shapes, scales = _levels(final)
     assert [s[1] for s in shapes] == [2, 2, 1, 1]
     assert [s[1:] for s in scales] == [
-        [2.0, 1.0, 1.0], [2.0, 2.0, 2.0], [4.0, 4.0, 4.0], [4.0, 8.0, 8.0]
+        [2.0, 1.0, 1.0],
+        [2.0, 2.0, 2.0],
+        [4.0, 4.0, 4.0],
+        [4.0, 8.0, 8.0],
     ]  # a single plane cannot halve any more
 
 

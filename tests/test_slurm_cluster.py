@@ -47,8 +47,10 @@ REPO_CONFIG = REPO / "config" / "config.yaml"
 # `snakemake --help`): poll with squeue (no accounting here), first poll
 # after 1 s.
 SLURM_TEST_OPTIONS = [
-    "--slurm-status-command", "squeue",
-    "--slurm-init-seconds-before-status-checks", "1",
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "1",
 ]
 
 # Upper bounds so a polling bug fails the test instead of hanging CI; the
@@ -70,9 +72,7 @@ def _cluster_or_skip(workdir: Path, **kwargs):
     with contextlib.ExitStack() as stack:
         try:
             if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
-                raise ClusterUnavailable(
-                    "snakemake-executor-plugin-slurm is not installed (bash tests/install_slurm.sh)"
-                )
+                raise ClusterUnavailable("snakemake-executor-plugin-slurm is not installed (bash tests/install_slurm.sh)")
             cluster = stack.enter_context(one_node_cluster(workdir, **kwargs))
         except ClusterUnavailable as exc:
             msg = f"one-node SLURM cluster unavailable: {exc}"
@@ -118,22 +118,35 @@ def test_harness_runs_snakemake_jobs_through_sbatch(tmp_path):
         wf.mkdir()
         (wf / "Snakefile").write_text(TINY_SNAKEFILE)
         cmd = [
-            sys.executable, "-m", "snakemake",
-            "--snakefile", str(wf / "Snakefile"),
-            "--directory", str(wf),
-            "--executor", "slurm",
-            "--jobs", "3",
-            "--workflow-profile", "none",
-            "--default-resources", "mem_mb=100", "runtime=5",
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(wf / "Snakefile"),
+            "--directory",
+            str(wf),
+            "--executor",
+            "slurm",
+            "--jobs",
+            "3",
+            "--workflow-profile",
+            "none",
+            "--default-resources",
+            "mem_mb=100",
+            "runtime=5",
             *SLURM_TEST_OPTIONS,
             # Keep sbatch logs next to the test for debugging.
-            "--slurm-logdir", str(tmp_path / "slurm_logs"),
+            "--slurm-logdir",
+            str(tmp_path / "slurm_logs"),
             "--slurm-keep-successful-logs",
         ]
         t0 = time.monotonic()
         rc, log = run_with_timeout(
-            cmd, env=cluster.environ(), log_path=tmp_path / "snakemake.log",
-            timeout=HARNESS_TIMEOUT_S, cwd=wf,
+            cmd,
+            env=cluster.environ(),
+            log_path=tmp_path / "snakemake.log",
+            timeout=HARNESS_TIMEOUT_S,
+            cwd=wf,
         )
         elapsed = time.monotonic() - t0
         report = _failure_report(cluster, log)
@@ -154,15 +167,13 @@ def test_harness_runs_snakemake_jobs_through_sbatch(tmp_path):
         assert len(jobs) == 3, f"expected exactly 3 SLURM jobs, slurmctld knows {jobs}"
         assert cluster.submitted_job_ids_from_log() == sorted(ids)
         assert sorted(int(m) for m in SUBMIT_RE.findall(log)) == sorted(ids), report
-        print(
-            f"\nslurm harness: bring-up {cluster.bringup_seconds:.1f}s, "
-            f"3 jobs through sbatch in {elapsed:.1f}s"
-        )
+        print(f"\nslurm harness: bring-up {cluster.bringup_seconds:.1f}s, 3 jobs through sbatch in {elapsed:.1f}s")
 
 
 # ---------------------------------------------------------------------------
 # Test 2: the real workflow, locally and through SLURM, byte-identical.
 # ---------------------------------------------------------------------------
+
 
 # Files that legitimately differ between two runs: Snakemake's bookkeeping,
 # timestamped run records (history, manifests), the page index (it records the
@@ -185,9 +196,7 @@ def _skip_output(rel: Path) -> bool:
 
 def _output_files(root: Path) -> set[Path]:
     return {
-        p.relative_to(root)
-        for p in root.rglob("*")
-        if (p.is_file() or p.is_symlink()) and not _skip_output(p.relative_to(root))
+        p.relative_to(root) for p in root.rglob("*") if (p.is_file() or p.is_symlink()) and not _skip_output(p.relative_to(root))
     }
 
 
@@ -241,11 +250,17 @@ def _profile_maxima() -> tuple[int, int]:
 
 def _snakemake_cmd(run_dir: Path, cfg: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "snakemake",
-        "--snakefile", str(SNAKEFILE),
-        "--directory", str(run_dir),
-        "--configfile", str(cfg),
-        "--workflow-profile", "none",
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(SNAKEFILE),
+        "--directory",
+        str(run_dir),
+        "--configfile",
+        str(cfg),
+        "--workflow-profile",
+        "none",
         *extra,
     ]
 
@@ -280,8 +295,10 @@ def test_demo_export_matches_local(tmp_path):
         t0 = time.monotonic()
         rc, local_log = run_with_timeout(
             _snakemake_cmd(run_dir, cfg, "--cores", "2"),
-            env=clean_environ(), log_path=tmp_path / "snakemake_local.log",
-            timeout=WORKFLOW_TIMEOUT_S, cwd=run_dir,
+            env=clean_environ(),
+            log_path=tmp_path / "snakemake_local.log",
+            timeout=WORKFLOW_TIMEOUT_S,
+            cwd=run_dir,
         )
         local_elapsed = time.monotonic() - t0
         assert rc == 0, f"local run failed ({rc}):\n{_tail(local_log)}"
@@ -292,16 +309,22 @@ def test_demo_export_matches_local(tmp_path):
         t0 = time.monotonic()
         rc, slurm_log = run_with_timeout(
             _snakemake_cmd(
-                run_dir, cfg,
-                "--profile", str(PROFILE),
+                run_dir,
+                cfg,
+                "--profile",
+                str(PROFILE),
                 *SLURM_TEST_OPTIONS,
-                "--slurm-logdir", str(tmp_path / "slurm_logs"),
+                "--slurm-logdir",
+                str(tmp_path / "slurm_logs"),
                 "--slurm-keep-successful-logs",
                 # The profile's 60 s is for NFS; outputs here are local.
-                "--latency-wait", "5",
+                "--latency-wait",
+                "5",
             ),
-            env=cluster.environ(), log_path=tmp_path / "snakemake_slurm.log",
-            timeout=WORKFLOW_TIMEOUT_S, cwd=run_dir,
+            env=cluster.environ(),
+            log_path=tmp_path / "snakemake_slurm.log",
+            timeout=WORKFLOW_TIMEOUT_S,
+            cwd=run_dir,
         )
         elapsed = time.monotonic() - t0
         report = _failure_report(cluster, slurm_log)
@@ -335,11 +358,7 @@ def test_demo_export_matches_local(tmp_path):
     slurm_files = _output_files(slurm_out)
     assert local_files, f"local run wrote nothing under {local_out}"
     assert local_files == slurm_files, (
-        f"only local: {sorted(map(str, local_files - slurm_files))}\n"
-        f"only SLURM: {sorted(map(str, slurm_files - local_files))}"
+        f"only local: {sorted(map(str, local_files - slurm_files))}\nonly SLURM: {sorted(map(str, slurm_files - local_files))}"
     )
-    differing = [
-        str(rel) for rel in sorted(local_files)
-        if not filecmp.cmp(local_out / rel, slurm_out / rel, shallow=False)
-    ]
+    differing = [str(rel) for rel in sorted(local_files) if not filecmp.cmp(local_out / rel, slurm_out / rel, shallow=False)]
     assert not differing, f"{len(differing)} files differ between local and SLURM runs: {differing[:20]}"

@@ -55,7 +55,11 @@ def check(info: SourceInfo, expected: np.ndarray, kind: str, scales: dict | None
     assert info.shape() == expected.shape
     assert np.dtype(info.dtype) == expected.dtype.newbyteorder("=")
     assert (info.roi_heights, info.fly_to_lines, info.page_height, info.page_width) == (
-        [expected.shape[3]], 0, expected.shape[3], expected.shape[4])
+        [expected.shape[3]],
+        0,
+        expected.shape[3],
+        expected.shape[4],
+    )
     got = read_all(info)
     assert got.dtype == np.dtype(info.dtype)
     np.testing.assert_array_equal(got, expected)
@@ -74,9 +78,18 @@ def check(info: SourceInfo, expected: np.ndarray, kind: str, scales: dict | None
 def target(path: Path, m: np.ndarray, z: int, md: dict | None = None) -> PlaneTarget:
     T, C, Z, Y, X = m.shape
     # classic TIFF: tifffile warns that an ImageJ BigTIFF is nonconformant
-    return PlaneTarget(path=path, plane=z, z_index=z, n_planes_out=Z, n_frames=T, n_channels=C, frame_shape=(Y, X),
-                       dtype=m.dtype, metadata={"plane": z + 1, "source_files": [], **SCALES, **(md or {})},
-                       options={"bigtiff": False})
+    return PlaneTarget(
+        path=path,
+        plane=z,
+        z_index=z,
+        n_planes_out=Z,
+        n_frames=T,
+        n_channels=C,
+        frame_shape=(Y, X),
+        dtype=m.dtype,
+        metadata={"plane": z + 1, "source_files": [], **SCALES, **(md or {})},
+        options={"bigtiff": False},
+    )
 
 
 def fill(sink, m: np.ndarray, z: int) -> None:
@@ -91,8 +104,13 @@ def fill(sink, m: np.ndarray, z: int) -> None:
 def test_imagej_hyperstack_tzcyx_with_imagej_scales(tmp_path):
     m = movie()
     path = tmp_path / "stack.tif"
-    tifffile.imwrite(path, m.transpose(0, 2, 1, 3, 4), imagej=True, resolution=(1 / 0.8, 1 / 1.25),
-                     metadata={"axes": "TZCYX", "finterval": 1 / 7.5, "spacing": 15.0, "unit": "um"})
+    tifffile.imwrite(
+        path,
+        m.transpose(0, 2, 1, 3, 4),
+        imagej=True,
+        resolution=(1 / 0.8, 1 / 1.25),
+        metadata={"axes": "TZCYX", "finterval": 1 / 7.5, "spacing": 15.0, "unit": "um"},
+    )
     check(inspect_input(path), m, "tiff", SCALES)
 
 
@@ -134,8 +152,9 @@ def test_per_plane_files_with_plane_numbers_form_a_volume(tmp_path):
     folder.mkdir()
     for z in range(3):  # each plane split over two files along T, names as the reference writes
         for part, (a, b) in enumerate([(0, 5), (5, 8)]):
-            tifffile.imwrite(folder / f"run_plane{z + 1}_{part + 1:05d}.tif", m[a:b, :, z], imagej=True,
-                             metadata={"axes": "TCYX"})
+            tifffile.imwrite(
+                folder / f"run_plane{z + 1}_{part + 1:05d}.tif", m[a:b, :, z], imagej=True, metadata={"axes": "TCYX"}
+            )
     check(inspect_input(folder), m, "tiff")
 
 
@@ -205,8 +224,10 @@ def test_suite2p_own_layout_registered_binary_and_plane_order(tmp_path):
         folder = tmp_path / "suite2p" / f"plane{z}"
         folder.mkdir(parents=True)
         m[:, 0, z].astype("<i2").tofile(folder / "data.bin")
-        np.save(folder / "ops.npy", {"Ly": 3, "Lx": 5, "fs": 30.0, "nframes": 4, "nchannels": 1,
-                                     "reg_file": f"/elsewhere/plane{z}/data.bin"})
+        np.save(
+            folder / "ops.npy",
+            {"Ly": 3, "Lx": 5, "fs": 30.0, "nframes": 4, "nchannels": 1, "reg_file": f"/elsewhere/plane{z}/data.bin"},
+        )
     check(inspect_input(tmp_path / "suite2p"), m, "suite2p", {"fs": 30.0})
 
 
@@ -230,8 +251,18 @@ def test_bare_bin_needs_a_shape(tmp_path):
 def test_imexport_zarr_store_with_its_metadata(tmp_path):
     m = movie((6, 2, 3, 5, 7))
     store, final = tmp_path / "tmp.zarr", tmp_path / "out" / "x.zarr"
-    create_store(store, n_frames=6, n_channels=2, n_planes=3, frame_shape=(5, 7), dtype=m.dtype, target_chunk_mb=1,
-                 options={}, metadata=SCALES, name="x")
+    create_store(
+        store,
+        n_frames=6,
+        n_channels=2,
+        n_planes=3,
+        frame_shape=(5, 7),
+        dtype=m.dtype,
+        target_chunk_mb=1,
+        options={},
+        metadata=SCALES,
+        name="x",
+    )
     for z in range(3):
         fill(ZarrPlaneSink(store, target(tmp_path / "unused", m, z), 1), m, z)
     finalize_store(store, final, pyramid=False)
@@ -243,12 +274,20 @@ def test_imexport_zarr_store_with_its_metadata(tmp_path):
 def test_ome_zarr_axes_order_scales_and_dataset_name(tmp_path):
     m = movie((5, 2, 3, 4, 6), np.uint16)
     group = zarr.create_group(tmp_path / "ome.zarr", zarr_format=3)
-    axes = [{"name": "c", "type": "channel"}, {"name": "t", "type": "time", "unit": "second"},
-            {"name": "z", "type": "space", "unit": "micrometer"}, {"name": "y", "type": "space", "unit": "micrometer"},
-            {"name": "x", "type": "space", "unit": "micrometer"}]
+    axes = [
+        {"name": "c", "type": "channel"},
+        {"name": "t", "type": "time", "unit": "second"},
+        {"name": "z", "type": "space", "unit": "micrometer"},
+        {"name": "y", "type": "space", "unit": "micrometer"},
+        {"name": "x", "type": "space", "unit": "micrometer"},
+    ]
     scale = [1.0, 0.5, 4.0, 0.3, 0.2]
-    group.attrs["ome"] = {"version": "0.5", "multiscales": [{"axes": axes, "datasets": [
-        {"path": "s0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}]}]}
+    group.attrs["ome"] = {
+        "version": "0.5",
+        "multiscales": [
+            {"axes": axes, "datasets": [{"path": "s0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}]}
+        ],
+    }
     group.create_array("s0", data=m.transpose(1, 0, 2, 3, 4), chunks=(1, 1, 1, 4, 6))
     group.create_array("other", data=m[:, 0, 0], chunks=(1, 4, 6))
     check(inspect_input(tmp_path / "ome.zarr"), m, "zarr", {"fs": 2.0, "dx": 0.2, "dy": 0.3, "dz": 4.0})
@@ -393,7 +432,8 @@ def test_plan_schedules_no_scan_phase_for_other_kinds(tmp_path):
     assert len(plan.axial_tasks) == 1  # axial registration works on any source
     assert any("fix_phase ignored" in note and "npy" in note for note in plan.notes)
     info = plan.source
-    unidirectional = SourceInfo(**{**json.loads(info.to_json()), "kind": "scanimage", "options": {},
-                                   "scanimage": {"SI.hScan2D.bidirectional": False}})
+    unidirectional = SourceInfo(
+        **{**json.loads(info.to_json()), "kind": "scanimage", "options": {}, "scanimage": {"SI.hScan2D.bidirectional": False}}
+    )
     plan = build_plan(resolved, unidirectional)
     assert plan.phase_tasks == {} and "unidirectionally" in plan.notes[0]

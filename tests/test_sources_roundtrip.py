@@ -20,8 +20,18 @@ import zarr
 
 from imexport.synthetic import expected_roi
 
-SPEC = dict(n_frames=8, n_planes=3, n_colors=2, roi_heights=[10, 8], width=12, fly_to_lines=2, frames_per_file=3,
-            frame_rate=6.0, n_cells=6, noise=3.0)
+SPEC = dict(
+    n_frames=8,
+    n_planes=3,
+    n_colors=2,
+    roi_heights=[10, 8],
+    width=12,
+    fly_to_lines=2,
+    frames_per_file=3,
+    frame_rate=6.0,
+    n_cells=6,
+    noise=3.0,
+)
 TAG = "tp00001-00008_ch01-02"  # all 8 frames, both colours
 SCALE_KEYS = ("fs", "dx", "dy", "dz")
 
@@ -47,8 +57,13 @@ def first_export(tmp_path_factory, make_acquisition, run_snakemake):
     root = tmp_path_factory.mktemp("roundtrip")
     spec, paths = make_acquisition(root, **SPEC)
     out = root / "first"
-    config = {"input": str(paths[0].parent), "outdir": str(out), "format": ["tiff", "bin", "zarr", "h5"],
-              "scan_phase": {"fix_phase": False}, "metadata": {"dz": 12.5}}
+    config = {
+        "input": str(paths[0].parent),
+        "outdir": str(out),
+        "format": ["tiff", "bin", "zarr", "h5"],
+        "scan_phase": {"fix_phase": False},
+        "metadata": {"dz": 12.5},
+    }
     run_snakemake(root / "run_first", config)
     return spec, root, out
 
@@ -103,12 +118,17 @@ def test_dry_run_prints_the_detected_format_and_shape(tmp_path, run_snakemake):
     movie = np.arange(5 * 2 * 6 * 7, dtype=np.uint16).reshape(5, 2, 6, 7)
     np.save(tmp_path / "in" / "movie.npy", movie.transpose(0, 3, 2, 1))  # stored as T, X, Y, C
     out = tmp_path / "out"
-    config = {"input": str(tmp_path / "in" / "movie.npy"), "outdir": str(out), "format": ["tiff", "zarr"],
-              "input_options": {"dim_order": "TXYC"}}
+    config = {
+        "input": str(tmp_path / "in" / "movie.npy"),
+        "outdir": str(out),
+        "format": ["tiff", "zarr"],
+        "input_options": {"dim_order": "TXYC"},
+    }
     result = run_snakemake(tmp_path, config, "-n")
     summary = [line for line in result.output.splitlines() if line.startswith("imexport: source:")]
-    assert summary == ["imexport: source: npy (single_plane), 1 file(s), shape (T, C, Z, Y, X) = "
-                       "(5, 2, 1, 6, 7) <u2, 1 ROI(s), 0 fly-to lines"]
+    assert summary == [
+        "imexport: source: npy (single_plane), 1 file(s), shape (T, C, Z, Y, X) = (5, 2, 1, 6, 7) <u2, 1 ROI(s), 0 fly-to lines"
+    ]
     assert "scan_phase.fix_phase ignored: the source is npy" in result.output
     assert "scan_phase " not in result.output.split("Job stats")[1]
     assert not out.exists() or not any(p for p in out.rglob("*") if ".imexport" not in p.parts)
@@ -117,8 +137,11 @@ def test_dry_run_prints_the_detected_format_and_shape(tmp_path, run_snakemake):
 def test_bad_dim_order_stops_the_workflow_naming_the_key(tmp_path, run_snakemake):
     (tmp_path / "in").mkdir()
     np.save(tmp_path / "in" / "movie.npy", np.zeros((3, 4, 5), np.int16))
-    config = {"input": str(tmp_path / "in" / "movie.npy"), "outdir": str(tmp_path / "out"),
-              "input_options": {"dim_order": "TZYX"}}
+    config = {
+        "input": str(tmp_path / "in" / "movie.npy"),
+        "outdir": str(tmp_path / "out"),
+        "input_options": {"dim_order": "TZYX"},
+    }
     result = run_snakemake(tmp_path, config, "-n", expect_ok=False)
     assert "imexport: input_options.dim_order: 'TZYX' names 4 dimensions" in result.output
     assert "Job stats" not in result.output

@@ -16,11 +16,22 @@ import pytest
 
 import imexport.synthetic as synthetic
 from imexport.sources import build_index, inspect_input, open_plane_reader
-from imexport.sources.info import SourceError, SourceInfo
+from imexport.sources.info import SourceInfo
 from imexport.synthetic import expected_roi
 
-PIEZO = dict(content="index", n_planes=1, n_colors=2, roi_heights=[5, 4], width=6, fly_to_lines=2,
-             n_frames=4, frames_per_file=5, piezo_slices=3, frame_rate=12.0, z_step=2.5)
+PIEZO = dict(
+    content="index",
+    n_planes=1,
+    n_colors=2,
+    roi_heights=[5, 4],
+    width=6,
+    fly_to_lines=2,
+    n_frames=4,
+    frames_per_file=5,
+    piezo_slices=3,
+    frame_rate=12.0,
+    z_step=2.5,
+)
 
 
 def roi_rows(spec):
@@ -30,8 +41,9 @@ def roi_rows(spec):
 def read_all(info: SourceInfo, index) -> np.ndarray:
     """(T, C, Z, page_height, page_width) through the protocol."""
     with open_plane_reader(info, index) as reader:
-        return np.stack([reader.read(np.arange(info.n_frames), list(range(info.n_colors)), z)
-                         for z in range(info.n_planes)], axis=2)
+        return np.stack(
+            [reader.read(np.arange(info.n_frames), list(range(info.n_colors)), z) for z in range(info.n_planes)], axis=2
+        )
 
 
 def piezo_values(spec, logged_frames) -> np.ndarray:
@@ -89,8 +101,11 @@ def test_piezo_unfinished_volume_is_dropped_with_a_warning(tmp_path, make_acquis
 def test_stack_enabled_with_one_slice_is_planar_lbm(tmp_path, make_acquisition, monkeypatch):
     """Some planar files have SI.hStackManager.enable = true with numSlices = 1: not a stack."""
     original = synthetic.frame_data_text
-    monkeypatch.setattr(synthetic, "frame_data_text",
-                        lambda spec: original(spec).replace("hStackManager.enable = false", "hStackManager.enable = true"))
+    monkeypatch.setattr(
+        synthetic,
+        "frame_data_text",
+        lambda spec: original(spec).replace("hStackManager.enable = false", "hStackManager.enable = true"),
+    )
     spec, paths = make_acquisition(tmp_path, content="index", n_planes=3, n_frames=2, frames_per_file=2)
     info = inspect_input(paths[0].parent)
     assert info.stack_type == "lbm" and info.shape()[:3] == (2, 1, 3)
@@ -100,8 +115,9 @@ def test_stack_enabled_with_one_slice_is_planar_lbm(tmp_path, make_acquisition, 
 
 
 def test_dual_pmt_single_plane(tmp_path, make_acquisition):
-    spec, paths = make_acquisition(tmp_path, n_planes=1, n_colors=2, roi_heights=[9], fly_to_lines=0, width=10,
-                                   n_frames=5, frames_per_file=2, noise=4.0)
+    spec, paths = make_acquisition(
+        tmp_path, n_planes=1, n_colors=2, roi_heights=[9], fly_to_lines=0, width=10, n_frames=5, frames_per_file=2, noise=4.0
+    )
     info = inspect_input(paths[0].parent)
     assert info.stack_type == "single_plane" and info.shape() == (5, 2, 1, 9, 10)
     pages = read_all(info, build_index(info))

@@ -30,8 +30,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 # ≤ 4 planes, ≤ 20 frames, ≤ 48 px wide (stitched: 2 x 24); files of 5, 5, 4 frames
 SPEC = dict(
-    n_frames=14, n_planes=3, roi_heights=[24, 18], width=24, fly_to_lines=3, frames_per_file=5,
-    frame_rate=8.0, n_cells=12, noise=3.0, plane_shifts=[[0, 0], [1, -1], [2, -1]],
+    n_frames=14,
+    n_planes=3,
+    roi_heights=[24, 18],
+    width=24,
+    fly_to_lines=3,
+    frames_per_file=5,
+    frame_rate=8.0,
+    n_cells=12,
+    noise=3.0,
+    plane_shifts=[[0, 0], [1, -1], [2, -1]],
 )
 
 
@@ -68,8 +76,10 @@ def user_files(outdir: Path) -> set[str]:
     return {
         str(p.relative_to(outdir))
         for p in outdir.rglob("*")
-        if p.is_file() and ".imexport" not in p.relative_to(outdir).parts
-        and p.name != "imexport_manifest.json" and not p.name.endswith(".history.json")
+        if p.is_file()
+        and ".imexport" not in p.relative_to(outdir).parts
+        and p.name != "imexport_manifest.json"
+        and not p.name.endswith(".history.json")
     }
 
 
@@ -152,13 +162,10 @@ def test_default_export_pixels_and_metadata(default_run):
         assert info["shape"] == [T, 1, Z, max(spec.roi_heights), spec.width * spec.n_rois]
         assert [g["index"] for g in info["roi_geometry"]] == list(range(1, spec.n_rois + 1))
         assert [g["pixels_xy"] for g in info["roi_geometry"]] == [[spec.width, h] for h in spec.roi_heights]
-        assert [g["page_rows"] for g in info["roi_geometry"]] == [
-            [int(y0), int(y0) + h] for y0, h in zip(y0s, spec.roi_heights)
-        ]
+        assert [g["page_rows"] for g in info["roi_geometry"]] == [[int(y0), int(y0) + h] for y0, h in zip(y0s, spec.roi_heights)]
         for g, h in zip(info["roi_geometry"], spec.roi_heights):
             assert g["size_um_xy"] == pytest.approx(
-                [spec.objective_resolution * spec.width * spec.deg_per_pixel,
-                 spec.objective_resolution * h * spec.deg_per_pixel]
+                [spec.objective_resolution * spec.width * spec.deg_per_pixel, spec.objective_resolution * h * spec.deg_per_pixel]
             )
         assert info["fly_to_lines"] == spec.fly_to_lines
         assert len(info["source_files"]) == 3
@@ -323,7 +330,7 @@ def test_the_workflow_profile_keeps_the_screen_to_a_summary(tmp_path, acquisitio
     assert not [line for line in lines if re.match(r"\s*(local)?rule \w+:$", line)]  # no rule blocks
     assert not [line for line in lines if " INFO " in line or "hashed into" in line]  # no job's INFO lines
     assert f"imexport: {spec.n_planes} output(s) in {out.resolve()}" in lines
-    job_log = (out / ".imexport" / "logs" / "write" / f"{plane_file(1, list(range(1, spec.n_frames + 1)))}.log")
+    job_log = out / ".imexport" / "logs" / "write" / f"{plane_file(1, list(range(1, spec.n_frames + 1)))}.log"
     assert "file(s) hashed into" in job_log.read_text()
 
 
@@ -394,8 +401,9 @@ def test_unsafe_output_suffix_fails_naming_the_key(tmp_path, acquisition, run_sn
 
 def test_two_colours_and_irregular_frames(tmp_path, make_acquisition, run_snakemake):
     # index content: every ROI pixel of frame t, colour c, plane z is t*64 + c*n_planes + z
-    spec, paths = make_acquisition(tmp_path, content="index", n_colors=2, n_planes=2, n_frames=5,
-                                   frames_per_file=2, roi_heights=[6, 4], width=12)
+    spec, paths = make_acquisition(
+        tmp_path, content="index", n_colors=2, n_planes=2, n_frames=5, frames_per_file=2, roi_heights=[6, 4], width=12
+    )
     out = tmp_path / "out"
     run_snakemake(tmp_path, base_config(paths[0].parent, out, frames=[1, 2, 4]))
     names = {f"zplane{z:02d}_tp00001+00002+00004_ch01-02.tif" for z in (1, 2)}
@@ -416,8 +424,7 @@ def test_two_colours_and_irregular_frames(tmp_path, make_acquisition, run_snakem
 
 
 def test_default_scan_phase_on_short_rois(tmp_path, make_acquisition, run_snakemake):
-    spec, paths = make_acquisition(tmp_path, n_frames=4, n_planes=2, roi_heights=[12, 9], width=24,
-                                   frames_per_file=4)
+    spec, paths = make_acquisition(tmp_path, n_frames=4, n_planes=2, roi_heights=[12, 9], width=24, frames_per_file=4)
     out = tmp_path / "out"
     result = run_snakemake(tmp_path, {"input": str(paths[0].parent), "outdir": str(out)}, expect_ok=None)
     if result.returncode == 0:  # a graceful fallback: pixels must then be the raw ones

@@ -57,9 +57,17 @@ class LazyArray:
     @property
     def metadata(self) -> dict[str, Any]:
         """A copy: changing it never changes the array or later exports."""
-        return {"fs": self.info.fs, "dx": self.info.dx, "dy": self.info.dy, "dz": self.info.dz,
-                "shape": list(self.shape), "dims": ["t", "c", "z", "y", "x"], "stack_type": self.info.stack_type,
-                "files": list(self.info.files), "rois": [dict(r) for r in self.info.rois]}
+        return {
+            "fs": self.info.fs,
+            "dx": self.info.dx,
+            "dy": self.info.dy,
+            "dz": self.info.dz,
+            "shape": list(self.shape),
+            "dims": ["t", "c", "z", "y", "x"],
+            "stack_type": self.info.stack_type,
+            "files": list(self.info.files),
+            "rois": [dict(r) for r in self.info.rois],
+        }
 
     def __repr__(self) -> str:
         return f"LazyArray({self.path!r}, shape={self.shape}, dtype={self.dtype})"
@@ -108,10 +116,28 @@ def _rois(roi: Any) -> Any:
 
 
 def build_config(
-    lazy_array: Any, outpath: str | Path, *, ext: str | Sequence[str] = ".tiff", planes=None, frames=None,
-    channels=None, num_frames=None, register_z=False, roi_mode="concat_y", roi=None, metadata=None,
-    overwrite=False, order=None, target_chunk_mb=100, debug=False, show_progress=True, output_name=None,
-    output_suffix=None, dataset_name=None, dim_order=None, **kwargs,
+    lazy_array: Any,
+    outpath: str | Path,
+    *,
+    ext: str | Sequence[str] = ".tiff",
+    planes=None,
+    frames=None,
+    channels=None,
+    num_frames=None,
+    register_z=False,
+    roi_mode="concat_y",
+    roi=None,
+    metadata=None,
+    overwrite=False,
+    order=None,
+    target_chunk_mb=100,
+    debug=False,
+    show_progress=True,
+    output_name=None,
+    output_suffix=None,
+    dataset_name=None,
+    dim_order=None,
+    **kwargs,
 ) -> dict[str, Any]:
     """The workflow config equivalent to an ``imwrite`` call (validated, defaults filled)."""
     if isinstance(lazy_array, LazyArray):
@@ -124,12 +150,24 @@ def build_config(
         input_options["dim_order"] = dim_order
     roi_mode = str(getattr(roi_mode, "value", roi_mode)).lower()
     config: dict[str, Any] = {
-        "input": str(source), "outdir": str(outpath), "format": _format_of(ext),
-        "planes": _plain(planes), "frames": _plain(frames), "channels": _plain(channels), "num_frames": num_frames,
-        "order": _plain(order), "roi_mode": roi_mode, "rois": _plain(_rois(roi)) if roi_mode == "separate" else _plain(roi),
-        "output_suffix": output_suffix, "output_name": output_name, "overwrite": bool(overwrite),
-        "target_chunk_mb": target_chunk_mb, "metadata": dict(metadata or {}), "debug": bool(debug),
-        "show_progress": bool(show_progress), "register_z": bool(register_z),
+        "input": str(source),
+        "outdir": str(outpath),
+        "format": _format_of(ext),
+        "planes": _plain(planes),
+        "frames": _plain(frames),
+        "channels": _plain(channels),
+        "num_frames": num_frames,
+        "order": _plain(order),
+        "roi_mode": roi_mode,
+        "rois": _plain(_rois(roi)) if roi_mode == "separate" else _plain(roi),
+        "output_suffix": output_suffix,
+        "output_name": output_name,
+        "overwrite": bool(overwrite),
+        "target_chunk_mb": target_chunk_mb,
+        "metadata": dict(metadata or {}),
+        "debug": bool(debug),
+        "show_progress": bool(show_progress),
+        "register_z": bool(register_z),
     }
     if input_options:
         config["input_options"] = input_options
@@ -215,8 +253,7 @@ def _step_runners(plan: Plan, checksums: str) -> dict[str, Callable[[str], None]
     views = plan.phase_views()
 
     def scan_phase(view: str) -> None:
-        steps.scan_phase([plan.phase_tasks[p] for p in views[view]], source_json, index, views[view],
-                         min(4, os.cpu_count() or 1))
+        steps.scan_phase([plan.phase_tasks[p] for p in views[view]], source_json, index, views[view], min(4, os.cpu_count() or 1))
 
     def write_plane(key: str) -> None:
         steps.write_plane(_as_params(plan.jobs[key]), source_json, index, checksums=checksums)
@@ -224,8 +261,9 @@ def _step_runners(plan: Plan, checksums: str) -> dict[str, Callable[[str], None]
     def assemble(key: str) -> None:
         export = plan.export(key)
         jobs = [plan.jobs[k] for k in export.plane_jobs]
-        steps.assemble_export(_as_params(export), [job.output for job in jobs],
-                              [_as_params(job).metadata for job in jobs], checksums)
+        steps.assemble_export(
+            _as_params(export), [job.output for job in jobs], [_as_params(job).metadata for job in jobs], checksums
+        )
 
     def prepare(store: str) -> None:
         steps.prepare_export(_as_params(plan.stores()[f"{plan.work}/{store}"]))
@@ -233,8 +271,9 @@ def _step_runners(plan: Plan, checksums: str) -> dict[str, Callable[[str], None]
     return {
         "index_source": lambda _: steps.index_source(plan.source.to_json(), source_json, index),
         "scan_phase": scan_phase,
-        "axial_shifts": lambda record: steps.axial_shifts(plan.axial_tasks[f"{plan.work}/{record}"], source_json, index,
-                                                          f"{plan.work}/{record}"),
+        "axial_shifts": lambda record: steps.axial_shifts(
+            plan.axial_tasks[f"{plan.work}/{record}"], source_json, index, f"{plan.work}/{record}"
+        ),
         **{rule: prepare for rule in ("prepare_store", "prepare_store_file")},
         **{f"write_plane_{output}": write_plane for output in OUTPUT_TYPES},
         "assemble_file": assemble,
@@ -243,12 +282,29 @@ def _step_runners(plan: Plan, checksums: str) -> dict[str, Callable[[str], None]
 
 
 def imwrite(
-    lazy_array, outpath: str | Path, ext: str = ".tiff", planes=None, frames=None, channels=None,
-    num_frames: int | None = None, register_z: bool = False, roi_mode: str = "concat_y", roi=None,
-    metadata: dict | None = None, overwrite: bool = False, order=None, target_chunk_mb: int = 100,
-    progress_callback: Callable | None = None, debug: bool = False, show_progress: bool = True,
-    output_name: str | None = None, output_suffix: str | None = None, dataset_name: str | None = None,
-    dim_order: str | None = None, config_out: str | Path | None = None, **kwargs,
+    lazy_array,
+    outpath: str | Path,
+    ext: str = ".tiff",
+    planes=None,
+    frames=None,
+    channels=None,
+    num_frames: int | None = None,
+    register_z: bool = False,
+    roi_mode: str = "concat_y",
+    roi=None,
+    metadata: dict | None = None,
+    overwrite: bool = False,
+    order=None,
+    target_chunk_mb: int = 100,
+    progress_callback: Callable | None = None,
+    debug: bool = False,
+    show_progress: bool = True,
+    output_name: str | None = None,
+    output_suffix: str | None = None,
+    dataset_name: str | None = None,
+    dim_order: str | None = None,
+    config_out: str | Path | None = None,
+    **kwargs,
 ) -> Path:
     """Export a recording; the parameters mean what they mean in ``mbo_utilities.imwrite``.
 
@@ -265,10 +321,27 @@ def imwrite(
     if isinstance(lazy_array, np.ndarray):
         lazy_array = _save_array(lazy_array, outpath)
     config = build_config(
-        lazy_array, outpath, ext=ext, planes=planes, frames=frames, channels=channels, num_frames=num_frames,
-        register_z=register_z, roi_mode=roi_mode, roi=roi, metadata=metadata, overwrite=overwrite, order=order,
-        target_chunk_mb=target_chunk_mb, debug=debug, show_progress=show_progress, output_name=output_name,
-        output_suffix=output_suffix, dataset_name=dataset_name, dim_order=dim_order, **kwargs,
+        lazy_array,
+        outpath,
+        ext=ext,
+        planes=planes,
+        frames=frames,
+        channels=channels,
+        num_frames=num_frames,
+        register_z=register_z,
+        roi_mode=roi_mode,
+        roi=roi,
+        metadata=metadata,
+        overwrite=overwrite,
+        order=order,
+        target_chunk_mb=target_chunk_mb,
+        debug=debug,
+        show_progress=show_progress,
+        output_name=output_name,
+        output_suffix=output_suffix,
+        dataset_name=dataset_name,
+        dim_order=dim_order,
+        **kwargs,
     )
     log.setLevel(logging.DEBUG if debug else logging.INFO if show_progress else logging.WARNING)
     # the workflow's planning, its checks included (an outdir inside the input folder is refused)

@@ -189,8 +189,9 @@ def forget(path: str | Path, cache_dir: str | Path) -> None:
 # --------------------------------------------------------------------------- many files
 
 
-def checksum_files(paths: Iterable[str | Path], workers: int | None = None,
-                   cache_dir: str | Path | None = None) -> dict[Path, dict[str, Any]]:
+def checksum_files(
+    paths: Iterable[str | Path], workers: int | None = None, cache_dir: str | Path | None = None
+) -> dict[Path, dict[str, Any]]:
     """``{path: {"size": bytes, "sha256": hex}}``, largest files first on ``workers`` threads.
 
     With ``cache_dir``, a file whose cache entry is still valid is not read; every other

@@ -32,11 +32,13 @@ def _verify(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imexport", description="Tools around imexport exports.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    verify = commands.add_parser("verify", help="check an export folder against its manifest",
-                                 description="Check every output in OUTDIR against OUTDIR/imexport_manifest.json.")
+    verify = commands.add_parser(
+        "verify",
+        help="check an export folder against its manifest",
+        description="Check every output in OUTDIR against OUTDIR/imexport_manifest.json.",
+    )
     verify.add_argument("outdir", metavar="OUTDIR", help="the export's output folder")
-    verify.add_argument("--workers", type=int, default=default_workers(),
-                        help="files hashed at once (default: %(default)s)")
+    verify.add_argument("--workers", type=int, default=default_workers(), help="files hashed at once (default: %(default)s)")
     verify.set_defaults(run=_verify)
     return parser
 

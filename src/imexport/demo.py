@@ -16,7 +16,6 @@ from .sources.info import SourceInfo
 from .sources.scanimage import describe_planned, parse_header
 from .synthetic import AcquisitionSpec, frame_data_text, roi_group_json
 
-
 # keys of the demo block that are not the acquisition's own settings
 DEMO_CONTROL_KEYS = ("generate", "folder", "metadata")
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from . import geometry
-from .selection import from_runs
 from .formats import FORMATS
 from .jobs import PlaneJob
+from .selection import from_runs
 from .sinks.base import PlaneTarget
 from .sources import open_plane_reader
 from .sources.info import SourceInfo

@@ -59,9 +59,7 @@ def page_layout(page_height: int, page_width: int, roi_heights: list[int], fly_t
     available = page_height - (n - 1) * fly_to_lines
     total = sum(roi_heights)
     if available <= 0 or total <= 0:
-        raise ValueError(
-            f"page height {page_height} cannot hold {n} ROIs separated by {fly_to_lines} fly-to lines"
-        )
+        raise ValueError(f"page height {page_height} cannot hold {n} ROIs separated by {fly_to_lines} fly-to lines")
     heights = [int(round(h * available / total)) for h in roi_heights[:-1]]
     heights.append(available - sum(heights))
     if min(heights) <= 0:

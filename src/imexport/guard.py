@@ -29,11 +29,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .atomic import TEMP_MARKER, remove_path
 from .formats import FORMATS
 from .history import manifest_path, plain
 from .jobs import Export
 from .plan import Plan
-from .atomic import TEMP_MARKER, remove_path
 
 RECORDS = "records"
 FINGERPRINT_CHARS = 16
@@ -55,7 +55,7 @@ def _within(value: Any, outdir: str) -> Any:
     if isinstance(value, list):
         return [_within(v, outdir) for v in value]
     if isinstance(value, str) and value.startswith(outdir + os.sep):
-        return value[len(outdir) + 1:]
+        return value[len(outdir) + 1 :]
     return value
 
 
@@ -63,12 +63,17 @@ def fingerprint(plan: Plan, export: Export) -> str:
     """sha256 of everything that shapes the bytes of one output (deterministic JSON)."""
     tasks = {**plan.phase_tasks, **plan.axial_tasks}
     corrections = [*export.phase_records, *([export.axial_record] if export.axial_record else [])]
-    content = _within(plain({
-        "source": json.loads(plan.source.to_json()),
-        "export": export.to_dict(),
-        "jobs": [plan.jobs[k].to_dict() for k in export.plane_jobs],
-        "corrections": {p: tasks[p] for p in corrections},
-    }), str(Path(plan.outdir)))
+    content = _within(
+        plain(
+            {
+                "source": json.loads(plan.source.to_json()),
+                "export": export.to_dict(),
+                "jobs": [plan.jobs[k].to_dict() for k in export.plane_jobs],
+                "corrections": {p: tasks[p] for p in corrections},
+            }
+        ),
+        str(Path(plan.outdir)),
+    )
     return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -90,8 +95,11 @@ def planned_records(plan: Plan) -> dict[str, dict[str, Any]]:
     for export in plan.exports:
         digest = fingerprint(plan, export)
         records[export.key] = {
-            "output": export.key, "format": export.format, "fingerprint": digest,
-            "paths": data_paths(plan, export), "record": str(record_path(plan.work, export.key, digest)),
+            "output": export.key,
+            "format": export.format,
+            "fingerprint": digest,
+            "paths": data_paths(plan, export),
+            "record": str(record_path(plan.work, export.key, digest)),
         }
     return records
 
@@ -135,7 +143,9 @@ def conflicts(plan: Plan, records: dict[str, dict[str, Any]]) -> dict[str, list[
         existing = [p for p in record["paths"] if os.path.lexists(outdir / p)]
         if not existing or Path(record["record"]).is_file():
             continue
-        reason = "written by imexport with other parameters" if records_of(plan.work, key) else "not written by imexport (no record)"
+        reason = (
+            "written by imexport with other parameters" if records_of(plan.work, key) else "not written by imexport (no record)"
+        )
         found[key] = [f"{outdir / p} ({reason})" for p in existing]
     return found
 
@@ -223,8 +233,11 @@ def _known_outputs(plan: Plan) -> dict[str, dict[str, Any]]:
     if manifest.is_file():
         for output in json.loads(manifest.read_text()).get("outputs", []):
             sidecars = {str(p) for p in FORMATS[output["format"]].history_sidecars(output["path"])}
-            known[output["path"]] = {"output": output["path"], "format": output["format"],
-                                     "paths": [p for p in output["paths"] if p not in sidecars]}
+            known[output["path"]] = {
+                "output": output["path"],
+                "format": output["format"],
+                "paths": [p for p in output["paths"] if p not in sidecars],
+            }
     root = Path(plan.work) / RECORDS
     for path in sorted(root.rglob("*.json")) if root.is_dir() else []:
         try:

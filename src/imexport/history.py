@@ -59,7 +59,13 @@ import numpy as np
 from . import __version__
 from .atomic import write_json_atomic
 from .checksums import (
-    adopt_touch, cache_folder, cached_digest, checksum_files, files_of, input_files, written_digest,
+    adopt_touch,
+    cache_folder,
+    cached_digest,
+    checksum_files,
+    files_of,
+    input_files,
+    written_digest,
 )
 from .formats import FORMATS
 from .formats.base import HISTORY_KEY
@@ -163,13 +169,15 @@ def job_durations(benchmarks: dict[str, list[str]], benchmark_root: str | Path) 
         for path in paths:
             measured = read_benchmark(path)
             seconds = measured["s"]
-            jobs.append({
-                "rule": rule,
-                "job": str(Path(path).relative_to(benchmark_root).with_suffix("")),
-                "s": seconds,
-                "cpu_time_s": measured["cpu_time"],
-                "max_rss_mb": measured["max_rss"],
-            })
+            jobs.append(
+                {
+                    "rule": rule,
+                    "job": str(Path(path).relative_to(benchmark_root).with_suffix("")),
+                    "s": seconds,
+                    "cpu_time_s": measured["cpu_time"],
+                    "max_rss_mb": measured["max_rss"],
+                }
+            )
             total = rules.setdefault(rule, {"jobs": 0, "s": 0.0})
             total["jobs"] += 1
             total["s"] = round(total["s"] + (seconds or 0.0), 3)
@@ -196,13 +204,13 @@ def _read_records(paths: list[str], work: Path) -> dict[str, Any]:
 
 
 def output_entry(outdir: Path, product: dict[str, Any], digests: dict[Path, dict[str, Any]]) -> dict[str, Any]:
-    files = [
-        {"path": str(f.relative_to(outdir)), **digests[f]}
-        for p in product["paths"] for f in files_of(outdir / p)
-    ]
+    files = [{"path": str(f.relative_to(outdir)), **digests[f]} for p in product["paths"] for f in files_of(outdir / p)]
     entry = {
-        "path": product["output"], "format": product["format"],
-        "fingerprint": product["fingerprint"], "n_files": len(files), "size": sum(f["size"] for f in files),
+        "path": product["output"],
+        "format": product["format"],
+        "fingerprint": product["fingerprint"],
+        "n_files": len(files),
+        "size": sum(f["size"] for f in files),
         "sha256": tree_digest(files),
     }
     if len(files) <= MAX_LISTED_FILES:
@@ -215,20 +223,22 @@ def build_step(spec: dict[str, Any], digests: dict[Path, dict[str, Any]]) -> dic
     parameters = dict(spec["parameters"])
     parameters["scan_phase"] = {**parameters["scan_phase"], "records": _read_records(spec["phase_records"], work)}
     parameters["axial"] = {**parameters["axial"], "records": _read_records(spec["axial_records"], work)}
-    return plain({
-        "step": STEP_NAME,
-        "id": uuid.uuid4().hex,
-        "timestamp": datetime.now(UTC).astimezone().isoformat(timespec="seconds"),
-        "host": platform.node(),
-        "software": software_versions(),
-        "outdir": str(outdir.resolve()),
-        "inputs": [{"path": str(f.resolve()), **digests[f]} for f in input_files(spec["source_files"])],
-        "outputs": [output_entry(outdir, product, digests) for product in spec["products"]],
-        "durations": job_durations(spec["benchmarks"], work / "benchmarks"),
-        "parameters": parameters,
-        "config": spec["config"],
-        **source_timing(spec),
-    })
+    return plain(
+        {
+            "step": STEP_NAME,
+            "id": uuid.uuid4().hex,
+            "timestamp": datetime.now(UTC).astimezone().isoformat(timespec="seconds"),
+            "host": platform.node(),
+            "software": software_versions(),
+            "outdir": str(outdir.resolve()),
+            "inputs": [{"path": str(f.resolve()), **digests[f]} for f in input_files(spec["source_files"])],
+            "outputs": [output_entry(outdir, product, digests) for product in spec["products"]],
+            "durations": job_durations(spec["benchmarks"], work / "benchmarks"),
+            "parameters": parameters,
+            "config": spec["config"],
+            **source_timing(spec),
+        }
+    )
 
 
 def source_timing(spec: dict[str, Any]) -> dict[str, Any]:
@@ -241,37 +251,46 @@ def source_timing(spec: dict[str, Any]) -> dict[str, Any]:
     if not timing:
         return {}
     if timing["dropped_frames"]:
-        log.warning("%d frame(s) dropped during the acquisition (gaps in frameNumbers): %s",
-                    sum(d["missing"] for d in timing["dropped_frames"]), timing["dropped_frames"])
-    return {"source_timing": {"acquisition_start": timing["acquisition_start"],
-                              "dropped_frames": timing["dropped_frames"]}}
+        log.warning(
+            "%d frame(s) dropped during the acquisition (gaps in frameNumbers): %s",
+            sum(d["missing"] for d in timing["dropped_frames"]),
+            timing["dropped_frames"],
+        )
+    return {"source_timing": {"acquisition_start": timing["acquisition_start"], "dropped_frames": timing["dropped_frames"]}}
 
 
 def pixel_parameters(plan: Plan, config: dict[str, Any]) -> dict[str, Any]:
     """Every setting of the validated ``config`` that shaped the written pixels; ``frames``
     as 0-based ``[start, stop, step)`` runs, like the outputs' metadata. The correction
     records are added when the step is built."""
-    return plain({
-        "planes": [int(p) + 1 for p in plan.planes],  # written order
-        "order": config["order"],
-        "frames": to_runs(plan.frames),
-        "n_frames": len(plan.frames),
-        "num_frames": config["num_frames"],
-        "channels": [int(c) + 1 for c in plan.colors],
-        "roi_mode": config["roi_mode"],
-        "rois": [None if r is None else r + 1 for r in plan.rois],
-        "target_chunk_mb": plan.target_chunk_mb,
-        "output_suffix": config["output_suffix"],
-        "output_name": config["output_name"],
-        "metadata": config["metadata"],
-        "format_options": {e.format: e.options for e in plan.exports},
-        "scan_phase": {"options": config["scan_phase"]},
-        "axial": {"register_z": config["register_z"], "options": config["axial"]},
-    })
+    return plain(
+        {
+            "planes": [int(p) + 1 for p in plan.planes],  # written order
+            "order": config["order"],
+            "frames": to_runs(plan.frames),
+            "n_frames": len(plan.frames),
+            "num_frames": config["num_frames"],
+            "channels": [int(c) + 1 for c in plan.colors],
+            "roi_mode": config["roi_mode"],
+            "rois": [None if r is None else r + 1 for r in plan.rois],
+            "target_chunk_mb": plan.target_chunk_mb,
+            "output_suffix": config["output_suffix"],
+            "output_name": config["output_name"],
+            "metadata": config["metadata"],
+            "format_options": {e.format: e.options for e in plan.exports},
+            "scan_phase": {"options": config["scan_phase"]},
+            "axial": {"register_z": config["register_z"], "options": config["axial"]},
+        }
+    )
 
 
-def history_spec(plan: Plan, config: dict[str, Any], records: dict[str, dict[str, Any]],
-                 benchmarks: dict[str, list[str]], touched: dict[str, str] | None = None) -> dict[str, Any]:
+def history_spec(
+    plan: Plan,
+    config: dict[str, Any],
+    records: dict[str, dict[str, Any]],
+    benchmarks: dict[str, list[str]],
+    touched: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """What the history job needs (see :func:`record_history`), as plain data.
 
     ``records``: the planned output records (``guard.planned_records``). ``touched``:
@@ -279,24 +298,28 @@ def history_spec(plan: Plan, config: dict[str, Any], records: dict[str, dict[str
     → that job's benchmark file (see :func:`imexport.checksums.adopt_touch`).
     """
     products = [
-        {**{k: records[export.key][k] for k in ("output", "format", "fingerprint", "paths")},
-         **FORMATS[export.format].manifest_fields(export)}
+        {
+            **{k: records[export.key][k] for k in ("output", "format", "fingerprint", "paths")},
+            **FORMATS[export.format].manifest_fields(export),
+        }
         for export in plan.exports
     ]
-    return plain({
-        "outdir": plan.outdir,
-        "work": plan.work,
-        "source_files": list(plan.source.files),
-        "source_json": plan.source_json,
-        "page_index": plan.page_index,
-        "products": products,
-        "benchmarks": benchmarks,
-        "touched": touched or {},
-        "phase_records": sorted(plan.phase_tasks),
-        "axial_records": sorted(plan.axial_tasks),
-        "parameters": pixel_parameters(plan, config),
-        "config": config,
-    })
+    return plain(
+        {
+            "outdir": plan.outdir,
+            "work": plan.work,
+            "source_files": list(plan.source.files),
+            "source_json": plan.source_json,
+            "page_index": plan.page_index,
+            "products": products,
+            "benchmarks": benchmarks,
+            "touched": touched or {},
+            "phase_records": sorted(plan.phase_tasks),
+            "axial_records": sorted(plan.axial_tasks),
+            "parameters": pixel_parameters(plan, config),
+            "config": config,
+        }
+    )
 
 
 # --------------------------------------------------------------------------- the history job
@@ -320,8 +343,6 @@ def check_inputs_as_indexed(source_files: list[str], page_index: str | Path, cac
     for path in input_files(source_files):
         if cached_digest(path, cache) is None:  # hashed while it changed, or changed since
             raise SourceError(f"{path}: changed while its digest was taken; no history was recorded. Run the export again")
-
-
 
 
 def manifest_path(outdir: str | Path) -> Path:
@@ -394,7 +415,8 @@ def record_history(spec: dict[str, Any], workers: int | None = None) -> dict[str
         "written": datetime.now(UTC).astimezone().isoformat(timespec="seconds"),
         "outdir": str(outdir.resolve()),
         "steps": history,
-        "outputs": earlier_outputs + [
+        "outputs": earlier_outputs
+        + [
             {
                 "path": product["output"],
                 **{k: v for k, v in product.items() if k not in ("output", "paths")},
@@ -403,10 +425,10 @@ def record_history(spec: dict[str, Any], workers: int | None = None) -> dict[str
             }
             for product in products
         ],
-        "files": sorted(earlier_files + [
-            {"path": str(f.relative_to(outdir)), **digests[f]}
-            for f in sorted({*output_files, *rewritten})
-        ], key=lambda f: f["path"]),
+        "files": sorted(
+            earlier_files + [{"path": str(f.relative_to(outdir)), **digests[f]} for f in sorted({*output_files, *rewritten})],
+            key=lambda f: f["path"],
+        ),
     }
     write_json_atomic(manifest_path(outdir), manifest)
     log.info("history step %s recorded in %d output(s); manifest %s", history[-1]["id"], len(products), manifest_path(outdir))

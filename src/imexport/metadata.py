@@ -81,10 +81,7 @@ def export_metadata(
             "shape": [int(len(frames)), int(len(colors)), int(len(planes)), height, width],
             "dims": ["t", "c", "z", "y", "x"],
             "fly_to_lines": info.fly_to_lines,
-            "roi_geometry": [
-                {**meta, "page_rows": [s.y0, s.y0 + s.height]}
-                for meta, s in zip(info.rois, info.layout.strips)
-            ],
+            "roi_geometry": [{**meta, "page_rows": [s.y0, s.y0 + s.height]} for meta, s in zip(info.rois, info.layout.strips)],
             "scanimage": info.scanimage,
         }
     )
@@ -138,8 +135,16 @@ def _z_layout(info: SourceInfo) -> dict[str, Any]:
     stack = info.options.get("stack")
     if not stack:
         return {}
-    keys = ("slices", "frames_per_slice", "log_average_factor", "repeats", "flyback_frames", "slice_repeats",
-            "beads", "slice_step_um")
+    keys = (
+        "slices",
+        "frames_per_slice",
+        "log_average_factor",
+        "repeats",
+        "flyback_frames",
+        "slice_repeats",
+        "beads",
+        "slice_step_um",
+    )
     layout = {key: stack.get(key) for key in keys}
     # planes are bead-major: plane = bead x slices + slice (x repeats + repeat with slice_repeats: planes)
     layout["plane_order"] = "bead, slice, repeat" if stack["slice_repeats"] == "planes" else "bead, slice"

@@ -46,24 +46,41 @@ class Pipeline:
         for view, paths in plan.phase_views().items():
             self._add("scan_phase", view, source, paths)
         for path, task in plan.axial_tasks.items():
-            self._add("axial_shifts", self._in_work(path), {**source, "phase": [p for p in task["phase_records"] if p]},
-                      [path])
+            self._add("axial_shifts", self._in_work(path), {**source, "phase": [p for p in task["phase_records"] if p]}, [path])
         for export in plan.exports:
             record = self.records[export.key]
             if export.store:
                 # the store becomes the product: a folder (Zarr) or a file (single HDF5)
-                self._add("prepare_store" if export.is_folder else "prepare_store_file", self._in_work(export.store),
-                          {"corrections": _corrections(export), "record": record}, [export.store], temporary=True)
+                self._add(
+                    "prepare_store" if export.is_folder else "prepare_store_file",
+                    self._in_work(export.store),
+                    {"corrections": _corrections(export), "record": record},
+                    [export.store],
+                    temporary=True,
+                )
             for key in export.plane_jobs:
                 job = plan.jobs[key]
-                inputs = {**source, **({"store": job.store} if job.store else {}),
-                          "corrections": [p for p in (job.phase_record, job.axial_record) if p], "record": record}
-                self._add(f"write_plane_{job.output_type}", key, inputs, [job.output],
-                          temporary=job.output_type in TEMPORARY_OUTPUTS)
+                inputs = {
+                    **source,
+                    **({"store": job.store} if job.store else {}),
+                    "corrections": [p for p in (job.phase_record, job.axial_record) if p],
+                    "record": record,
+                }
+                self._add(
+                    f"write_plane_{job.output_type}", key, inputs, [job.output], temporary=job.output_type in TEMPORARY_OUTPUTS
+                )
             if export.assembled:
-                self._add("assemble_folder" if export.is_folder else "assemble_file", export.key,
-                          {"planes": plan.plane_outputs(export.key), "store": [export.store] if export.store else [],
-                           "corrections": _corrections(export), "record": record}, [export.path])
+                self._add(
+                    "assemble_folder" if export.is_folder else "assemble_file",
+                    export.key,
+                    {
+                        "planes": plan.plane_outputs(export.key),
+                        "store": [export.store] if export.store else [],
+                        "corrections": _corrections(export),
+                        "record": record,
+                    },
+                    [export.path],
+                )
 
     def _add(self, rule: str, key: str, inputs: dict[str, str | list[str]], outputs: list[str], temporary: bool = False) -> None:
         self.steps.append(Step(rule, key, inputs, tuple(outputs), tuple(outputs) if temporary else ()))

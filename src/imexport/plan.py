@@ -123,18 +123,40 @@ def build_plan(config: dict[str, Any], info: SourceInfo) -> Plan:
         output_format = FORMATS[fmt]
         options = output_format.options(config)
         for roi in rois:
-            metadata = export_metadata(info, planes=planes, frames=frames, colors=colors, roi=roi,
-                                       roi_mode=config["roi_mode"], user=dict(config["metadata"]))
-            context = LayoutContext(outdir=outdir, work=Path(plan.work), folder=outdir / naming.roi_folder(roi),
-                                    planes=planes, frames=frames, channels=colors if C > 1 else None, suffix=suffix,
-                                    options=options)
+            metadata = export_metadata(
+                info,
+                planes=planes,
+                frames=frames,
+                colors=colors,
+                roi=roi,
+                roi_mode=config["roi_mode"],
+                user=dict(config["metadata"]),
+            )
+            context = LayoutContext(
+                outdir=outdir,
+                work=Path(plan.work),
+                folder=outdir / naming.roi_folder(roi),
+                planes=planes,
+                frames=frames,
+                channels=colors if C > 1 else None,
+                suffix=suffix,
+                options=options,
+            )
             for layout in output_format.layout(context):
                 _add_export(plan, fmt, roi, layout, options, metadata, phase_records, axial_records)
     return plan
 
 
-def _add_export(plan: Plan, fmt: str, roi: int | None, layout: OutputLayout, options: dict[str, Any],
-                metadata: dict[str, Any], phase_records: dict, axial_records: dict) -> None:
+def _add_export(
+    plan: Plan,
+    fmt: str,
+    roi: int | None,
+    layout: OutputLayout,
+    options: dict[str, Any],
+    metadata: dict[str, Any],
+    phase_records: dict,
+    axial_records: dict,
+) -> None:
     outdir = Path(plan.outdir)
     frame_shape = tuple(int(n) for n in plan.source.layout.output_shape(roi))
     keys = []
@@ -142,23 +164,42 @@ def _add_export(plan: Plan, fmt: str, roi: int | None, layout: OutputLayout, opt
         plane = int(plan.planes[z_index])
         key = str(output.relative_to(outdir))
         plan.jobs[key] = PlaneJob(
-            format=fmt, output_type=layout.output_type, output=str(output), plane=plane, z_index=z_index,
-            n_planes_out=len(plan.planes), colors=tuple(int(c) for c in plan.colors),
-            frames=tuple(tuple(run) for run in to_runs(plan.frames)), roi=roi, target_chunk_mb=plan.target_chunk_mb,
-            options=options, store=None if layout.store is None else str(layout.store),
-            phase_record=phase_records.get((plane, roi)), axial_record=axial_records.get(roi),
+            format=fmt,
+            output_type=layout.output_type,
+            output=str(output),
+            plane=plane,
+            z_index=z_index,
+            n_planes_out=len(plan.planes),
+            colors=tuple(int(c) for c in plan.colors),
+            frames=tuple(tuple(run) for run in to_runs(plan.frames)),
+            roi=roi,
+            target_chunk_mb=plan.target_chunk_mb,
+            options=options,
+            store=None if layout.store is None else str(layout.store),
+            phase_record=phase_records.get((plane, roi)),
+            axial_record=axial_records.get(roi),
             metadata=plane_metadata(metadata, plane, z_index),
         )
         keys.append(key)
-    plan.exports.append(Export(
-        format=fmt, roi=roi, key=str(layout.product.relative_to(outdir)), path=str(layout.product), metadata=metadata,
-        options=options, plane_jobs=tuple(keys), assembled=layout.assembled, is_folder=layout.is_folder,
-        store=None if layout.store is None else str(layout.store),
-        phase_records=tuple(phase_records[(int(p), roi)] for p in plan.planes if (int(p), roi) in phase_records),
-        axial_record=axial_records.get(roi),
-        shape=(len(plan.frames), len(plan.colors), len(plan.planes), *frame_shape), dtype=str(plan.source.dtype),
-        target_chunk_mb=plan.target_chunk_mb,
-    ))
+    plan.exports.append(
+        Export(
+            format=fmt,
+            roi=roi,
+            key=str(layout.product.relative_to(outdir)),
+            path=str(layout.product),
+            metadata=metadata,
+            options=options,
+            plane_jobs=tuple(keys),
+            assembled=layout.assembled,
+            is_folder=layout.is_folder,
+            store=None if layout.store is None else str(layout.store),
+            phase_records=tuple(phase_records[(int(p), roi)] for p in plan.planes if (int(p), roi) in phase_records),
+            axial_record=axial_records.get(roi),
+            shape=(len(plan.frames), len(plan.colors), len(plan.planes), *frame_shape),
+            dtype=str(plan.source.dtype),
+            target_chunk_mb=plan.target_chunk_mb,
+        )
+    )
 
 
 def view_name(roi: int | None) -> str:
@@ -191,13 +232,20 @@ def _plan_corrections(plan: Plan, config: dict[str, Any]) -> tuple[dict, dict]:
             for plane in planes:
                 path = str(work / "scan_phase" / view_name(roi) / f"zplane{plane + 1:02d}.json")
                 phase_records[(plane, roi)] = path
-                plan.phase_tasks[path] = {"plane": plane, "roi": roi, "color": color,
-                                          "frames": to_runs(plan.frames), "options": phase_options}
+                plan.phase_tasks[path] = {
+                    "plane": plane,
+                    "roi": roi,
+                    "color": color,
+                    "frames": to_runs(plan.frames),
+                    "options": phase_options,
+                }
         if register:
             path = str(work / "axial" / f"{view_name(roi)}.json")
             axial_records[roi] = path
             plan.axial_tasks[path] = {
-                "roi": roi, "color": color, "options": axial_options,
+                "roi": roi,
+                "color": color,
+                "options": axial_options,
                 "phase_records": [phase_records.get((z, roi)) for z in range(plan.source.n_planes)],
             }
     return phase_records, axial_records

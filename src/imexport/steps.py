@@ -69,8 +69,9 @@ def index_source(info_json: str, source_out: str, index_out: str) -> None:
     log.info("%s source: indexed %d pages in %d files", info.kind, sum(len(o) for o in offsets), len(info.files))
 
 
-def write_plane(job: PlaneJob, source_json: str, index_path: str, *, show_progress: bool = False, progress=None,
-                checksums: str | None = None) -> Path:
+def write_plane(
+    job: PlaneJob, source_json: str, index_path: str, *, show_progress: bool = False, progress=None, checksums: str | None = None
+) -> Path:
     """One plane job. A slab of a shared store has no file of its own: a marker records its completion.
 
     With ``checksums`` (a digest cache folder), the files written are hashed into it: the
@@ -81,6 +82,7 @@ def write_plane(job: PlaneJob, source_json: str, index_path: str, *, show_progre
     from .export import export_plane
 
     if progress is None and show_progress:
+
         def progress(fraction: float) -> None:
             log.info("%s: %3.0f%%", Path(job.output).name, 100 * fraction)
 
@@ -89,13 +91,24 @@ def write_plane(job: PlaneJob, source_json: str, index_path: str, *, show_progre
     phase_record = _read_json(job.phase_record)
     # the acquisition times, known once index_source read the page descriptions
     timing = frame_timing(info, index_path, from_runs(job.frames))
-    job = replace(job, metadata={**job.metadata, **correction_metadata(
-        [phase_record] if phase_record else [], job.axial_record, job.metadata["planes"]),
-        **({"timing": timing} if timing else {})})
+    job = replace(
+        job,
+        metadata={
+            **job.metadata,
+            **correction_metadata([phase_record] if phase_record else [], job.axial_record, job.metadata["planes"]),
+            **({"timing": timing} if timing else {}),
+        },
+    )
     correct = phase_corrector(phase_record, info, job.roi, from_runs(job.frames))
     try:
-        written = export_plane(info, load_page_index(Path(index_path)), job, correct=correct, progress=progress,
-                               after_reads=lambda: check_unchanged_since(read_from))
+        written = export_plane(
+            info,
+            load_page_index(Path(index_path)),
+            job,
+            correct=correct,
+            progress=progress,
+            after_reads=lambda: check_unchanged_since(read_from),
+        )
     except OSError as exc:
         raise OSError(_write_failure(Path(job.store or job.output), exc)) from exc
     if job.output_type == "slab":
@@ -103,8 +116,9 @@ def write_plane(job: PlaneJob, source_json: str, index_path: str, *, show_progre
             for path in FORMATS[job.format].slab_files(Path(job.store), job.z_index):
                 fsync_path(path)
         # the marker carries the times to the assemble step of a store that has no other place for them
-        write_json_atomic(Path(job.output), {"z_index": job.z_index, "plane": job.plane + 1,
-                                             **({"timing": timing} if timing else {})})
+        write_json_atomic(
+            Path(job.output), {"z_index": job.z_index, "plane": job.plane + 1, **({"timing": timing} if timing else {})}
+        )
     if checksums and job.output_type in ("file", "folder"):
         remember_files(files_of(Path(job.output)), checksums)
     elif checksums and job.output_type == "slab":
@@ -203,8 +217,13 @@ def scan_phase(tasks: list[dict[str, Any]], source_json: str, index_path: str, o
 
     def one(task: dict[str, Any]) -> dict[str, Any]:
         return estimate_scan_phase(
-            info, offsets, plane=task["plane"], roi=task["roi"], color=task["color"],
-            frames_runs=task["frames"], options=task["options"],
+            info,
+            offsets,
+            plane=task["plane"],
+            roi=task["roi"],
+            color=task["color"],
+            frames_runs=task["frames"],
+            options=task["options"],
         )
 
     if len(tasks) != len(outs):
@@ -221,14 +240,20 @@ def axial_shifts(task: dict[str, Any], source_json: str, index_path: str, out: s
     info = _unchanged_source(source_json, index_path)
     read_from = input_identities(info)
     record = compute_axial_shifts(
-        info, load_page_index(Path(index_path)), roi=task["roi"], color=task["color"],
-        phase_records=[_read_json(p) for p in task["phase_records"]], options=task["options"],
+        info,
+        load_page_index(Path(index_path)),
+        roi=task["roi"],
+        color=task["color"],
+        phase_records=[_read_json(p) for p in task["phase_records"]],
+        options=task["options"],
     )
     check_unchanged_since(read_from)
     if record["at_search_limit"]:
         log.warning(
             "axial registration: the step into plane(s) %s peaks at the search limit max_reg_xy=%d; "
-            "the true step may be larger (raise axial.max_reg_xy)", record["at_search_limit"], record["params"]["max_reg_xy"],
+            "the true step may be larger (raise axial.max_reg_xy)",
+            record["at_search_limit"],
+            record["params"]["max_reg_xy"],
         )
     write_json_atomic(Path(out), record)
     log.info("plane shifts: %s", record["shifts"])
@@ -242,8 +267,7 @@ def prepare_export(export: Export) -> None:
 def assemble_export(export: Export, plane_outputs: list[str], plane_metadata: list[dict], checksums: str | None = None) -> None:
     """The product from its plane jobs' outputs (its format's ``assemble``); with
     ``checksums``, what it wrote is hashed into that digest cache."""
-    FORMATS[export.format].assemble(_with_corrections(export), [Path(p) for p in plane_outputs], plane_metadata,
-                                    checksums)
+    FORMATS[export.format].assemble(_with_corrections(export), [Path(p) for p in plane_outputs], plane_metadata, checksums)
 
 
 def plan_summary(plan: Plan) -> str:

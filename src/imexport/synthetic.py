@@ -296,8 +296,12 @@ def _write_file(path: Path, spec: AcquisitionSpec, pages, n_pages: int) -> None:
         fh.write(b"\0" * (first_ifd - fh.tell()))
         for i, (logged, page) in enumerate(pages):
             ifd, data_at = _ifd_bytes(
-                fh.tell(), spec.page_height, spec.width,
-                _description(spec, logged), software, i == n_pages - 1,
+                fh.tell(),
+                spec.page_height,
+                spec.width,
+                _description(spec, logged),
+                software,
+                i == n_pages - 1,
             )
             fh.write(ifd)
             assert fh.tell() == data_at

@@ -40,13 +40,16 @@ def verify(outdir: str | Path, workers: int | None = None) -> list[str]:
     digests = checksum_files(present, workers)  # no digest cache: verify reads every byte
     problems += [
         f"{path.relative_to(outdir)}: sha256 differs from the manifest"
-        for path in present if digests[path]["sha256"] != listed[str(path.relative_to(outdir))]["sha256"]
+        for path in present
+        if digests[path]["sha256"] != listed[str(path.relative_to(outdir))]["sha256"]
     ]
     for output in manifest["outputs"]:
         path = outdir / output["path"]
         if path.is_dir():
             problems += [
-                f"{f.relative_to(outdir)}: not in the manifest" for f in files_of(path) if str(f.relative_to(outdir)) not in listed
+                f"{f.relative_to(outdir)}: not in the manifest"
+                for f in files_of(path)
+                if str(f.relative_to(outdir)) not in listed
             ]
         if not path.exists():
             continue  # already reported as missing files

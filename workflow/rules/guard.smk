@@ -18,16 +18,16 @@ except OverwriteError as error:
 
 
 rule output_record:
-    localrule: True
     output:
         f"{RECORDS_DIR}/{{record}}",
-    wildcard_constraints:
-        record="|".join(re.escape(k) for k in RECORD_TEXT) or "(?!)",
-    params:
-        text=lambda w: RECORD_TEXT[w.record],
     log:
         f"{WORK}/logs/records/{{record}}.log",
+    wildcard_constraints:
+        record="|".join(re.escape(k) for k in RECORD_TEXT) or "(?!)",
+    localrule: True
     conda:
         "../../envs/imexport.yaml"
+    params:
+        text=lambda w: RECORD_TEXT[w.record],
     shell:
         "printf '%s\\n' {params.text:q} > {output:q} 2> {log:q}"

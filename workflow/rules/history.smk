@@ -19,18 +19,18 @@ rule checksum_inputs:
         PLAN.source.files,
     output:
         INPUT_CHECKSUMS,
-    params:
-        source_files=list(PLAN.source.files),
-        checksums=lambda w, output: str(Path(output[0]).parent),  # CHECKSUMS
-    threads: 1  # beside one plane job: two threads would hold back every plane job until it ends
-    resources:
-        io_slots=1,  # it reads the raw files, like a plane job
     log:
         f"{WORK}/logs/checksum_inputs.log",
     benchmark:
         f"{WORK}/benchmarks/checksum_inputs.tsv"
     conda:
         "../../envs/imexport.yaml"
+    threads: 1  # beside one plane job: two threads would hold back every plane job until it ends
+    resources:
+        io_slots=1,  # it reads the raw files, like a plane job
+    params:
+        source_files=list(PLAN.source.files),
+        checksums=lambda w, output: str(Path(output[0]).parent),  # CHECKSUMS
     script:
         "../../scripts/checksum_inputs.py"
 
@@ -58,7 +58,6 @@ TOUCHED = {
 
 
 rule history:
-    localrule: True
     input:
         outputs=[f"{OUT}/{p}" for r in OUTPUT_RECORDS.values() for p in r["paths"]],
         input_checksums=INPUT_CHECKSUMS,
@@ -67,11 +66,12 @@ rule history:
     output:
         manifest=MANIFEST,
         sidecars=[str(p) for e in PLAN.exports for p in FORMATS[e.format].history_sidecars(e.path)],
-    params:
-        spec=history_spec(PLAN, RESOLVED, OUTPUT_RECORDS, BENCHMARKS, TOUCHED),
     log:
         f"{WORK}/logs/history.log",
+    localrule: True
     conda:
         "../../envs/imexport.yaml"
+    params:
+        spec=history_spec(PLAN, RESOLVED, OUTPUT_RECORDS, BENCHMARKS, TOUCHED),
     script:
         "../../scripts/history.py"

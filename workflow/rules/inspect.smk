@@ -1,39 +1,38 @@
 # Source side: the optional demo acquisition, then one page index for all plane jobs.
 from imexport.demo import demo_active, demo_files, demo_spec_settings
 
-
 if demo_active(RESOLVED):
 
     rule make_demo:
-        localrule: True
         output:
             [str(p.resolve()) for p in demo_files(RESOLVED)],
+        log:
+            f"{WORK}/logs/make_demo.log",
+        localrule: True
+        conda:
+            "../../envs/imexport.yaml"
         params:
             spec=demo_spec_settings(RESOLVED),
             folder=RESOLVED["demo"]["folder"],
-        log:
-            f"{WORK}/logs/make_demo.log",
-        conda:
-            "../../envs/imexport.yaml"
         script:
             "../../scripts/make_demo.py"
 
 
 rule index_source:
-    localrule: True
     input:
         unpack(step_inputs("index_source", None)),
     output:
         source=SOURCE_JSON,
         index=PAGE_INDEX,
-    params:
-        info=PLAN.source.to_json(),
-    priority: 50  # every later job waits for the index
     log:
         f"{WORK}/logs/index_source.log",
     benchmark:
         f"{WORK}/benchmarks/index_source.tsv"
+    priority: 50  # every later job waits for the index
+    localrule: True
     conda:
         "../../envs/imexport.yaml"
+    params:
+        info=PLAN.source.to_json(),
     script:
         "../../scripts/index_source.py"

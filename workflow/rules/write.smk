@@ -13,22 +13,22 @@ rule write_plane_file:
         unpack(step_inputs("write_plane_file")),
     output:
         f"{OUT}/{{key}}",
+    log:
+        f"{WORK}/logs/write/{{key}}.log",
+    benchmark:
+        f"{WORK}/benchmarks/write/{{key}}.tsv"
     wildcard_constraints:
         key=keys_regex(PIPELINE.keys("write_plane_file")),
+    conda:
+        "../../envs/imexport.yaml"
+    resources:
+        mem_mb=plane_job_mem_mb,
+        io_slots=1,
     params:
         job=plane_job,
         debug=RESOLVED["debug"],
         show_progress=RESOLVED["show_progress"],
         checksums=CHECKSUMS,
-    resources:
-        mem_mb=plane_job_mem_mb,
-        io_slots=1,
-    log:
-        f"{WORK}/logs/write/{{key}}.log",
-    benchmark:
-        f"{WORK}/benchmarks/write/{{key}}.tsv"
-    conda:
-        "../../envs/imexport.yaml"
     script:
         "../../scripts/write_plane.py"
 
@@ -63,19 +63,19 @@ use rule write_plane_file as write_plane_slab with:
 
 
 rule prepare_store:
-    localrule: True
     input:
         unpack(step_inputs("prepare_store", "store")),
     output:
         temp(directory(f"{WORK}/{{store}}")),
-    wildcard_constraints:
-        store=keys_regex(PIPELINE.keys("prepare_store")),
-    params:
-        export=lambda w: export_of_store(w).to_dict(),
     log:
         f"{WORK}/logs/prepare/{{store}}.log",
+    wildcard_constraints:
+        store=keys_regex(PIPELINE.keys("prepare_store")),
+    localrule: True
     conda:
         "../../envs/imexport.yaml"
+    params:
+        export=lambda w: export_of_store(w).to_dict(),
     script:
         "../../scripts/prepare_store.py"
 
@@ -94,20 +94,20 @@ rule assemble_file:
         unpack(step_inputs("assemble_file")),
     output:
         f"{OUT}/{{key}}",
-    wildcard_constraints:
-        key=keys_regex(PIPELINE.keys("assemble_file")),
-    params:
-        export=export_spec,
-        plane_metadata=export_plane_metadata,
-        checksums=CHECKSUMS,
-    resources:
-        mem_mb=plane_job_mem_mb,
     log:
         f"{WORK}/logs/assemble/{{key}}.log",
     benchmark:
         f"{WORK}/benchmarks/assemble/{{key}}.tsv"
+    wildcard_constraints:
+        key=keys_regex(PIPELINE.keys("assemble_file")),
     conda:
         "../../envs/imexport.yaml"
+    resources:
+        mem_mb=plane_job_mem_mb,
+    params:
+        export=export_spec,
+        plane_metadata=export_plane_metadata,
+        checksums=CHECKSUMS,
     script:
         "../../scripts/assemble.py"
 
@@ -117,9 +117,9 @@ use rule assemble_file as assemble_folder with:
         unpack(step_inputs("assemble_folder")),
     output:
         directory(f"{OUT}/{{key}}"),
-    wildcard_constraints:
-        key=keys_regex(PIPELINE.keys("assemble_folder")),
     log:
         f"{WORK}/logs/assemble_folder/{{key}}.log",
     benchmark:
         f"{WORK}/benchmarks/assemble_folder/{{key}}.tsv"
+    wildcard_constraints:
+        key=keys_regex(PIPELINE.keys("assemble_folder")),

@@ -40,8 +40,9 @@ class LayoutContext:
 
     def stem(self, planes: np.ndarray | None = None) -> str:
         """The file name stem of all planes (or of ``planes``): ``zplane01-06_tp00001-00030``."""
-        return naming.stem(planes=self.planes if planes is None else planes, frames=self.frames,
-                           channels=self.channels, suffix=self.suffix)
+        return naming.stem(
+            planes=self.planes if planes is None else planes, frames=self.frames, channels=self.channels, suffix=self.suffix
+        )
 
     def key(self, path: Path) -> str:
         return str(path.relative_to(self.outdir))
@@ -79,8 +80,9 @@ class OutputFormat(Protocol):
     def slab_files(self, store: Path, z_index: int) -> list[Path]:
         """The files of ``store`` one slab plane job wrote (layouts whose plane jobs fill a store)."""
 
-    def assemble(self, export: Export, plane_outputs: Sequence[Path], plane_metadata: Sequence[dict[str, Any]],
-                 checksums: str | None) -> None:
+    def assemble(
+        self, export: Export, plane_outputs: Sequence[Path], plane_metadata: Sequence[dict[str, Any]], checksums: str | None
+    ) -> None:
         """Make the product from the plane outputs (assembled layouts); with ``checksums``,
         hash what it wrote into that digest cache."""
 

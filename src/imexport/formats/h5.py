@@ -15,7 +15,6 @@ The processing history goes into the root attribute ``processing_history``.
 from __future__ import annotations
 
 import json
-
 import shutil
 from pathlib import Path
 from typing import Any, ClassVar
@@ -106,8 +105,9 @@ class H5Format(NoSteps):
             timing = json.loads(Path(plane_outputs[0]).read_text()).get("timing")
             datasets, attribute = timing_datasets(timing) if timing else ({}, None)
             metadata = {**export.metadata, **({"timing": attribute} if attribute else {})}
-            finalize_file(Path(export.store), Path(export.path), metadata=metadata, plane_metadata=plane_metadata,
-                          datasets=datasets)
+            finalize_file(
+                Path(export.store), Path(export.path), metadata=metadata, plane_metadata=plane_metadata, datasets=datasets
+            )
         else:
             from ..sinks.hdf5 import assemble_h5
 

@@ -35,10 +35,14 @@ class TiffFormat(NoSteps):
         if context.options["layout"] == "volume":
             product = context.folder / f"{context.stem()}.tif"
             parts = context.work / "tiff_planes" / context.key(product)
-            return [OutputLayout(
-                product, tuple((z, parts / f"zplane{int(p) + 1:02d}.tif") for z, p in enumerate(context.planes)),
-                "intermediate", assembled=True,
-            )]
+            return [
+                OutputLayout(
+                    product,
+                    tuple((z, parts / f"zplane{int(p) + 1:02d}.tif") for z, p in enumerate(context.planes)),
+                    "intermediate",
+                    assembled=True,
+                )
+            ]
         layouts = []
         for z_index, plane in enumerate(context.planes):
             product = context.folder / f"{context.stem(np.array([plane]))}.tif"
@@ -60,8 +64,9 @@ class TiffFormat(NoSteps):
         header, sidecar = header_metadata(path, {**export.metadata, **({"timing": timing} if timing else {})})
         if sidecar is not None:
             write_json_atomic(timing_sidecar(path), sidecar)
-        assemble_volume_tiff(path, planes, metadata=header, target_chunk_mb=export.target_chunk_mb,
-                             bigtiff=export.options["bigtiff"])
+        assemble_volume_tiff(
+            path, planes, metadata=header, target_chunk_mb=export.target_chunk_mb, bigtiff=export.options["bigtiff"]
+        )
         if checksums:
             remember_files([path, *([timing_sidecar(path)] if sidecar is not None else [])], checksums)
 

@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 class ZarrFormat(NoSteps):
     name = "zarr"
     extensions = (".zarr",)
-    api_keywords: ClassVar[dict[str, str]] = {k: k for k in ("sharded", "compressor", "compression_level", "pyramid", "pyramid_max_layers",
-                                   "pyramid_method")}
+    api_keywords: ClassVar[dict[str, str]] = {
+        k: k for k in ("sharded", "compressor", "compression_level", "pyramid", "pyramid_max_layers", "pyramid_method")
+    }
 
     def options(self, config: dict[str, Any]) -> dict[str, Any]:
         return dict(config["zarr"])
@@ -38,10 +39,16 @@ class ZarrFormat(NoSteps):
         product = context.folder / f"{context.stem()}.zarr"
         store = context.work / "zarr" / context.key(product)
         markers = store.parent / f"{store.name}.planes"
-        return [OutputLayout(
-            product, tuple((z, markers / f"z{z:04d}.done") for z in range(len(context.planes))), "slab",
-            is_folder=True, assembled=True, store=store,
-        )]
+        return [
+            OutputLayout(
+                product,
+                tuple((z, markers / f"z{z:04d}.done") for z in range(len(context.planes))),
+                "slab",
+                is_folder=True,
+                assembled=True,
+                store=store,
+            )
+        ]
 
     def open_sink(self, target: PlaneTarget, *, store: Path | None, target_chunk_mb: float):
         from ..sinks.zarr_plane import ZarrPlaneSink
@@ -53,9 +60,16 @@ class ZarrFormat(NoSteps):
 
         n_frames, n_colors, n_planes, *frame_shape = export.shape
         create_store(
-            Path(export.store), n_frames=n_frames, n_channels=n_colors, n_planes=n_planes,
-            frame_shape=tuple(frame_shape), dtype=export.dtype, target_chunk_mb=export.target_chunk_mb,
-            options=export.options, metadata=export.metadata, name=Path(export.path).stem,
+            Path(export.store),
+            n_frames=n_frames,
+            n_channels=n_colors,
+            n_planes=n_planes,
+            frame_shape=tuple(frame_shape),
+            dtype=export.dtype,
+            target_chunk_mb=export.target_chunk_mb,
+            options=export.options,
+            metadata=export.metadata,
+            name=Path(export.path).stem,
         )
 
     def slab_files(self, store: Path, z_index: int) -> list[Path]:
@@ -79,8 +93,13 @@ class ZarrFormat(NoSteps):
         store, final = Path(export.store), Path(export.path)
         carried = _cached_files(store, checksums) if checksums else {}
         options = export.options
-        finalize_store(store, final, pyramid=options["pyramid"], pyramid_max_layers=options["pyramid_max_layers"],
-                       pyramid_method=options["pyramid_method"])
+        finalize_store(
+            store,
+            final,
+            pyramid=options["pyramid"],
+            pyramid_max_layers=options["pyramid_max_layers"],
+            pyramid_method=options["pyramid_method"],
+        )
         if checksums:
             moved = hashed = 0
             for path in files_of(final):

@@ -52,8 +52,9 @@ PLANE_PNG_BUDGET_PX = 8_000_000  # shared by the per-plane PNGs, so a report of 
 PLANE_PNG_MAX_PX = 1024 * 1024
 
 
-def write_qc(config: dict[str, Any], source_json: str, index_path: str, *, manifest: str, benchmarks: list[str],
-             max_frames: int) -> QcFiles:
+def write_qc(
+    config: dict[str, Any], source_json: str, index_path: str, *, manifest: str, benchmarks: list[str], max_frames: int
+) -> QcFiles:
     """Every QC file of one export run (the ``qc`` rule), from its outputs, records, manifest and benchmarks."""
     info = SourceInfo.from_json(Path(source_json).read_text())
     plan = build_plan(config, info)  # the same plan the workflow built from the same config
@@ -63,14 +64,21 @@ def write_qc(config: dict[str, Any], source_json: str, index_path: str, *, manif
     positions = axial.mean_frame_indices(len(plan.frames), max_frames)
     n_read, n_total = len(positions), len(plan.frames)
     means = {roi: written_means(plan, primary, roi, positions) for roi in plan.rois}
-    differences = {(fmt, roi): format_differences(plan, fmt, roi, positions, means[roi])
-                   for fmt in formats[1:] for roi in plan.rois}
+    differences = {
+        (fmt, roi): format_differences(plan, fmt, roi, positions, means[roi]) for fmt in formats[1:] for roi in plan.rois
+    }
     budget = min(PLANE_PNG_MAX_PX, PLANE_PNG_BUDGET_PX // max(1, len(files.mean_planes)))
 
     for roi in plan.rois:
         view, mask = view_name(roi), filled_mask(info, roi)
-        draw_mean_grid(means[roi], mask, n_read, n_total,
-                       f"Time-mean images, {view} ({primary}, first written channel)", files.mean_grids[view])
+        draw_mean_grid(
+            means[roi],
+            mask,
+            n_read,
+            n_total,
+            f"Time-mean images, {view} ({primary}, first written channel)",
+            files.mean_grids[view],
+        )
         for mean in means[roi]:
             save_gray_png(mean.image, mask, files.mean_planes[(view, mean.plane + 1)], budget)
     if files.seams:

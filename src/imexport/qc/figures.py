@@ -121,8 +121,15 @@ def draw_phase_offsets(records: dict[str, list[dict[str, Any]]], path: str) -> N
         for ax, (view, recs) in zip(axes, records.items()):
             values = np.array([r["applied"] for r in recs], dtype=float)
             limit = max(0.5, float(np.nanmax(np.abs(values))))
-            image = ax.imshow(values, aspect="auto", cmap="coolwarm", vmin=-limit, vmax=limit, interpolation="nearest",
-                              extent=(0.5, values.shape[1] + 0.5, len(recs) + 0.5, 0.5))
+            image = ax.imshow(
+                values,
+                aspect="auto",
+                cmap="coolwarm",
+                vmin=-limit,
+                vmax=limit,
+                interpolation="nearest",
+                extent=(0.5, values.shape[1] + 0.5, len(recs) + 0.5, 0.5),
+            )
             ax.set_yticks(range(1, len(recs) + 1), [str(r["plane"]) for r in recs], fontsize=7)
             ax.set_xlabel("written frame")
             ax.set_ylabel("plane")
@@ -134,8 +141,7 @@ def draw_phase_offsets(records: dict[str, list[dict[str, Any]]], path: str) -> N
         for view, recs in records.items():
             planes = [r["plane"] for r in recs]
             line = ax.plot(planes, [r["offset"] for r in recs], "o-", label=f"{view}: estimate")[0]
-            ax.plot(planes, [r["applied"] for r in recs], "x", markersize=9, color=line.get_color(),
-                    label=f"{view}: applied")
+            ax.plot(planes, [r["applied"] for r in recs], "x", markersize=9, color=line.get_color(), label=f"{view}: applied")
         ax.axhline(0, color="0.6", linewidth=0.8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("plane")
@@ -158,13 +164,15 @@ def _busiest_window(image: np.ndarray, rows: range, cols: range, size: tuple[int
     return corner
 
 
-def draw_phase_rows(before: np.ndarray, after: np.ndarray, info: SourceInfo, roi: int | None, plane: int,
-                    applied: float, view: str, path: str) -> None:
+def draw_phase_rows(
+    before: np.ndarray, after: np.ndarray, info: SourceInfo, roi: int | None, plane: int, applied: float, view: str, path: str
+) -> None:
     """Odd and even page rows of one plane before (raw pages) and after (exported) the correction."""
     strip = info.layout.strips[0 if roi is None else roi]  # the crop lies in the view's first ROI
     ch, cw = min(PHASE_CROP[0], strip.height), min(PHASE_CROP[1], strip.width)
-    y0, x0 = _busiest_window(after, range(0, strip.height - ch + 1, max(1, ch // 2)),
-                             range(0, strip.width - cw + 1, max(1, cw // 2)), (ch, cw))
+    y0, x0 = _busiest_window(
+        after, range(0, strip.height - ch + 1, max(1, ch // 2)), range(0, strip.width - cw + 1, max(1, cw // 2)), (ch, cw)
+    )
     row = y0 + max(0, ch // 2 - 1)
     row += (strip.y0 + row) % 2  # the profiled pair: an even page row and the odd one below it
     fig = _figure(11, 7)
@@ -173,8 +181,14 @@ def draw_phase_rows(before: np.ndarray, after: np.ndarray, info: SourceInfo, roi
     for col, (name, image) in enumerate((("before: raw pages", before), ("after: exported", after))):
         crop = image[y0 : y0 + ch, x0 : x0 + cw]
         ax = axes[0, col]
-        ax.imshow(crop, cmap="gray", vmin=low, vmax=high, interpolation="nearest",
-                  extent=(x0 - 0.5, x0 + cw - 0.5, y0 + ch - 0.5, y0 - 0.5))
+        ax.imshow(
+            crop,
+            cmap="gray",
+            vmin=low,
+            vmax=high,
+            interpolation="nearest",
+            extent=(x0 - 0.5, x0 + cw - 0.5, y0 + ch - 0.5, y0 - 0.5),
+        )
         for r in (row, row + 1):
             ax.axhline(r, color="tab:orange" if (strip.y0 + r) % 2 == 0 else "tab:cyan", linewidth=0.6, alpha=0.8)
         ax.set_title(name, fontsize=10)
@@ -183,8 +197,7 @@ def draw_phase_rows(before: np.ndarray, after: np.ndarray, info: SourceInfo, roi
         columns = np.arange(x0, x0 + cw)
         if row + 1 < image.shape[0]:
             for r, parity, colour in ((row, "even", "tab:orange"), (row + 1, "odd", "tab:cyan")):
-                profile.plot(columns, image[r, x0 : x0 + cw], color=colour,
-                             label=f"row {r} ({parity} page row {strip.y0 + r})")
+                profile.plot(columns, image[r, x0 : x0 + cw], color=colour, label=f"row {r} ({parity} page row {strip.y0 + r})")
         profile.set_xlabel("column")
         profile.set_ylabel("mean intensity")
         profile.legend(fontsize=7)
@@ -205,8 +218,15 @@ def draw_axial_shifts(records: dict[str, dict[str, Any]], written: list[int], pa
             ax.plot(planes, shifts[:, axis], "o-", markersize=4, label=view)
             limit = record["at_search_limit"]  # 1-based planes whose step hit the search window's edge
             if limit:
-                ax.plot(limit, shifts[np.asarray(limit) - 1, axis], "s", markersize=10, markerfacecolor="none",
-                        color="tab:red", label=f"{view}: step at max_reg_xy")
+                ax.plot(
+                    limit,
+                    shifts[np.asarray(limit) - 1, axis],
+                    "s",
+                    markersize=10,
+                    markerfacecolor="none",
+                    color="tab:red",
+                    label=f"{view}: step at max_reg_xy",
+                )
             ax.set_title(f"{name} (rows)" if axis == 0 else f"{name} (columns)", fontsize=10)
     first = next(iter(records.values()))
     for ax in axes:
@@ -222,8 +242,7 @@ def draw_axial_shifts(records: dict[str, dict[str, Any]], written: list[int], pa
     _save_figure(fig, path)
 
 
-def draw_axial_projection(means: list[PlaneMean], shifts: list[list[int]], mask: np.ndarray, view: str,
-                          path: str) -> None:
+def draw_axial_projection(means: list[PlaneMean], shifts: list[list[int]], mask: np.ndarray, view: str, path: str) -> None:
     """Max over planes of the per-plane-normalised means, as written and with the shifts applied."""
     stack = np.stack([normalised(m.image, mask) for m in means])
     raw = stack.max(axis=0)
@@ -264,6 +283,8 @@ def draw_frame_intervals(timing: dict[str, Any], fs: float | None, path: str) ->
     dropped = timing.get("dropped_frames", [])
     where = ", ".join(f"{d['missing']} after frameNumbers {d['after_frame_number']}" for d in dropped[:5])
     more = f" and {len(dropped) - 5} more gap(s)" if len(dropped) > 5 else ""
-    fig.suptitle(f"Frame intervals: {sum(d['missing'] for d in dropped)} dropped frame(s)"
-                 + (f" ({where}{more})" if dropped else ""), fontsize=11)
+    fig.suptitle(
+        f"Frame intervals: {sum(d['missing'] for d in dropped)} dropped frame(s)" + (f" ({where}{more})" if dropped else ""),
+        fontsize=11,
+    )
     _save_figure(fig, path)

@@ -28,10 +28,22 @@ class QcFiles:
     frame_intervals: str | None = None  # ScanImage sources: their pages carry frame timestamps
 
     def all(self) -> list[str]:
-        single = [self.planes_table, self.run, self.benchmarks, self.seams, self.phase_offsets,
-                  self.phase_rows, self.axial_shifts, self.frame_intervals]
-        return [*self.mean_grids.values(), *self.mean_planes.values(), *self.axial_projections.values(),
-                *(p for p in single if p)]
+        single = [
+            self.planes_table,
+            self.run,
+            self.benchmarks,
+            self.seams,
+            self.phase_offsets,
+            self.phase_rows,
+            self.axial_shifts,
+            self.frame_intervals,
+        ]
+        return [
+            *self.mean_grids.values(),
+            *self.mean_planes.values(),
+            *self.axial_projections.values(),
+            *(p for p in single if p),
+        ]
 
 
 def qc_files(plan: Plan) -> QcFiles:

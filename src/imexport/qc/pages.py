@@ -38,6 +38,7 @@ def _cell(value: Any) -> str:
 
 def _table(header: list[str], rows: list[list[Any]], left: int = 1) -> str:
     """An HTML table; the first ``left`` columns (names) are left-aligned."""
+
     def row(cells: list[str], tag: str) -> str:
         tags = [f"<{tag} class=l>" if i < left else f"<{tag}>" for i in range(len(cells))]
         return "<tr>" + "".join(f"{t}{c}</{tag}>" for t, c in zip(tags, cells)) + "</tr>"
@@ -50,8 +51,6 @@ def _write_page(path: str, title: str, body: str) -> None:
     head = f"<meta charset=utf-8><title>{html.escape(title)}</title><style>{_STYLE}</style>"
     text = f"<!DOCTYPE html><html><head>{head}</head><body>{body}</body></html>"
     write_atomic(Path(path), lambda fh: fh.write(text.encode("utf-8")))
-
-
 
 
 def _flatten(mapping: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -75,9 +74,18 @@ def history_html(manifest: Path) -> str:
     for i, step in enumerate(steps, 1):
         inputs, outputs = step.get("inputs") or [], step.get("outputs") or []
         software = ", ".join(f"{name} {version}" for name, version in (step.get("software") or {}).items())
-        rows.append([i, step.get("step"), step.get("timestamp"), step.get("host"), software,
-                     f"{len(inputs)} file(s), {_size(sum(f.get('size', 0) for f in inputs))}",
-                     f"{len(outputs)} output(s), {_size(sum(o.get('size', 0) for o in outputs))}", step.get("id")])
+        rows.append(
+            [
+                i,
+                step.get("step"),
+                step.get("timestamp"),
+                step.get("host"),
+                software,
+                f"{len(inputs)} file(s), {_size(sum(f.get('size', 0) for f in inputs))}",
+                f"{len(outputs)} output(s), {_size(sum(o.get('size', 0) for o in outputs))}",
+                step.get("id"),
+            ]
+        )
     return _table(["#", "step", "timestamp", "host", "software", "inputs", "outputs", "id"], rows, left=8)
 
 
@@ -87,8 +95,7 @@ def write_run_page(plan: Plan, config: dict[str, Any], manifest: str, path: str)
         f"<h2>Plan</h2><pre>{html.escape(plan_summary(plan))}</pre>"
         f"<h2>Outputs (in {html.escape(str(Path(plan.outdir).resolve()))})</h2><pre>{html.escape(outputs)}</pre>"
         f"<h2>Processing history ({html.escape(Path(manifest).name)})</h2>{history_html(Path(manifest))}"
-        f"<h2>Resolved configuration</h2>"
-        + _table(["key", "value"], [[k, json.dumps(v)] for k, v in _flatten(config)], left=2)
+        f"<h2>Resolved configuration</h2>" + _table(["key", "value"], [[k, json.dumps(v)] for k, v in _flatten(config)], left=2)
     )
     _write_page(path, "imexport run", body)
 
@@ -100,8 +107,14 @@ def benchmark_rows(plan: Plan, benchmarks: list[str]) -> list[dict[str, Any]]:
     for tsv in map(Path, benchmarks):
         name = str(tsv.relative_to(folder).with_suffix(""))
         step, _, job = name.partition("/")
-        rows.append({"step": step, "job": job or name, **read_benchmark(tsv),
-                     "finished": datetime.fromtimestamp(tsv.stat().st_mtime).isoformat(" ", "seconds")})
+        rows.append(
+            {
+                "step": step,
+                "job": job or name,
+                **read_benchmark(tsv),
+                "finished": datetime.fromtimestamp(tsv.stat().st_mtime).isoformat(" ", "seconds"),
+            }
+        )
     return rows
 
 
@@ -115,22 +128,33 @@ def write_benchmark_page(plan: Plan, benchmarks: list[str], path: str) -> None:
         values = [r[key] for r in items if r[key] is not None]
         return max(values) if values else None
 
-    summary = [[step, len(items), sum(r["s"] or 0 for r in items), peak(items, "s"), peak(items, "max_rss")]
-               for step, items in steps.items()]
+    summary = [
+        [step, len(items), sum(r["s"] or 0 for r in items), peak(items, "s"), peak(items, "max_rss")]
+        for step, items in steps.items()
+    ]
     body = (
         "<h2>Per step</h2>"
         + _table(["step", "jobs", "total wall time (s)", "longest job (s)", "peak RSS (MB)"], summary)
         + "<h2>Per job</h2>"
-        + _table(["step", "job", "wall time (s)", "peak RSS (MB)", "CPU time (s)", "finished"],
-                 [[r["step"], r["job"], r["s"], r["max_rss"], r["cpu_time"], r["finished"]] for r in rows], left=2)
+        + _table(
+            ["step", "job", "wall time (s)", "peak RSS (MB)", "CPU time (s)", "finished"],
+            [[r["step"], r["job"], r["s"], r["max_rss"], r["cpu_time"], r["finished"]] for r in rows],
+            left=2,
+        )
         + "<p class=note>Peak memory is sampled while a job runs: jobs shorter than the first sample show –.</p>"
     )
     _write_page(path, "imexport benchmarks", body)
 
 
-def write_planes_page(plan: Plan, means: dict[int | None, list[PlaneMean]],
-                      differences: dict[tuple[str, int | None], list[float]], formats: list[str],
-                      phase: dict[str, list[dict[str, Any]]], n_read: int, path: str) -> None:
+def write_planes_page(
+    plan: Plan,
+    means: dict[int | None, list[PlaneMean]],
+    differences: dict[tuple[str, int | None], list[float]],
+    formats: list[str],
+    phase: dict[str, list[dict[str, Any]]],
+    n_read: int,
+    path: str,
+) -> None:
     primary = formats[0]
     header = ["view", "plane", "frames read", "shape", "mean", f"p{PERCENTILES[0]:g}", f"p{PERCENTILES[1]:g}"]
     header += [f"max |Δ| {fmt} − {primary}" for fmt in formats[1:]]
@@ -150,12 +174,18 @@ def write_planes_page(plan: Plan, means: dict[int | None, list[PlaneMean]],
                 if record is None:
                     row += [None, None]
                 elif "offsets" in record:
-                    row += [f"median {np.median(record['offsets']):.2f} over {len(record['offsets'])} frames",
-                            f"mean {mean_applied(record):.2f}"]
+                    row += [
+                        f"median {np.median(record['offsets']):.2f} over {len(record['offsets'])} frames",
+                        f"mean {mean_applied(record):.2f}",
+                    ]
                 else:
                     row += [record["offset"], record["applied"]]
             rows.append(row)
-    note = ("<p class=note>Each mean is over the same evenly spaced written frames. Δ compares the mean images read "
-            "back from each format with those of the first; non-zero only where a format converts the pixels "
-            "(the Suite2p binary is int16).</p>" if len(formats) > 1 else "")
+    note = (
+        "<p class=note>Each mean is over the same evenly spaced written frames. Δ compares the mean images read "
+        "back from each format with those of the first; non-zero only where a format converts the pixels "
+        "(the Suite2p binary is int16).</p>"
+        if len(formats) > 1
+        else ""
+    )
     _write_page(path, "imexport plane statistics", _table(header, rows, left=1) + note)

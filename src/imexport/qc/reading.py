@@ -61,8 +61,7 @@ def written_means(plan: Plan, fmt: str, roi: int | None, positions: np.ndarray) 
     return [PlaneMean(plane, plane_mean(export, z, positions)) for plane, export, z in written_planes(plan, fmt, roi)]
 
 
-def format_differences(plan: Plan, fmt: str, roi: int | None, positions: np.ndarray,
-                       reference: list[PlaneMean]) -> list[float]:
+def format_differences(plan: Plan, fmt: str, roi: int | None, positions: np.ndarray, reference: list[PlaneMean]) -> list[float]:
     """Largest absolute difference per plane between the means read from ``fmt`` and ``reference``
     (one plane held at a time: only the first format's means are kept for the figures)."""
     return [

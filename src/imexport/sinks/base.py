@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+
 @dataclass
 class PlaneTarget:
     """Everything a sink needs to know about the plane it writes."""

@@ -44,8 +44,7 @@ def compression_arguments(options: Mapping[str, Any]) -> dict[str, Any]:
     compression = options.get("compression")
     if compression not in COMPRESSIONS:
         raise ValueError(
-            f"hdf5 option compression={compression!r} is invalid; "
-            f"valid values: {', '.join(map(repr, COMPRESSIONS))}"
+            f"hdf5 option compression={compression!r} is invalid; valid values: {', '.join(map(repr, COMPRESSIONS))}"
         )
     if compression != "gzip":
         return {"compression": compression}
@@ -64,10 +63,14 @@ def plane_dataset_shape(target: PlaneTarget) -> tuple[int, ...]:
 def timing_datasets(timing: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The per-frame times of ``timing`` as the ``TIMING_DATASETS`` arrays, and what stays
     in the ``timing`` attribute (the rest, naming those datasets)."""
-    datasets = {name: np.asarray(timing[key], dtype=np.float64 if name == "timestamps" else np.int64)
-                for name, key in TIMING_DATASETS.items()}
-    attribute = {**{k: v for k, v in timing.items() if k not in TIMING_DATASETS.values()},
-                 "per_frame_datasets": list(TIMING_DATASETS)}
+    datasets = {
+        name: np.asarray(timing[key], dtype=np.float64 if name == "timestamps" else np.int64)
+        for name, key in TIMING_DATASETS.items()
+    }
+    attribute = {
+        **{k: v for k, v in timing.items() if k not in TIMING_DATASETS.values()},
+        "per_frame_datasets": list(TIMING_DATASETS),
+    }
     return datasets, attribute
 
 
@@ -162,10 +165,7 @@ class H5PlaneSink:
     def commit(self) -> None:
         if self.n_written != self.target.n_frames:
             self.abort()
-            raise ValueError(
-                f"{self.final}: {self.n_written} frames written, "
-                f"{self.target.n_frames} announced"
-            )
+            raise ValueError(f"{self.final}: {self.n_written} frames written, {self.target.n_frames} announced")
         if self.pixels is not None:
             self.pixels.close()
         if self.file is not None:
@@ -183,10 +183,7 @@ class H5PlaneSink:
         target = self.target
         expected = (target.n_channels, *target.frame_shape)
         if chunk.ndim != 4 or tuple(chunk.shape[1:]) != expected:
-            raise ValueError(
-                f"{self.final}: chunk of shape {chunk.shape} does not match "
-                f"(n, {', '.join(map(str, expected))})"
-            )
+            raise ValueError(f"{self.final}: chunk of shape {chunk.shape} does not match (n, {', '.join(map(str, expected))})")
         if chunk.dtype != np.dtype(target.dtype):
             raise ValueError(f"{self.final}: chunk dtype {chunk.dtype} is not {target.dtype}")
         if self.n_written + chunk.shape[0] > target.n_frames:
@@ -204,9 +201,7 @@ def plane_layout(path: Path, dataset_name: str) -> tuple[tuple[int, ...], np.dty
         return dataset.shape, dataset.dtype
 
 
-def common_plane_layout(
-    plane_files: list[Path], dataset_name: str
-) -> tuple[tuple[int, ...], np.dtype]:
+def common_plane_layout(plane_files: list[Path], dataset_name: str) -> tuple[tuple[int, ...], np.dtype]:
     """The shape and dtype every plane file shares; names the first file that differs."""
     shape, dtype = plane_layout(plane_files[0], dataset_name)
     if len(shape) not in (3, 4):
@@ -214,10 +209,7 @@ def common_plane_layout(
     for path in plane_files[1:]:
         other_shape, other_dtype = plane_layout(path, dataset_name)
         if (other_shape, other_dtype) != (shape, dtype):
-            raise ValueError(
-                f"{path}: {dataset_name!r} is {other_shape} {other_dtype}, but "
-                f"{plane_files[0]} is {shape} {dtype}"
-            )
+            raise ValueError(f"{path}: {dataset_name!r} is {other_shape} {other_dtype}, but {plane_files[0]} is {shape} {dtype}")
     return shape, dtype
 
 
@@ -238,9 +230,7 @@ def volume_layout(
     volume_shape = (*plane_shape[:z_axis], len(plane_files), *plane_shape[z_axis:])
     layout = h5py.VirtualLayout(shape=volume_shape, dtype=dtype)
     for z, path in enumerate(plane_files):
-        source = h5py.VirtualSource(
-            os.path.relpath(path, master_folder), dataset_name, shape=plane_shape, dtype=dtype
-        )
+        source = h5py.VirtualSource(os.path.relpath(path, master_folder), dataset_name, shape=plane_shape, dtype=dtype)
         layout[(slice(None),) * z_axis + (z,)] = source
     return layout
 
@@ -264,9 +254,7 @@ def assemble_h5(
     if not planes:
         raise ValueError(f"{master}: no plane files to assemble")
     if len(plane_metadata) != len(planes):
-        raise ValueError(
-            f"{master}: {len(plane_metadata)} plane metadata entries for {len(planes)} plane files"
-        )
+        raise ValueError(f"{master}: {len(plane_metadata)} plane metadata entries for {len(planes)} plane files")
     shape, dtype = common_plane_layout(planes, dataset_name)
     layout = volume_layout(master.parent, planes, dataset_name, shape, dtype)
     temporary = temporary_sibling(master)
@@ -275,8 +263,9 @@ def assemble_h5(
         with h5py.File(temporary, "w") as file:
             file.create_virtual_dataset(dataset_name, layout)
             timing = copy_timing(planes[0], file)  # every plane file holds the same times
-            write_attrs(file, {"metadata": {**metadata, **({"timing": timing} if timing else {})},
-                               "planes": list(plane_metadata)})
+            write_attrs(
+                file, {"metadata": {**metadata, **({"timing": timing} if timing else {})}, "planes": list(plane_metadata)}
+            )
     except BaseException:
         remove_path(temporary)
         raise

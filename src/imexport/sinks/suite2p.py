@@ -102,17 +102,14 @@ def validated_output_name(options: dict[str, Any]) -> str:
     taken = (CHAN2_NAME, OPS_NAME, DB_NAME, SETTINGS_NAME, TIMESTAMPS_NAME, *REGISTERED_NAMES)
     if name in taken:
         raise ValueError(
-            f"suite2p output_name {name!r} collides with a file of the plane folder "
-            f"({', '.join(taken)}): choose another name"
+            f"suite2p output_name {name!r} collides with a file of the plane folder ({', '.join(taken)}): choose another name"
         )
     return name
 
 
 def binary_names(options: dict[str, Any], n_channels: int) -> list[str]:
     if n_channels > MAX_CHANNELS:
-        raise ValueError(
-            f"suite2p binaries hold at most {MAX_CHANNELS} colour channels, got {n_channels}"
-        )
+        raise ValueError(f"suite2p binaries hold at most {MAX_CHANNELS} colour channels, got {n_channels}")
     return [validated_output_name(options), CHAN2_NAME][:n_channels]
 
 
@@ -140,9 +137,7 @@ def build_ops(target: PlaneTarget, binary_names: list[str], n_written: int) -> d
         fs=1.0 if fs is None else float(fs),
         fs_unknown=fs is None,
         # suite2p's dx/dy are a plane's offsets in its combined view, not pixel sizes
-        imexport_pixel_size_um={
-            "x": metadata["dx"], "y": metadata["dy"], "z": metadata["dz"]
-        },
+        imexport_pixel_size_um={"x": metadata["dx"], "y": metadata["dy"], "z": metadata["dz"]},
         plane=metadata["plane"],
         raw_file=binary_names[0],
         reg_file=REGISTERED_NAMES[0],
@@ -201,10 +196,7 @@ class Suite2pPlaneSink:
     def commit(self) -> None:
         if self.n_written != self.target.n_frames:
             self.abort()
-            raise ValueError(
-                f"{self.final}: {self.n_written} frames written, "
-                f"{self.target.n_frames} announced"
-            )
+            raise ValueError(f"{self.final}: {self.n_written} frames written, {self.target.n_frames} announced")
         self._close_files()
         ops = build_ops(self.target, self.names, self.n_written)
         db, settings = split_db_settings(ops)
@@ -223,10 +215,7 @@ class Suite2pPlaneSink:
     def _check_chunk(self, chunk: np.ndarray) -> None:
         expected = (self.target.n_channels, *self.target.frame_shape)
         if chunk.ndim != 4 or tuple(chunk.shape[1:]) != expected:
-            raise ValueError(
-                f"{self.final}: chunk of shape {chunk.shape} does not match "
-                f"(n, {', '.join(map(str, expected))})"
-            )
+            raise ValueError(f"{self.final}: chunk of shape {chunk.shape} does not match (n, {', '.join(map(str, expected))})")
 
     def _close_files(self) -> None:
         for handle in self.files:
@@ -243,8 +232,5 @@ def read_suite2p_plane(folder: Path | str) -> tuple[list[np.memmap], dict[str, A
     ops = np.load(folder / OPS_NAME, allow_pickle=True).item()
     shape = (ops["nframes"], ops["Ly"], ops["Lx"])
     keys = ["raw_file", "raw_file_chan2"][: ops["nchannels"]]
-    movies = [
-        np.memmap(folder / Path(ops[key]).name, dtype=np.int16, mode="r", shape=shape)
-        for key in keys
-    ]
+    movies = [np.memmap(folder / Path(ops[key]).name, dtype=np.int16, mode="r", shape=shape) for key in keys]
     return movies, ops

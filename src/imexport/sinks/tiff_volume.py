@@ -59,9 +59,7 @@ class PlaneTiff:
 def _normalised_shape(path: Path, axes: str, shape: Sequence[int]) -> tuple[int, ...]:
     # tifffile drops length-1 axes of ImageJ files (one frame, one channel): put them back
     if axes not in {"YX", "CYX", "TYX", "TCYX"}:
-        raise ValueError(
-            f"{path}: expected an ImageJ hyperstack with axes TYX or TCYX, found {axes}"
-        )
+        raise ValueError(f"{path}: expected an ImageJ hyperstack with axes TYX or TCYX, found {axes}")
     sizes = dict(zip(axes, shape))
     return tuple(int(sizes.get(a, 1)) for a in PLANE_AXES)
 
@@ -102,8 +100,7 @@ def _check_planes(planes: list[PlaneTiff]) -> None:
     for plane in planes[1:]:
         if plane.shape != first.shape or plane.dtype != first.dtype:
             raise ValueError(
-                f"{plane.path}: (T, C, Y, X) {plane.shape} {plane.dtype} does not match "
-                f"{first.path}: {first.shape} {first.dtype}"
+                f"{plane.path}: (T, C, Y, X) {plane.shape} {plane.dtype} does not match {first.path}: {first.shape} {first.dtype}"
             )
 
 

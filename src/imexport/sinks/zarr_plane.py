@@ -80,13 +80,9 @@ class ZarrPlaneSink:
         chunk = np.asarray(chunk)
         expected = (self._target.n_channels, *self._target.frame_shape)
         if chunk.ndim != 4 or chunk.shape[1:] != expected:
-            raise ValueError(
-                f"chunk shape {chunk.shape} is not (n, C, Y, X) with C, Y, X = {expected}"
-            )
+            raise ValueError(f"chunk shape {chunk.shape} is not (n, C, Y, X) with C, Y, X = {expected}")
         if self._flushed + self._filled + len(chunk) > self._n_total:
-            raise ValueError(
-                f"plane z={self._target.z_index} receives more than {self._n_total} frames"
-            )
+            raise ValueError(f"plane z={self._target.z_index} receives more than {self._n_total} frames")
         if self._buffer is None:
             self._buffer = np.empty((self._block_t, *expected), self._dtype)
         start = 0
@@ -119,9 +115,7 @@ class ZarrPlaneSink:
             self._flush()
         self._buffer = None
         if self._flushed != self._n_total:
-            raise RuntimeError(
-                f"plane z={self._target.z_index} got {self._flushed} of {self._n_total} frames"
-            )
+            raise RuntimeError(f"plane z={self._target.z_index} got {self._flushed} of {self._n_total} frames")
         write_json_atomic(self._marker, self._target.metadata)  # finalize never reads a half-written marker
 
     def abort(self) -> None:

@@ -107,10 +107,7 @@ def resolve_compression(options: dict[str, Any]) -> tuple[str, int | None]:
         return name, DEFAULT_LEVELS[name]
     low, high = LEVEL_RANGES[name]
     if not _is_int(level) or not low <= level <= high:
-        raise ValueError(
-            f"zarr.compression_level for {name} must be an integer from {low} to {high}; "
-            f"got {level!r}"
-        )
+        raise ValueError(f"zarr.compression_level for {name} must be an integer from {low} to {high}; got {level!r}")
     return name, int(level)
 
 
@@ -270,13 +267,9 @@ def finalize_store(
     ``extra_attrs`` are merged into the group attributes last (top-level keys replace).
     """
     if pyramid_method not in PYRAMID_METHODS:
-        raise ValueError(
-            f"pyramid_method must be one of {', '.join(PYRAMID_METHODS)}; got {pyramid_method!r}"
-        )
+        raise ValueError(f"pyramid_method must be one of {', '.join(PYRAMID_METHODS)}; got {pyramid_method!r}")
     if not _is_int(pyramid_max_layers) or pyramid_max_layers < 0:
-        raise ValueError(
-            f"pyramid_max_layers must be a non-negative integer, got {pyramid_max_layers!r}"
-        )
+        raise ValueError(f"pyramid_max_layers must be a non-negative integer, got {pyramid_max_layers!r}")
     tmp_path = Path(tmp_path)
     group = zarr.open_group(str(tmp_path), mode="r+")
     planes = collect_planes(tmp_path, group[ARRAY_PATH].shape[-3])
@@ -342,9 +335,7 @@ def _level_factors(shape: tuple[int, ...], scale: list[float], z_known: bool) ->
     return [1] * (len(shape) - 3) + [fz, 2, 2]
 
 
-def _create_level(
-    group: zarr.Group, path: str, source: zarr.Array, factors: list[int], recipe: dict[str, Any]
-) -> zarr.Array:
+def _create_level(group: zarr.Group, path: str, source: zarr.Array, factors: list[int], recipe: dict[str, Any]) -> zarr.Array:
     shape = [-(-n // f) for n, f in zip(source.shape, factors)]
     n_channels = shape[1] if source.ndim == 5 else 1
     layout = zarr_layout(

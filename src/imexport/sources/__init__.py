@@ -84,7 +84,9 @@ def locate_input(spec: str | Path) -> tuple[str, list[Path]]:
             return "suite2p", [p.resolve() for p in matches]
         if len(matches) == 1:
             return locate_input(matches[0])
-        raise SourceError(f"input: the pattern {text!r} matches {len(matches)} paths that are not TIFF files or suite2p plane folders")
+        raise SourceError(
+            f"input: the pattern {text!r} matches {len(matches)} paths that are not TIFF files or suite2p plane folders"
+        )
     store = zarr_root(path)
     if store is not None:
         return "zarr", [store]
@@ -92,7 +94,12 @@ def locate_input(spec: str | Path) -> tuple[str, list[Path]]:
         suffix = path.suffix.lower()
         if path.name == "ops.npy":
             return "suite2p", [path.parent.resolve()]
-        kind = {".npy": "npy", ".bin": "suite2p", **dict.fromkeys(H5_SUFFIXES, "hdf5"), **dict.fromkeys(TIFF_SUFFIXES, "tiff")}.get(suffix)
+        kind = {
+            ".npy": "npy",
+            ".bin": "suite2p",
+            **dict.fromkeys(H5_SUFFIXES, "hdf5"),
+            **dict.fromkeys(TIFF_SUFFIXES, "tiff"),
+        }.get(suffix)
         if kind is None:
             raise SourceError(f"input: {path} is not a readable type (.tif, .tiff, .h5, .hdf5, .npy, .bin, a .zarr store)")
         return kind, [path.resolve()]
@@ -104,11 +111,15 @@ def locate_input(spec: str | Path) -> tuple[str, list[Path]]:
             return "tiff", resolve_input(path)
         if any(is_plane_folder(p) for p in children):
             return "suite2p", [path.resolve()]
-        candidates = [p for p in children if zarr_root(p) == p.resolve() or (p.is_file() and p.suffix.lower() in (*H5_SUFFIXES, ".npy"))]
+        candidates = [
+            p for p in children if zarr_root(p) == p.resolve() or (p.is_file() and p.suffix.lower() in (*H5_SUFFIXES, ".npy"))
+        ]
         if len(candidates) == 1:
             return locate_input(candidates[0])
         if candidates:
-            raise SourceError(f"input: the folder {path} holds several inputs ({', '.join(p.name for p in candidates)}); name one")
+            raise SourceError(
+                f"input: the folder {path} holds several inputs ({', '.join(p.name for p in candidates)}); name one"
+            )
         raise SourceError(
             f"input: the folder {path} holds no readable input (.tif/.tiff files, suite2p plane folders, "
             f"a .zarr store, an .h5 or .npy file)"
@@ -123,8 +134,7 @@ def inspect_input(spec: str | Path, **options: Any) -> SourceInfo:
         raise SourceError(f"input_options: unknown key(s) {unknown} (valid: {', '.join(INPUT_OPTIONS)})")
     kind, paths = locate_input(spec)
     if kind == "tiff" and is_raw_scanimage(paths[0]):
-        return inspect_acquisition(paths, slice_repeats=options.get("slice_repeats"),
-                                   piezo_average=options.get("piezo_average"))
+        return inspect_acquisition(paths, slice_repeats=options.get("slice_repeats"), piezo_average=options.get("piezo_average"))
     return array_reader(kind).inspect(paths, options)
 
 
@@ -161,5 +171,11 @@ def build_index(info: SourceInfo) -> list[np.ndarray]:
 
 
 __all__ = [
-    "SourceError", "SourceInfo", "build_index", "inspect_input", "locate_input", "open_plane_reader", "resolve_input",
+    "SourceError",
+    "SourceInfo",
+    "build_index",
+    "inspect_input",
+    "locate_input",
+    "open_plane_reader",
+    "resolve_input",
 ]

@@ -49,13 +49,7 @@ Opener = Callable[[SourceInfo, int], tuple[Any, Callable[[], None] | None]]
 def check_dim_order(value: Any, shape: tuple[int, ...], where: str) -> str:
     """``input_options.dim_order`` validated against an array of ``shape``."""
     order = str(value).upper()
-    if (
-        not order
-        or set(order) - set(CANONICAL)
-        or len(set(order)) != len(order)
-        or "Y" not in order
-        or "X" not in order
-    ):
+    if not order or set(order) - set(CANONICAL) or len(set(order)) != len(order) or "Y" not in order or "X" not in order:
         raise SourceError(
             f"input_options.dim_order: {value!r} is not valid; give the letters of the stored dimensions "
             f"in order, each once, from T, C, Z, Y, X and including Y and X (e.g. TYX, TZYX, TCZYX)"
@@ -134,7 +128,9 @@ def array_source(
     for i, size in enumerate(sizes):
         for letter, cells in (("Z", n_z_cells), ("C", n_c_cells)):
             if cells > 1 and size.get(letter, 1) != 1:
-                raise SourceError(f"{files[i]}: holds {size[letter]} {letter} positions, but is one of {cells} files along {letter}")
+                raise SourceError(
+                    f"{files[i]}: holds {size[letter]} {letter} positions, but is one of {cells} files along {letter}"
+                )
     first = sizes[grid[0][0][0]]
     common = {a: first.get(a, 1) for a in "CZYX"}
     for i, size in enumerate(sizes):

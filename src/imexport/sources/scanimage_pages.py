@@ -49,8 +49,12 @@ def build_page_index(info: SourceInfo) -> PageIndex:
         timing.append(parse_descriptions(layout.descriptions))
     offsets.timing = join_files(timing)
     for gap in dropped_frames(info, offsets.timing):
-        log.warning("%s: %d frame(s) dropped after frameNumbers = %d (a gap in the page descriptions)",
-                    info.files[0], gap["missing"], gap["after_frame_number"])
+        log.warning(
+            "%s: %d frame(s) dropped after frameNumbers = %d (a gap in the page descriptions)",
+            info.files[0],
+            gap["missing"],
+            gap["after_frame_number"],
+        )
     return offsets
 
 
@@ -58,8 +62,13 @@ def save_page_index(path: Path, info: SourceInfo, offsets: list[np.ndarray]) -> 
     stats = [os.stat(f) for f in info.files]  # what check_page_index compares against later
     timing = getattr(offsets, "timing", None) or {}
     with open(path, "wb") as fh:  # a file object: numpy must not append ".npz" to a temporary name
-        np.savez(fh, **{f"file{i:05d}": o for i, o in enumerate(offsets)}, sizes=np.array([s.st_size for s in stats]),
-                 mtimes=np.array([s.st_mtime_ns for s in stats]), **{f"timing_{k}": v for k, v in timing.items()})
+        np.savez(
+            fh,
+            **{f"file{i:05d}": o for i, o in enumerate(offsets)},
+            sizes=np.array([s.st_size for s in stats]),
+            mtimes=np.array([s.st_mtime_ns for s in stats]),
+            **{f"timing_{k}": v for k, v in timing.items()},
+        )
 
 
 def check_page_index(path: Path, info: SourceInfo) -> None:

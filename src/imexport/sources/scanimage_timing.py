@@ -22,8 +22,10 @@ from .info import SourceInfo
 from .scanimage_header import logged_frames
 
 _NUMBER = re.compile(rb"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?Inf|NaN")  # MATLAB numbers
-_SCALAR = {key: re.compile(rb"^%s\s*=[ \t]*([^\n\0]*)" % key.encode(), re.M)
-           for key in ("frameNumbers", "frameTimestamps_sec", "acqTriggerTimestamps_sec")}
+_SCALAR = {
+    key: re.compile(rb"^%s\s*=[ \t]*([^\n\0]*)" % key.encode(), re.M)
+    for key in ("frameNumbers", "frameTimestamps_sec", "acqTriggerTimestamps_sec")
+}
 _EPOCH = re.compile(rb"^epoch\s*=\s*\[([^\]\n\0]*)\]", re.M)
 _AUX = re.compile(rb"^auxTrigger(\d)\s*=\s*\[([^\]\n\0]*[0-9][^\]\n\0]*)\]", re.M)  # non-empty event lists only
 AUX_CHANNELS = 4
@@ -94,8 +96,9 @@ def parse_descriptions(texts: list[bytes]) -> dict[str, Any]:
 def join_files(per_file: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     """One timing table over all pages of all files (page numbers count across files)."""
     starts = np.cumsum([0] + [len(t["frame_numbers"]) for t in per_file])
-    joined = {key: np.concatenate([t[key] for t in per_file])
-              for key in ("frame_numbers", "frame_timestamps", "acq_trigger_timestamps")}
+    joined = {
+        key: np.concatenate([t[key] for t in per_file]) for key in ("frame_numbers", "frame_timestamps", "acq_trigger_timestamps")
+    }
     for k in range(AUX_CHANNELS):
         joined[f"aux{k}_pages"] = np.concatenate([t[f"aux{k}_pages"] + s for t, s in zip(per_file, starts)])
         joined[f"aux{k}_times"] = np.concatenate([t[f"aux{k}_times"] for t in per_file])
@@ -107,7 +110,7 @@ def load_timing(index_path: str | Path) -> dict[str, np.ndarray] | None:
     """The timing table ``index_source`` stored beside the page offsets (None if absent)."""
     with np.load(index_path) as data:
         keys = [k for k in data.files if k.startswith("timing_")]
-        return {k[len("timing_"):]: data[k] for k in keys} or None
+        return {k[len("timing_") :]: data[k] for k in keys} or None
 
 
 # --------------------------------------------------------------------------- frames
@@ -148,8 +151,7 @@ def dropped_frames(info: SourceInfo, timing: dict[str, np.ndarray]) -> list[dict
     steps = np.diff(numbers)
     values, counts = np.unique(steps, return_counts=True)
     usual = int(values[np.argmax(counts)])
-    return [{"after_frame_number": int(numbers[i]), "missing": int(steps[i] // usual - 1)}
-            for i in np.flatnonzero(steps > usual)]
+    return [{"after_frame_number": int(numbers[i]), "missing": int(steps[i] // usual - 1)} for i in np.flatnonzero(steps > usual)]
 
 
 def timing_metadata(info: SourceInfo, timing: dict[str, np.ndarray] | None, frames) -> dict[str, Any]:

@@ -77,12 +77,14 @@ def _frames(path: Path, height: int, width: int) -> int:
 
 def _scales(ops: dict) -> dict[str, float | None]:
     own = physical(ops.get("imexport"))
-    native = physical({
-        "fs": None if ops.get("fs_unknown") else ops.get("fs"),
-        "dx": ops.get("dx", ops.get("umPerPixX")),
-        "dy": ops.get("dy", ops.get("umPerPixY")),
-        "dz": ops.get("dz", ops.get("umPerPixZ")),
-    })
+    native = physical(
+        {
+            "fs": None if ops.get("fs_unknown") else ops.get("fs"),
+            "dx": ops.get("dx", ops.get("umPerPixX")),
+            "dy": ops.get("dy", ops.get("umPerPixY")),
+            "dz": ops.get("dz", ops.get("umPerPixZ")),
+        }
+    )
     return {key: own[key] if own[key] is not None else native[key] for key in own}
 
 
@@ -144,7 +146,9 @@ def _inspect_bin(path: Path, shape: list[int] | None) -> SourceInfo:
         raise SourceError(f"{path}: a bare .bin needs input_options.shape ([Ly, Lx] or [T, Ly, Lx]; no ops.npy next to it)")
     n = _frames(path, height, width)
     if shape and len(shape) == 3 and shape[0] != n:
-        raise SourceError(f"input_options.shape: {shape!r} says {shape[0]} frames, but {path} holds {n} {height}x{width} int16 frames")
+        raise SourceError(
+            f"input_options.shape: {shape!r} says {shape[0]} frames, but {path} holds {n} {height}x{width} int16 frames"
+        )
     scales = _scales(ops) if ops is not None else None
     return array_source("suite2p", [str(path.resolve())], ["TYX"], [(n, height, width)], DTYPE, scales=scales)
 

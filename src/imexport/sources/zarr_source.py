@@ -91,8 +91,7 @@ def inspect_zarr(path: Path, *, dataset_name: str | None = None, dim_order: str 
     axes = resolve_axes(native, array.shape, dim_order, f"{path}/{dataset}" if dataset else str(path))
     own = attrs.get("imexport")
     scales = physical(own) if isinstance(own, dict) else _ome_scales(multiscale, dataset)
-    return array_source("zarr", [str(path)], [axes], [array.shape], array.dtype, scales=scales,
-                        options={"dataset": dataset})
+    return array_source("zarr", [str(path)], [axes], [array.shape], array.dtype, scales=scales, options={"dataset": dataset})
 
 
 def inspect(paths: list[Path], options: dict) -> SourceInfo:
