@@ -13,10 +13,10 @@ What it does (see benchmarks/README.md for how to read the table):
    keyed by the spec; generation time printed on its own);
 2. measures the copy ceiling: a plain sequential read+write copy of the raw bytes to the
    same disk, fsync'ed, cold (page cache dropped) and warm;
-3. runs the real workflow (``python -m snakemake --snakefile <repo>/Snakefile ...``) once
+3. runs the real workflow (``python -m snakemake --snakefile <repo>/workflow/Snakefile ...``) once
    per format, plus TIFF with ``--cores 1``, TIFF on a warm cache, and every TIFF plane job
    in one Python process without Snakemake (benchmarks/profile_plane.py --plane all); a
-   format that is not wired yet gives an "n/a (error ...)" row instead of stopping;
+   run that fails gives an "n/a (error ...)" row naming its log instead of stopping;
 4. the same for a ``--long-frames`` acquisition (direct-write copy, one run per format), and
    the fixed cost per run of the shipped demo config (``--demo-runs``);
    optionally runs mbo_utilities (``--reference-python``) on the main acquisition;
@@ -606,7 +606,7 @@ def run_workflow(
         "-m",
         "snakemake",
         "--snakefile",
-        str(REPO / "Snakefile"),
+        str(REPO / "workflow" / "Snakefile"),
         "--directory",
         str(run_dir),
         "--cores",
@@ -1073,7 +1073,7 @@ def demo_fixed_cost(folder: Path, cores: int, runs: int, logs: Path) -> list[str
         "-m",
         "snakemake",
         "--snakefile",
-        str(REPO / "Snakefile"),
+        str(REPO / "workflow" / "Snakefile"),
         "--directory",
         str(folder),
         "--cores",

@@ -47,6 +47,14 @@ class LayoutContext:
     def key(self, path: Path) -> str:
         return str(path.relative_to(self.outdir))
 
+    def store_layout(self, product: Path, folder: str, *, is_folder: bool = False) -> OutputLayout:
+        """``product`` made from one store under ``work/folder`` that a prepare step creates and
+        every plane job fills as a slab (a marker per plane says it is done), then assembled."""
+        store = self.work / folder / self.key(product)
+        markers = store.parent / f"{store.name}.planes"
+        planes = tuple((z, markers / f"z{z:04d}.done") for z in range(len(self.planes)))
+        return OutputLayout(product, planes, "slab", is_folder=is_folder, assembled=True, store=store)
+
 
 @dataclass(frozen=True)
 class OutputLayout:

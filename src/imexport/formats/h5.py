@@ -54,17 +54,7 @@ class H5Format(NoSteps):
         stem = context.stem()
         product = context.folder / f"{stem}.h5"
         if context.options["layout"] == SINGLE:
-            store = context.work / "h5" / context.key(product)
-            markers = store.parent / f"{store.name}.planes"
-            return [
-                OutputLayout(
-                    product,
-                    tuple((z, markers / f"z{z:04d}.done") for z in range(len(context.planes))),
-                    "slab",
-                    assembled=True,
-                    store=store,
-                )
-            ]
+            return [context.store_layout(product, "h5")]
         planes = context.folder / f"{stem}_planes"
         return [
             OutputLayout(

@@ -37,18 +37,7 @@ class ZarrFormat(NoSteps):
 
     def layout(self, context: LayoutContext) -> list[OutputLayout]:
         product = context.folder / f"{context.stem()}.zarr"
-        store = context.work / "zarr" / context.key(product)
-        markers = store.parent / f"{store.name}.planes"
-        return [
-            OutputLayout(
-                product,
-                tuple((z, markers / f"z{z:04d}.done") for z in range(len(context.planes))),
-                "slab",
-                is_folder=True,
-                assembled=True,
-                store=store,
-            )
-        ]
+        return [context.store_layout(product, "zarr", is_folder=True)]
 
     def open_sink(self, target: PlaneTarget, *, store: Path | None, target_chunk_mb: float):
         from ..sinks.zarr_plane import ZarrPlaneSink
