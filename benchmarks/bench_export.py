@@ -579,6 +579,25 @@ def error_summary(log_text: str) -> str:
     return picked if len(picked) <= 110 else picked[:107] + "..."
 
 
+def snakemake_command(directory: Path, configfile: Path, cores: int) -> list[str]:
+    """The real workflow run in ``directory`` on ``configfile``, without a developer's profile."""
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "workflow" / "Snakefile"),
+        "--directory",
+        str(directory),
+        "--cores",
+        str(cores),
+        "--workflow-profile",
+        "none",
+        "--configfile",
+        str(configfile),
+    ]
+
+
 def run_workflow(
     fmt: str,
     raw: Path,
@@ -601,21 +620,7 @@ def run_workflow(
         config["target_chunk_mb"] = chunk_mb
     cfg = run_dir / "bench_config.yaml"
     cfg.write_text(json.dumps(config, indent=1))  # JSON is YAML
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "workflow" / "Snakefile"),
-        "--directory",
-        str(run_dir),
-        "--cores",
-        str(cores),
-        "--workflow-profile",
-        "none",
-        "--configfile",
-        str(cfg),
-    ]
+    cmd = snakemake_command(run_dir, cfg, cores)
     cache.prepare(state)
     resident = cache.resident_fraction()
     log_file = logs / f"{slug}.log"
@@ -1068,21 +1073,7 @@ def demo_fixed_cost(folder: Path, cores: int, runs: int, logs: Path) -> list[str
     config["show_progress"] = False
     cfg = folder / "config.yaml"
     cfg.write_text(json.dumps(config))
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "workflow" / "Snakefile"),
-        "--directory",
-        str(folder),
-        "--cores",
-        str(cores),
-        "--workflow-profile",
-        "none",
-        "--configfile",
-        str(cfg),
-    ]
+    cmd = snakemake_command(folder, cfg, cores)
     work = folder / config["outdir"] / ".imexport"
     measured = []
     for attempt in range(runs + 1):
