@@ -5,14 +5,19 @@ Every expectation is taken from tifffile's own parse of the same file.
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import struct
 
 import numpy as np
 import pytest
 import tifffile
 
-from imexport.sources import tiff_index
-from imexport.sources.tiff_index import TiffLayoutError, count_pages, index_pages
+from imexport.sources import inspect_input, tiff_index
+from imexport.sources.info import SourceError
+from imexport.sources.scanimage_pages import build_page_index, check_page_index, save_page_index
+from imexport.sources.tiff_index import FileIdentity, TiffLayoutError, count_pages, index_pages
 
 
 def tifffile_layout(path):
@@ -261,3 +266,71 @@ def test_pages_of_different_size_raise_in_the_full_walk(tmp_path):
     with pytest.raises(TiffLayoutError, match=r"page 2 is 5x6") as err:
         index_pages(path)
     assert str(path) in str(err.value)
+
+
+# --------------------------------------------------------------------------- file identity
+
+
+def identity_of(path) -> FileIdentity:
+    stat = os.stat(path)
+    return FileIdentity(stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+
+@pytest.fixture
+def touch_during_walk(monkeypatch):
+    """``touch_during_walk(path)``: the file's mtime moves by 1 s while its second page's
+    directory is read, i.e. in the middle of the walk (a real change of the real file; the
+    wrapper only chooses the moment)."""
+
+    def arm(path):
+        real = tiff_index._TiffReader.read_ifd
+
+        def read_ifd(self, offset, page_number, description=False):
+            if self.path == path and page_number == 1:
+                stat = os.stat(path)
+                os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+            return real(self, offset, page_number, description)
+
+        monkeypatch.setattr(tiff_index._TiffReader, "read_ifd", read_ifd)
+
+    return arm
+
+
+def test_index_records_the_identity_from_before_the_walk(tmp_path, make_acquisition, touch_during_walk):
+    spec, paths = make_acquisition(tmp_path, n_frames=3, frames_per_file=3)
+    before = identity_of(paths[0])
+    touch_during_walk(paths[0])
+    layout = index_pages(paths[0], descriptions=True)
+    assert len(layout.data_offsets) == 3 * spec.n_saved  # the walk went on past the change
+    assert layout.identity == before
+    assert identity_of(paths[0]).mtime_ns == before.mtime_ns + 10**9
+
+
+def test_a_file_changed_during_the_walk_fails_the_index_check(tmp_path, make_acquisition, touch_during_walk):
+    spec, paths = make_acquisition(tmp_path)  # 3 files
+    info = inspect_input(str(paths[0].parent))
+    touch_during_walk(paths[1])
+    index = tmp_path / "page_index.npz"
+    save_page_index(index, info, build_page_index(info))
+    with pytest.raises(SourceError, match=re.escape(str(paths[1])) + r": changed after the run indexed it.*modified since"):
+        check_page_index(index, info)
+
+
+def test_the_saved_index_holds_each_file_identity_and_catches_a_replaced_file(tmp_path, make_acquisition):
+    spec, paths = make_acquisition(tmp_path)
+    info = inspect_input(str(paths[0].parent))
+    index = tmp_path / "page_index.npz"
+    identities = [identity_of(p) for p in paths]
+    save_page_index(index, info, build_page_index(info))
+    with np.load(index) as data:
+        saved = list(zip(data["sizes"].tolist(), data["mtimes"].tolist(), data["inodes"].tolist()))
+    assert saved == [(i.size, i.mtime_ns, i.inode) for i in identities]
+    check_page_index(index, info)  # nothing changed: no error
+    # the same bytes and mtime in a new file (a copy moved over the original): only the inode tells
+    copy = tmp_path / "copy.tif"
+    shutil.copy2(paths[2], copy)
+    os.replace(copy, paths[2])
+    now = identity_of(paths[2])
+    assert (now.size, now.mtime_ns) == (identities[2].size, identities[2].mtime_ns) and now.inode != identities[2].inode
+    with pytest.raises(SourceError, match=re.escape(str(paths[2])) + r": changed after .*replaced by another file"):
+        check_page_index(index, info)

@@ -350,6 +350,13 @@ def subpixel_shifter(offset: float, width: int, xp: ModuleType = np) -> Callable
     is < 0.01 DN, so after rounding integer results differ from a float64 shift by at
     most 1 DN, on ~0.02 % of the pixels (measured). The returned function gives rows of
     the input's dtype, integers rounded to nearest and clipped.
+
+    The product is nearly all of the cost and runs at ≈ 85 GFLOP/s on one core here,
+    close to the core's peak. A short windowed-sinc FIR needs far fewer operations but is
+    not this shift: on the benchmark's 224 px rows (0.6 px, noise 20 DN, measured) a
+    cos²-windowed sinc of ±32 taps differs from it by more than 1 DN on 0.3 % of the
+    inner pixels (up to 5 DN) and by up to 74 DN at the row's first columns, ±8 taps on
+    7 % (up to 15 DN); splitting the matrix into low-rank blocks was slower in numpy.
     """
     if width <= DENSE_MAX_WIDTH:
         operator = xp.asarray(_fourier_shift_rows(np.eye(width), offset, np).astype(np.float32))

@@ -17,15 +17,17 @@ import numpy as np
 from .info import SourceError, SourceInfo
 from .scanimage_header import logged_frames
 from .scanimage_timing import dropped_frames, join_files, parse_descriptions
-from .tiff_index import TiffLayoutError, index_pages
+from .tiff_index import FileIdentity, TiffLayoutError, index_pages
 
 log = logging.getLogger(__name__)
 
 
 class PageIndex(list):
-    """The pixel offsets of every page, one array per file, plus ``timing`` over all pages."""
+    """The pixel offsets of every page, one array per file, plus ``timing`` over all pages
+    and each file's identity from before its pages were walked."""
 
     timing: dict[str, np.ndarray] | None = None
+    identities: list[FileIdentity] | None = None
 
 
 def build_page_index(info: SourceInfo) -> PageIndex:
@@ -33,7 +35,7 @@ def build_page_index(info: SourceInfo) -> PageIndex:
 
     Fails if a file changed since ``info`` was taken (page count or page size).
     """
-    offsets, timing = PageIndex(), []
+    offsets, timing, identities = PageIndex(), [], []
     for path, expected in zip(info.files, info.pages_per_file):
         try:
             layout = index_pages(path, descriptions=True)
@@ -46,8 +48,10 @@ def build_page_index(info: SourceInfo) -> PageIndex:
                 f"(the file changed; start the run again)"
             )
         offsets.append(layout.data_offsets)
+        identities.append(layout.identity)
         timing.append(parse_descriptions(layout.descriptions))
     offsets.timing = join_files(timing)
+    offsets.identities = identities
     for gap in dropped_frames(info, offsets.timing):
         log.warning(
             "%s: %d frame(s) dropped after frameNumbers = %d (a gap in the page descriptions)",
@@ -59,14 +63,19 @@ def build_page_index(info: SourceInfo) -> PageIndex:
 
 
 def save_page_index(path: Path, info: SourceInfo, offsets: list[np.ndarray]) -> None:
-    stats = [os.stat(f) for f in info.files]  # what check_page_index compares against later
+    """Save the offsets with what ``check_page_index`` compares against later: each file's
+    size, mtime and inode as the page walk found them (now, for kinds without one)."""
+    identities = getattr(offsets, "identities", None)
+    if identities is None:
+        identities = [FileIdentity(s.st_size, s.st_mtime_ns, s.st_ino) for s in map(os.stat, info.files)]
     timing = getattr(offsets, "timing", None) or {}
     with open(path, "wb") as fh:  # a file object: numpy must not append ".npz" to a temporary name
         np.savez(
             fh,
             **{f"file{i:05d}": o for i, o in enumerate(offsets)},
-            sizes=np.array([s.st_size for s in stats]),
-            mtimes=np.array([s.st_mtime_ns for s in stats]),
+            sizes=np.array([i.size for i in identities]),
+            mtimes=np.array([i.mtime_ns for i in identities]),
+            inodes=np.array([i.inode for i in identities], dtype=np.uint64),
             **{f"timing_{k}": v for k, v in timing.items()},
         )
 
@@ -75,19 +84,22 @@ def check_page_index(path: Path, info: SourceInfo) -> None:
     """Stop before reading pixels if an input file changed since ``path`` was saved.
 
     Page offsets (and the plan) describe the files as they were indexed: a file that
-    grew, shrank or was rewritten since (size or modification time differs) would give
-    wrong pixels. An index saved before modification times were recorded is checked by
-    size only.
+    grew, shrank, was rewritten or replaced since (size, modification time or inode
+    differs) would give wrong pixels. An index saved before modification times or inodes
+    were recorded is checked without them.
     """
     with np.load(path) as data:
         sizes = data["sizes"]
         mtimes = data["mtimes"] if "mtimes" in data.files else None
+        inodes = data["inodes"] if "inodes" in data.files else None
     for i, name in enumerate(info.files):
         now = os.stat(name)
-        if now.st_size != sizes[i] or (mtimes is not None and now.st_mtime_ns != mtimes[i]):
+        modified = mtimes is not None and now.st_mtime_ns != mtimes[i]
+        replaced = inodes is not None and now.st_ino != inodes[i]
+        if now.st_size != sizes[i] or modified or replaced:
             raise SourceError(
                 f"{name}: changed after the run indexed it ({int(sizes[i])} bytes then, {now.st_size} bytes now"
-                f"{'' if mtimes is None or now.st_mtime_ns == mtimes[i] else ', modified since'}); "
+                f"{', modified since' if modified else ''}{', replaced by another file' if replaced else ''}); "
                 f"start the run again to re-index it"
             )
 

@@ -12,6 +12,7 @@ file, the page, the tag and its value.
 from __future__ import annotations
 
 import mmap
+import os
 import struct
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,6 +36,16 @@ class TiffLayoutError(ValueError):
 
 
 @dataclass(frozen=True)
+class FileIdentity:
+    """What a file was when its pages were walked: taken from the open file before the walk,
+    so a change during the walk differs from it and is caught by the next comparison."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+
+
+@dataclass(frozen=True)
 class PageLayout:
     """Geometry shared by all pages and the pixel offset of each page."""
 
@@ -43,6 +54,7 @@ class PageLayout:
     dtype: str
     data_offsets: np.ndarray  # int64, one per page
     descriptions: list[bytes] | None = None  # each page's ImageDescription, when asked for
+    identity: FileIdentity | None = None  # the file's identity before the walk
 
 
 @dataclass(frozen=True)
@@ -214,7 +226,8 @@ def _open_map(path: Path):
 
 
 def index_pages(path: str | Path, *, descriptions: bool = False) -> PageLayout:
-    """Walk the whole IFD chain: exact page offsets, every page checked.
+    """Walk the whole IFD chain: exact page offsets, every page checked, and the file's
+    identity (:class:`FileIdentity`) from before the walk.
 
     ``descriptions`` also keeps each page's ImageDescription (ScanImage's per-frame
     values). A chain that ends while the file holds room for more pages at the same
@@ -223,6 +236,8 @@ def index_pages(path: str | Path, *, descriptions: bool = False) -> PageLayout:
     path = Path(path)
     handle, buf = _open_map(path)
     try:
+        stat = os.fstat(handle.fileno())  # of the file mapped: a path replaced since cannot pass for it
+        identity = FileIdentity(stat.st_size, stat.st_mtime_ns, stat.st_ino)
         reader = _TiffReader(path, buf)
         offsets: list[int] = []
         texts: list[bytes] = []
@@ -262,7 +277,12 @@ def index_pages(path: str | Path, *, descriptions: bool = False) -> PageLayout:
             )
         _check_no_overlap(path, directories, offsets, first.data_bytes)
         return PageLayout(
-            first.height, first.width, first.dtype, np.asarray(offsets, dtype=np.int64), texts if descriptions else None
+            first.height,
+            first.width,
+            first.dtype,
+            np.asarray(offsets, dtype=np.int64),
+            texts if descriptions else None,
+            identity,
         )
     finally:
         buf.close()
