@@ -177,6 +177,53 @@ def test_count_is_exact_when_a_middle_page_is_one_stride_longer(tmp_path):
     assert count_pages(path)[0] == n
 
 
+def test_uniform_file_is_indexed_without_a_walk_and_with_every_description(tmp_path, make_acquisition, monkeypatch):
+    spec, paths = make_acquisition(tmp_path, n_colors=2, n_frames=12, frames_per_file=12)
+    # descriptions are padded to one length here; ScanImage's lengths vary: page 7's is cut
+    # short by 20 bytes of its padding (still a valid TIFF: only its count changes)
+    with tifffile.TiffFile(paths[0]) as tf:
+        entry, big = tf.pages[7].tags["ImageDescription"].offset, tf.is_bigtiff
+    data = bytearray(paths[0].read_bytes())
+    count_format = "<Q" if big else "<I"
+    struct.pack_into(count_format, data, entry + 4, struct.unpack_from(count_format, data, entry + 4)[0] - 20)
+    paths[0].write_bytes(bytes(data))
+    with tifffile.TiffFile(paths[0]) as tf:
+        # the stored bytes (tifffile's .value also strips the padding)
+        tags = [p.tags["ImageDescription"] for p in tf.pages]
+        expected = [bytes(data[t.valueoffset : t.valueoffset + t.count]).rstrip(b"\0") for t in tags]
+        offsets = [p.dataoffsets[0] for p in tf.pages]
+    assert len(set(expected)) == 13 and len({len(e) for e in expected}) == 2  # each frame's own, and page 7
+    read = []
+    real = tiff_index._TiffReader.read_ifd
+
+    def counting(self, offset, page_number, description=False):
+        read.append(page_number)
+        return real(self, offset, page_number, description)
+
+    monkeypatch.setattr(tiff_index._TiffReader, "read_ifd", counting)
+    layout = index_pages(paths[0], descriptions=True)
+    assert read == [0]  # page 0 read in full, every other page checked against it at once
+    assert layout.descriptions == expected
+    np.testing.assert_array_equal(layout.data_offsets, offsets)
+    assert len(offsets) == 12 * spec.n_saved
+
+
+def test_a_description_beyond_the_end_of_the_file_is_named_by_the_walk(one_file):
+    spec, path, offsets, ifds = one_file
+    last = len(ifds) - 1
+    with tifffile.TiffFile(path) as tf:
+        entry = tf.pages[last].tags["ImageDescription"].offset
+        big = tf.is_bigtiff
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<Q" if big else "<I", data, entry + 4, len(data))  # its length: the whole file
+    damaged = path.with_name("long_description.tif")
+    damaged.write_bytes(bytes(data))
+    assert count_pages(damaged)[0] == len(ifds)  # a description's length is not checked while planning
+    with pytest.raises(TiffLayoutError, match=rf"page {last}: the value of TIFF tag 270 .* beyond the end") as err:
+        index_pages(damaged, descriptions=True)
+    assert str(damaged) in str(err.value)
+
+
 # --------------------------------------------------------------------------- damaged files
 
 
@@ -278,18 +325,19 @@ def identity_of(path) -> FileIdentity:
 
 @pytest.fixture
 def touch_during_walk(monkeypatch):
-    """``touch_during_walk(path)``: the file's mtime moves by 1 s while its second page's
-    directory is read, i.e. in the middle of the walk (a real change of the real file; the
-    wrapper only chooses the moment)."""
+    """``touch_during_walk(path)``: the file's mtime moves by 1 s right after page 0's
+    directory is read, i.e. in the middle of the walk, fast or full (a real change of the
+    real file; the wrapper only chooses the moment)."""
 
     def arm(path):
         real = tiff_index._TiffReader.read_ifd
 
         def read_ifd(self, offset, page_number, description=False):
-            if self.path == path and page_number == 1:
+            ifd = real(self, offset, page_number, description)
+            if self.path == path and page_number == 0:
                 stat = os.stat(path)
                 os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-            return real(self, offset, page_number, description)
+            return ifd
 
         monkeypatch.setattr(tiff_index._TiffReader, "read_ifd", read_ifd)
 

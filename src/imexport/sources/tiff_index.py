@@ -232,6 +232,11 @@ def index_pages(path: str | Path, *, descriptions: bool = False) -> PageLayout:
     ``descriptions`` also keeps each page's ImageDescription (ScanImage's per-frame
     values). A chain that ends while the file holds room for more pages at the same
     stride is an error: the pages after the break would be silently lost.
+
+    A file whose directories all repeat page 0's at one stride (``_uniform_chain``, what
+    ScanImage writes) is indexed from that check, without reading each page in Python
+    (≈ 25 → 3 µs a page); any other file, a damaged one included, is walked page by page,
+    and the walk names the first damaged page.
     """
     path = Path(path)
     handle, buf = _open_map(path)
@@ -239,6 +244,13 @@ def index_pages(path: str | Path, *, descriptions: bool = False) -> PageLayout:
         stat = os.fstat(handle.fileno())  # of the file mapped: a path replaced since cannot pass for it
         identity = FileIdentity(stat.st_size, stat.st_mtime_ns, stat.st_ino)
         reader = _TiffReader(path, buf)
+        uniform = _uniform_layout(reader, descriptions)
+        if uniform is not None:
+            first, stride, n_pages = uniform
+            texts = _uniform_descriptions(reader, stride, n_pages) if descriptions else None
+            if not descriptions or texts is not None:
+                data_offsets = first.data_offset + np.arange(n_pages, dtype=np.int64) * stride
+                return PageLayout(first.height, first.width, first.dtype, data_offsets, texts, identity)
         offsets: list[int] = []
         texts: list[bytes] = []
         first: _Ifd | None = None
@@ -386,6 +398,52 @@ def _uniform_chain(reader: _TiffReader, first: _Ifd, stride: int, n_pages: int) 
     return all(bool(np.all(ifds[k : k + _BLOCK_PAGES, fixed] == reference)) for k in range(0, n_pages, _BLOCK_PAGES))
 
 
+def _uniform_layout(reader: _TiffReader, descriptions: bool = False) -> tuple[_Ifd, int, int] | None:
+    """``(page 0, stride, page count)`` when every page repeats page 0 at the stride between
+    the first two pages (``_uniform_chain``) and the last page's pixels lie inside the file;
+    else None."""
+    first = reader.read_ifd(reader.first_ifd, 0, descriptions)
+    stride = first.next_offset - reader.first_ifd
+    if not first.next_offset or stride <= 0:
+        return None
+    n_pages = (len(reader.buf) - reader.first_ifd) // stride
+    last_data_end = first.data_offset + (n_pages - 1) * stride + first.data_bytes
+    if last_data_end > len(reader.buf) or not _uniform_chain(reader, first, stride, n_pages):
+        return None
+    return first, stride, n_pages
+
+
+def _uniform_descriptions(reader: _TiffReader, stride: int, n_pages: int) -> list[bytes] | None:
+    """Every page's ImageDescription in a uniform chain, or None when one lies (partly)
+    outside the file: the full walk then names the page.
+
+    ``_uniform_chain`` let only the description's length vary and its value offset be the
+    same on every page or move with the page; both are read for all pages at once.
+    """
+    big, buf, start = reader.big, reader.buf, reader.first_ifd
+    count_size, entry_size, word = (8, 20, 8) if big else (2, 12, 4)
+    n_entries = struct.unpack_from("<Q" if big else "<H", buf, start)[0]
+    word_type = np.dtype("<u8" if big else "<u4")
+    moved = np.arange(n_pages, dtype=np.int64) * stride
+    for i in range(n_entries):
+        entry = start + count_size + i * entry_size
+        tag, type_code = struct.unpack_from("<HH", buf, entry)
+        if tag != _TAG_DESCRIPTION or type_code != 2:
+            continue
+
+        def column(at: int) -> np.ndarray:  # one word of this entry, on every page
+            words = np.lib.stride_tricks.as_strided(np.frombuffer(buf, np.uint8)[at:], shape=(n_pages, word), strides=(stride, 1))
+            return np.ascontiguousarray(words).view(word_type)[:, 0].astype(np.int64)
+
+        counts = column(entry + 4)
+        inline = counts <= word
+        where = np.where(inline, entry + word + 4 + moved, column(entry + 4 + word))
+        if np.any(where + counts > len(buf)):
+            return None
+        return [bytes(buf[w : w + c]).rstrip(b"\0") for w, c in zip(where.tolist(), counts.tolist())]
+    return [b""] * n_pages  # no description tag (read_ifd gives b"" too)
+
+
 def count_pages(path: str | Path) -> tuple[int, int, int, str]:
     """Page count and page geometry ``(n_pages, height, width, dtype)``, fast.
 
@@ -397,15 +455,10 @@ def count_pages(path: str | Path) -> tuple[int, int, int, str]:
     path = Path(path)
     handle, buf = _open_map(path)
     try:
-        reader = _TiffReader(path, buf)
-        first = reader.read_ifd(reader.first_ifd, 0)
-        stride = first.next_offset - reader.first_ifd
-        if first.next_offset and stride > 0:
-            predicted = (len(buf) - reader.first_ifd) // stride
-            # every page like page 0, the last one's pixels inside the file too
-            last_data_end = first.data_offset + (predicted - 1) * stride + first.data_bytes
-            if _uniform_chain(reader, first, stride, predicted) and last_data_end <= len(buf):
-                return predicted, first.height, first.width, first.dtype
+        uniform = _uniform_layout(_TiffReader(path, buf))
+        if uniform is not None:
+            first, _, n_pages = uniform
+            return n_pages, first.height, first.width, first.dtype
     finally:
         buf.close()
         handle.close()
