@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from imexport.sources import inspect_input, tiff_index
+from imexport.sources import inspect_input, tiff_ifd, tiff_index
 from imexport.sources.info import SourceError
 from imexport.sources.scanimage_pages import build_page_index, check_page_index, save_page_index
 from imexport.sources.tiff_index import FileIdentity, TiffLayoutError, count_pages, index_pages
@@ -194,13 +194,13 @@ def test_uniform_file_is_indexed_without_a_walk_and_with_every_description(tmp_p
         offsets = [p.dataoffsets[0] for p in tf.pages]
     assert len(set(expected)) == 13 and len({len(e) for e in expected}) == 2  # each frame's own, and page 7
     read = []
-    real = tiff_index._TiffReader.read_ifd
+    real = tiff_ifd.IfdReader.read_ifd
 
     def counting(self, offset, page_number, description=False):
         read.append(page_number)
         return real(self, offset, page_number, description)
 
-    monkeypatch.setattr(tiff_index._TiffReader, "read_ifd", counting)
+    monkeypatch.setattr(tiff_ifd.IfdReader, "read_ifd", counting)
     layout = index_pages(paths[0], descriptions=True)
     assert read == [0]  # page 0 read in full, every other page checked against it at once
     assert layout.descriptions == expected
@@ -330,7 +330,7 @@ def touch_during_walk(monkeypatch):
     real file; the wrapper only chooses the moment)."""
 
     def arm(path):
-        real = tiff_index._TiffReader.read_ifd
+        real = tiff_ifd.IfdReader.read_ifd
 
         def read_ifd(self, offset, page_number, description=False):
             ifd = real(self, offset, page_number, description)
@@ -339,7 +339,7 @@ def touch_during_walk(monkeypatch):
                 os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
             return ifd
 
-        monkeypatch.setattr(tiff_index._TiffReader, "read_ifd", read_ifd)
+        monkeypatch.setattr(tiff_ifd.IfdReader, "read_ifd", read_ifd)
 
     return arm
 

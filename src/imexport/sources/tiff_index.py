@@ -11,28 +11,16 @@ file, the page, the tag and its value.
 
 from __future__ import annotations
 
-import mmap
 import os
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-_TAG_WIDTH, _TAG_LENGTH, _TAG_BITS = 256, 257, 258
-_TAG_COMPRESSION, _TAG_STRIP_OFFSETS, _TAG_STRIP_COUNTS = 259, 273, 279
-_TAG_SAMPLES_PER_PIXEL, _TAG_SAMPLE_FORMAT = 277, 339
-_TAG_DESCRIPTION = 270
-_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 16: 8, 17: 8, 18: 8}
-_TYPE_CODES = {1: "B", 3: "H", 4: "I", 16: "Q", 6: "b", 8: "h", 9: "i", 17: "q"}
-_SAMPLE_KIND = {1: "u", 2: "i", 3: "f"}
-_SAMPLE_BITS = {"u": (8, 16, 32, 64), "i": (8, 16, 32, 64), "f": (16, 32, 64)}
-_COPY_AGAIN = "copy it again from the acquisition computer or a backup"
-_REPAIR = f"the file is damaged: {_COPY_AGAIN}"
+from .tiff_ifd import REPAIR, TAG_DESCRIPTION, TAG_STRIP_OFFSETS, Ifd, IfdReader, TiffLayoutError, open_map
 
-
-class TiffLayoutError(ValueError):
-    """A TIFF that cannot be read page-by-page as uncompressed strips."""
+__all__ = ["FileIdentity", "PageLayout", "TiffLayoutError", "count_pages", "first_descriptions", "index_pages"]
 
 
 @dataclass(frozen=True)
@@ -57,174 +45,6 @@ class PageLayout:
     identity: FileIdentity | None = None  # the file's identity before the walk
 
 
-@dataclass(frozen=True)
-class _Ifd:
-    next_offset: int
-    height: int
-    width: int
-    dtype: str
-    data_offset: int
-    data_bytes: int
-    description: bytes = b""
-    directory_bytes: int = 0  # tag count, tags and next offset
-
-
-class _TiffReader:
-    """Reads IFDs of one little-endian TIFF or BigTIFF from a memory map."""
-
-    def __init__(self, path: Path, buffer) -> None:
-        self.path = path
-        self.buf = buffer
-        self.page = 0
-        head = bytes(buffer[:16])
-        if head[:2] != b"II":
-            raise TiffLayoutError(f"{path}: not a little-endian TIFF file")
-        magic = struct.unpack_from("<H", head, 2)[0]
-        if magic == 43:
-            self.big = True
-            offset_size, reserved = struct.unpack_from("<HH", head, 4)
-            if (offset_size, reserved) != (8, 0):
-                raise TiffLayoutError(
-                    f"{path}: BigTIFF header bytes 4-7 are {offset_size}, {reserved} instead of 8, 0; {_REPAIR}"
-                )
-            self.first_ifd = struct.unpack_from("<Q", head, 8)[0]
-        elif magic == 42:
-            self.big = False
-            self.first_ifd = struct.unpack_from("<I", head, 4)[0]
-        else:
-            raise TiffLayoutError(f"{path}: not a TIFF file (magic number {magic})")
-
-    def _where(self, entry_offset: int, nbytes: int, tag: int) -> int:
-        """File offset of a tag's value (inline when it fits), checked to lie inside the file."""
-        if nbytes <= (8 if self.big else 4):
-            return entry_offset
-        where = struct.unpack_from("<Q" if self.big else "<I", self.buf, entry_offset)[0]
-        if where + nbytes > len(self.buf):
-            raise TiffLayoutError(
-                f"{self.path}: page {self.page}: the value of TIFF tag {tag} ({nbytes} bytes at byte {where}) "
-                f"lies beyond the end of the file ({len(self.buf)} bytes); {_REPAIR}"
-            )
-        return where
-
-    def _text(self, entry_offset: int, count: int) -> bytes:
-        where = self._where(entry_offset, count, _TAG_DESCRIPTION)
-        return bytes(self.buf[where : where + count]).rstrip(b"\0")
-
-    def _value(self, entry_offset: int, tag: int, type_code: int, count: int) -> list[int]:
-        code = _TYPE_CODES.get(type_code)
-        if code is None or count < 1:
-            raise TiffLayoutError(
-                f"{self.path}: page {self.page}: TIFF tag {tag} has field type {type_code} and {count} "
-                f"value(s), not a count of integers; {_REPAIR}"
-            )
-        where = self._where(entry_offset, _TYPE_SIZES[type_code] * count, tag)
-        return list(struct.unpack_from(f"<{count}{code}", self.buf, where))
-
-    def read_ifd(self, offset: int, page_number: int, description: bool = False) -> _Ifd:
-        size = len(self.buf)
-        self.page = page_number  # named by the errors of the tag values read below
-        count_fmt, entry_size, next_fmt = ("<Q", 20, "<Q") if self.big else ("<H", 12, "<I")
-        count_size = struct.calcsize(count_fmt)
-        if offset + count_size > size:
-            raise TiffLayoutError(
-                f"{self.path}: page {page_number} starts at byte {offset}, beyond the end of the file "
-                f"({size} bytes): the file is truncated or its page chain damaged; {_REPAIR}"
-            )
-        n_entries = struct.unpack_from(count_fmt, self.buf, offset)[0]
-        end = offset + count_size + n_entries * entry_size + struct.calcsize(next_fmt)
-        if n_entries == 0 or end > size:
-            raise TiffLayoutError(
-                f"{self.path}: page {page_number} has a damaged or truncated directory ({n_entries} tags "
-                f"at byte {offset}); {_REPAIR}"
-            )
-        tags: dict[int, list[int]] = {}
-        text = b""
-        for i in range(n_entries):
-            entry = offset + count_size + i * entry_size
-            if self.big:
-                tag, type_code, count = struct.unpack_from("<HHQ", self.buf, entry)
-                value_at = entry + 12
-            else:
-                tag, type_code, count = struct.unpack_from("<HHI", self.buf, entry)
-                value_at = entry + 8
-            if tag in (
-                _TAG_WIDTH,
-                _TAG_LENGTH,
-                _TAG_BITS,
-                _TAG_COMPRESSION,
-                _TAG_STRIP_OFFSETS,
-                _TAG_STRIP_COUNTS,
-                _TAG_SAMPLES_PER_PIXEL,
-                _TAG_SAMPLE_FORMAT,
-            ):
-                tags[tag] = self._value(value_at, tag, type_code, count)
-            elif description and tag == _TAG_DESCRIPTION and type_code == 2:
-                text = self._text(value_at, count)
-        next_offset = struct.unpack_from(next_fmt, self.buf, end - struct.calcsize(next_fmt))[0]
-        return replace(self._describe(tags, next_offset, page_number, text), directory_bytes=end - offset)
-
-    def _describe(self, tags: dict[int, list[int]], next_offset: int, page_number: int, text: bytes = b"") -> _Ifd:
-        where = f"{self.path}: page {page_number}"
-        compression = tags.get(_TAG_COMPRESSION, [1])[0]
-        if compression != 1:
-            raise TiffLayoutError(
-                f"{where}: Compression (tag 259) = {compression}; raw ScanImage pages are uncompressed "
-                f"(1): a compressed copy or a damaged file; {_COPY_AGAIN}"
-            )
-        try:
-            width, height = tags[_TAG_WIDTH][0], tags[_TAG_LENGTH][0]
-            offsets, counts = tags[_TAG_STRIP_OFFSETS], tags[_TAG_STRIP_COUNTS]
-        except KeyError as missing:
-            raise TiffLayoutError(f"{where} lacks TIFF tag {missing}; {_REPAIR}") from None
-        # each value is checked where it is read: a damaged tag must not become a dtype,
-        # a shape or an offset (raw ScanImage pages: one integer or float sample per pixel)
-        samples = tags.get(_TAG_SAMPLES_PER_PIXEL, [1])[0]
-        if samples != 1:
-            raise TiffLayoutError(f"{where}: SamplesPerPixel (tag 277) = {samples}, raw ScanImage pages have 1; {_REPAIR}")
-        sample_format = tags.get(_TAG_SAMPLE_FORMAT, [1])[0]
-        kind = _SAMPLE_KIND.get(sample_format)
-        bits = tags.get(_TAG_BITS, [8])[0]
-        if kind is None or bits not in _SAMPLE_BITS[kind]:
-            raise TiffLayoutError(
-                f"{where}: BitsPerSample (tag 258) = {bits} with SampleFormat (tag 339) = "
-                f"{sample_format} is no pixel type; {_REPAIR}"
-            )
-        if width < 1 or height < 1 or not offsets or len(offsets) != len(counts):
-            raise TiffLayoutError(
-                f"{where}: ImageWidth x ImageLength = {width} x {height} with {len(offsets)} strip "
-                f"offsets and {len(counts)} strip sizes; {_REPAIR}"
-            )
-        dtype = np.dtype(f"<{kind}{bits // 8}").str
-        for (a, na), b in zip(zip(offsets, counts), offsets[1:]):
-            if a + na != b:
-                raise TiffLayoutError(f"{where} stores its strips non-contiguously (StripOffsets, tag 273); {_REPAIR}")
-        data_bytes = sum(counts)
-        if data_bytes != width * height * bits // 8:
-            raise TiffLayoutError(
-                f"{where}: strip bytes {data_bytes} (StripByteCounts, tag 279) do not match {height}x{width} "
-                f"pixels of {bits} bits; {_REPAIR}"
-            )
-        if offsets[0] + data_bytes > len(self.buf):
-            raise TiffLayoutError(
-                f"{where}: pixel data (byte {offsets[0]}, {data_bytes} bytes) runs past the end of the "
-                f"file ({len(self.buf)} bytes): the file is truncated or damaged; {_COPY_AGAIN}"
-            )
-        return _Ifd(next_offset, height, width, dtype, offsets[0], data_bytes, text)
-
-
-def _open_map(path: Path):
-    handle = open(path, "rb")
-    try:
-        buf = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-    except ValueError:
-        handle.close()
-        raise TiffLayoutError(f"{path}: empty file") from None
-    # we touch a few hundred bytes per page: without this hint the kernel reads ahead
-    # megabytes on every fault, i.e. most of the recording, just to walk its directories
-    buf.madvise(mmap.MADV_RANDOM)
-    return handle, buf
-
-
 def index_pages(path: str | Path, *, descriptions: bool = False) -> PageLayout:
     """Walk the whole IFD chain: exact page offsets, every page checked, and the file's
     identity (:class:`FileIdentity`) from before the walk.
@@ -235,15 +55,15 @@ def index_pages(path: str | Path, *, descriptions: bool = False) -> PageLayout:
 
     A file whose directories all repeat page 0's at one stride (``_uniform_chain``, what
     ScanImage writes) is indexed from that check, without reading each page in Python
-    (≈ 25 → 3 µs a page); any other file, a damaged one included, is walked page by page,
+    (with descriptions ≈ 24 → 6 µs a page, measured); any other file, a damaged one included, is walked page by page,
     and the walk names the first damaged page.
     """
     path = Path(path)
-    handle, buf = _open_map(path)
+    handle, buf = open_map(path)
     try:
         stat = os.fstat(handle.fileno())  # of the file mapped: a path replaced since cannot pass for it
         identity = FileIdentity(stat.st_size, stat.st_mtime_ns, stat.st_ino)
-        reader = _TiffReader(path, buf)
+        reader = IfdReader(path, buf)
         uniform = _uniform_layout(reader, descriptions)
         if uniform is not None:
             first, stride, n_pages = uniform
@@ -253,8 +73,8 @@ def index_pages(path: str | Path, *, descriptions: bool = False) -> PageLayout:
                 return PageLayout(first.height, first.width, first.dtype, data_offsets, texts, identity)
         offsets: list[int] = []
         texts: list[bytes] = []
-        first: _Ifd | None = None
-        last: _Ifd | None = None
+        first: Ifd | None = None
+        last: Ifd | None = None
         ifd_offset, last_ifd_offset, seen = reader.first_ifd, 0, set()
         directories: list[tuple[int, int]] = []
         stride = 0
@@ -285,7 +105,7 @@ def index_pages(path: str | Path, *, descriptions: bool = False) -> PageLayout:
             raise TiffLayoutError(
                 f"{path}: the page chain ends after {len(offsets)} pages, but the file holds {left} more bytes "
                 f"(room for {left // stride} more pages of {stride} bytes): a damaged directory cuts the "
-                f"recording short; {_REPAIR}"
+                f"recording short; {REPAIR}"
             )
         _check_no_overlap(path, directories, offsets, first.data_bytes)
         return PageLayout(
@@ -317,16 +137,16 @@ def _check_no_overlap(path: Path, directories: list[tuple[int, int]], data_offse
         name = lambda i: f"the directory of page {i}" if i < n else f"the pixels of page {i - n}"  # noqa: E731
         raise TiffLayoutError(
             f"{path}: {name(b)} (byte {starts[b]}) overlap {name(a)} (bytes {starts[a]}-{ends[a] - 1}): "
-            f"a damaged offset; {_REPAIR}"
+            f"a damaged offset; {REPAIR}"
         )
 
 
 def first_descriptions(path: str | Path, n_pages: int) -> list[bytes]:
     """The ImageDescription of the first ``n_pages`` pages (fewer if the file holds fewer)."""
     path = Path(path)
-    handle, buf = _open_map(path)
+    handle, buf = open_map(path)
     try:
-        reader = _TiffReader(path, buf)
+        reader = IfdReader(path, buf)
         texts, at = [], reader.first_ifd
         while at and len(texts) < n_pages:
             ifd = reader.read_ifd(at, len(texts), description=True)
@@ -341,7 +161,7 @@ def first_descriptions(path: str | Path, n_pages: int) -> list[bytes]:
 _BLOCK_PAGES = 16384
 
 
-def _uniform_chain(reader: _TiffReader, first: _Ifd, stride: int, n_pages: int) -> bool:
+def _uniform_chain(reader: IfdReader, first: Ifd, stride: int, n_pages: int) -> bool:
     """Does every page's directory repeat page 0's, with its offsets moved by its page's stride?
 
     All ``n_pages`` directories are compared at once (numpy over the memory map, one
@@ -363,7 +183,7 @@ def _uniform_chain(reader: _TiffReader, first: _Ifd, stride: int, n_pages: int) 
     gap = first.data_offset - start  # pixels between a page's directory and the next one
     if (
         n_pages < 2
-        or dict((tag, count) for tag, _, count in entries).get(_TAG_STRIP_OFFSETS) != 1
+        or dict((tag, count) for tag, _, count in entries).get(TAG_STRIP_OFFSETS) != 1
         or start + (n_pages - 1) * stride + length > len(buf)
         or not length <= gap <= stride - first.data_bytes
     ):
@@ -380,7 +200,7 @@ def _uniform_chain(reader: _TiffReader, first: _Ifd, stride: int, n_pages: int) 
     slots = [(count_size + i * entry_size + 4 + word, False) for i in range(n_entries)]  # value words
     slots += [(count_size + i * entry_size + 4, True) for i in range(n_entries)]  # count words
     for at, is_count in slots:
-        if is_count and codes[(at - count_size - 4) // entry_size] != _TAG_DESCRIPTION:
+        if is_count and codes[(at - count_size - 4) // entry_size] != TAG_DESCRIPTION:
             continue  # a count that must not change stays among the fixed bytes
         fixed[at : at + word] = False
         if is_count:
@@ -398,7 +218,7 @@ def _uniform_chain(reader: _TiffReader, first: _Ifd, stride: int, n_pages: int) 
     return all(bool(np.all(ifds[k : k + _BLOCK_PAGES, fixed] == reference)) for k in range(0, n_pages, _BLOCK_PAGES))
 
 
-def _uniform_layout(reader: _TiffReader, descriptions: bool = False) -> tuple[_Ifd, int, int] | None:
+def _uniform_layout(reader: IfdReader, descriptions: bool = False) -> tuple[Ifd, int, int] | None:
     """``(page 0, stride, page count)`` when every page repeats page 0 at the stride between
     the first two pages (``_uniform_chain``) and the last page's pixels lie inside the file;
     else None."""
@@ -413,7 +233,7 @@ def _uniform_layout(reader: _TiffReader, descriptions: bool = False) -> tuple[_I
     return first, stride, n_pages
 
 
-def _uniform_descriptions(reader: _TiffReader, stride: int, n_pages: int) -> list[bytes] | None:
+def _uniform_descriptions(reader: IfdReader, stride: int, n_pages: int) -> list[bytes] | None:
     """Every page's ImageDescription in a uniform chain, or None when one lies (partly)
     outside the file: the full walk then names the page.
 
@@ -428,7 +248,7 @@ def _uniform_descriptions(reader: _TiffReader, stride: int, n_pages: int) -> lis
     for i in range(n_entries):
         entry = start + count_size + i * entry_size
         tag, type_code = struct.unpack_from("<HH", buf, entry)
-        if tag != _TAG_DESCRIPTION or type_code != 2:
+        if tag != TAG_DESCRIPTION or type_code != 2:
             continue
 
         def column(at: int) -> np.ndarray:  # one word of this entry, on every page
@@ -453,9 +273,9 @@ def count_pages(path: str | Path) -> tuple[int, int, int, str]:
     any job starts.
     """
     path = Path(path)
-    handle, buf = _open_map(path)
+    handle, buf = open_map(path)
     try:
-        uniform = _uniform_layout(_TiffReader(path, buf))
+        uniform = _uniform_layout(IfdReader(path, buf))
         if uniform is not None:
             first, _, n_pages = uniform
             return n_pages, first.height, first.width, first.dtype
