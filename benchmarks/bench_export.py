@@ -621,6 +621,12 @@ def run_workflow(
     cfg = run_dir / "bench_config.yaml"
     cfg.write_text(json.dumps(config, indent=1))  # JSON is YAML
     cmd = snakemake_command(run_dir, cfg, cores)
+    # Software is read back before each row (a dry run of the same command; the raw data are
+    # evicted after it): the copy rows write gigabytes, which can push Python, Snakemake and
+    # imexport out of the page cache, and the first export row then paid ≈ 4 s more start-up
+    # than any other (2026-12-02: 5 s from start to its first job, every other row 1-2 s),
+    # which alone made --cores 2 look only 1.11x faster than --cores 1.
+    subprocess.run([*cmd, "--dry-run"], cwd=run_dir, capture_output=True)
     cache.prepare(state)
     resident = cache.resident_fraction()
     log_file = logs / f"{slug}.log"
