@@ -1,0 +1,196 @@
+"""NWB (Neurodata Without Borders), the file the DANDI archive takes: one ``.nwb`` per ROI view.
+
+A prepare step lays the file out with pynwb, every series' pixels allocated; the plane jobs
+write their frames in place; an assemble step adds the acquisition start, the frame times
+and the export's metadata, then moves the file into place (``sinks/nwb_file.py``).
+Uncompressed only, like the single-file HDF5 layout.
+
+What a ScanImage header cannot say (subject, indicator, excitation wavelength, …) comes
+from the ``nwb:`` config block; what the archive requires is checked when the plan is
+made, before any job. The processing history goes into ``/scratch/processing_history``
+(JSON text), the export's metadata (scan-phase and axial records, timing, ScanImage
+values) into ``/scratch/imexport_metadata`` and ``/scratch/imexport_planes``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..checksums import remember_files
+from ..jobs import Export
+from ..sinks.base import PlaneTarget
+from .base import HISTORY_KEY, LayoutContext, NoSteps, OutputLayout
+
+# what DANDI needs (its nwbinspector configuration makes their absence critical) and NWB
+# requires without a default that would be true
+REQUIRED = ("session_description", "subject.subject_id", "subject.species", "subject.sex", "indicator", "excitation_lambda")
+AGE_KEYS = ("subject.age", "subject.date_of_birth")  # one of them
+
+
+class NwbFormat(NoSteps):
+    name = "nwb"
+    extensions = (".nwb",)
+    # every session key, as an imwrite keyword of the same name
+    api_keywords: ClassVar[dict[str, str]] = {
+        key: key
+        for key in (
+            "session_description",
+            "experiment_description",
+            "session_id",
+            "session_start_time",
+            "timezone",
+            "experimenter",
+            "institution",
+            "lab",
+            "keywords",
+            "subject",
+            "indicator",
+            "excitation_lambda",
+            "emission_lambda",
+            "location",
+            "device_description",
+        )
+    }
+
+    def options(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The ``nwb`` block; an error listing every missing required key, and one for a
+        time zone or start time that cannot be read."""
+        from ..config import ConfigError
+
+        options = json.loads(json.dumps(config["nwb"]))
+        missing = [f"nwb.{key}" for key in REQUIRED if _value(options, key) in (None, "")]
+        if all(_value(options, key) in (None, "") for key in AGE_KEYS):
+            missing.append(" or ".join(f"nwb.{key}" for key in AGE_KEYS))
+        if missing:
+            raise ConfigError(
+                f"format nwb: the config block nwb lacks {', '.join(missing)}: an NWB file "
+                f"for the DANDI archive needs them (config/README.md, section NWB)"
+            )
+        zone = _zone(options["timezone"])
+        if options["session_start_time"]:
+            try:
+                start = dt.datetime.fromisoformat(options["session_start_time"])
+            except ValueError:
+                raise ConfigError(
+                    f"config key nwb.session_start_time: {options['session_start_time']!r} is not an ISO 8601 date and time"
+                ) from None
+            options["session_start_time"] = _aware(start, zone).isoformat()
+        return options
+
+    def layout(self, context: LayoutContext) -> list[OutputLayout]:
+        return [context.store_layout(context.folder / f"{context.stem()}.nwb", "nwb")]
+
+    def open_sink(self, target: PlaneTarget, *, store: Path | None, target_chunk_mb: float):
+        from ..sinks.nwb_file import NwbSlabSink
+
+        return NwbSlabSink(store, target)
+
+    def prepare(self, export: Export) -> None:
+        from ..sinks.nwb_file import create_file
+
+        create_file(Path(export.store), metadata=export.metadata, session=export.options, dtype=export.dtype)
+
+    def slab_files(self, store: Path, z_index: int) -> list[Path]:
+        return []  # every plane job writes into the one file: it is hashed once finalised
+
+    def assemble(self, export: Export, plane_outputs, plane_metadata, checksums: str | None) -> None:
+        """The file finalised with the times the plane jobs learnt from the page index (in
+        their markers), then moved into place; with ``checksums``, hashed into that cache."""
+        from ..sinks.nwb_file import finalize_file
+
+        timing = json.loads(Path(plane_outputs[0]).read_text()).get("timing") or {}
+        finalize_file(
+            Path(export.store),
+            Path(export.path),
+            session_start=self._session_start(export, timing),
+            timestamps=self._timestamps(export, timing),
+            metadata={**export.metadata, **({"timing": timing} if timing else {})},
+            plane_metadata=plane_metadata,
+        )
+        if checksums:
+            remember_files([Path(export.path)], checksums)
+
+    def _session_start(self, export: Export, timing: dict[str, Any]) -> dt.datetime | None:
+        """The acquisition start (ScanImage ``epoch``, local wall clock, in ``nwb.timezone``);
+        None when ``nwb.session_start_time`` set it already."""
+        if export.options["session_start_time"]:
+            return None
+        if not timing.get("acquisition_start"):
+            raise ValueError(
+                f"{export.path}: the input records no acquisition start (it is not a ScanImage recording): "
+                f"set the config key nwb.session_start_time"
+            )
+        return _aware(dt.datetime.fromisoformat(timing["acquisition_start"]), _zone(export.options["timezone"]))
+
+    def _timestamps(self, export: Export, timing: dict[str, Any]) -> np.ndarray:
+        """Each frame's time, s: the recording's, else from the frame rate."""
+        if timing.get("timestamps_sec"):
+            return np.asarray(timing["timestamps_sec"], dtype=np.float64)
+        fs = export.metadata.get("fs")
+        if not fs:
+            raise ValueError(
+                f"{export.path}: the input records neither frame times nor a frame rate: set the config key metadata.fs"
+            )
+        return np.arange(export.shape[0]) / float(fs)
+
+    def embed_history(self, path: Path, history: list[dict[str, Any]]) -> list[Path]:
+        import h5py
+
+        # the file holds all pixels: copying it to edit the copy would write the whole export
+        # again, so the history text (a variable-length string) is rewritten in place
+        with h5py.File(path, "r+") as file:
+            file[f"scratch/{HISTORY_KEY}"][()] = json.dumps(history)
+        return [path]
+
+    def read_frames(self, export: Export, position: int, frames: np.ndarray) -> np.ndarray:
+        import h5py
+
+        from ..sinks.nwb_file import plane_series
+
+        name = plane_series(export.metadata, export.metadata["planes"][position])[0]
+        with h5py.File(export.path, "r") as file:
+            return file[f"acquisition/{name}/data"][[int(t) for t in frames]].transpose(0, 2, 1)
+
+    def check_readable(self, path: Path, entry: dict[str, Any]) -> None:
+        """Every series gives back its first frame through h5py."""
+        import h5py
+
+        with h5py.File(path, "r") as file:
+            series = [g for g in file["acquisition"].values() if g.attrs.get("neurodata_type") == "TwoPhotonSeries"]
+            if not series:
+                raise ValueError(f"{path}: no TwoPhotonSeries under /acquisition")
+            for group in series:
+                group["data"][0]
+
+
+def _value(options: dict[str, Any], dotted: str) -> Any:
+    value: Any = options
+    for part in dotted.split("."):
+        value = (value or {}).get(part)
+    return value
+
+
+def _zone(name: str | None) -> dt.tzinfo | None:
+    """The IANA time zone ``name``; None: this machine's local zone."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from ..config import ConfigError
+
+    if name is None:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"config key nwb.timezone: {name!r} is not an IANA time zone name, e.g. Europe/Berlin") from None
+
+
+def _aware(moment: dt.datetime, zone: dt.tzinfo | None) -> dt.datetime:
+    """``moment`` with its time zone: its own, else ``zone``, else this machine's."""
+    if moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=zone) if zone is not None else moment.astimezone()
