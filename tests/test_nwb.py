@@ -129,6 +129,38 @@ def test_api_two_colour_recording_reads_back_with_pynwb(tmp_path, make_acquisiti
     assert verify(nwb_out) == []
 
 
+def test_api_gzip_compressed_copy_reads_back_the_same(tmp_path, make_acquisition):
+    _, raw = make_acquisition(tmp_path, n_planes=2, n_frames=40, roi_heights=[16, 14], width=14, frames_per_file=15)
+    plain = only(imwrite(raw[0].parent, tmp_path / "plain", ext=".nwb", show_progress=False, **SESSION), "*.nwb")
+    # a block of 1 frame: the copy goes block by block
+    out = imwrite(
+        raw[0].parent,
+        tmp_path / "gzip",
+        ext=".nwb",
+        show_progress=False,
+        nwb_compression="gzip",
+        target_chunk_mb=0.001,
+        **SESSION,
+    )
+    path = only(out, "*.nwb")
+    times, _ = header_times(raw)
+    with NWBHDF5IO(str(path), "r") as io, NWBHDF5IO(str(plain), "r") as plain_io:
+        nwbfile, reference = io.read(), plain_io.read()
+        assert list(nwbfile.acquisition) == list(reference.acquisition) == ["TwoPhotonSeriesPlane01", "TwoPhotonSeriesPlane02"]
+        for name, series in nwbfile.acquisition.items():
+            assert series.data.compression == "gzip" and series.data.compression_opts == 4
+            assert series.data.chunks == (1, *series.data.shape[1:])
+            np.testing.assert_array_equal(series.data[:], reference.acquisition[name].data[:])
+            np.testing.assert_array_equal(series.timestamps[:], times)
+            assert series.imaging_plane.name == f"ImagingPlane{name[len('TwoPhotonSeries') :]}"
+        assert nwbfile.session_start_time == reference.session_start_time
+        assert json.loads(nwbfile.scratch["processing_history"].data)[-1]["step"] == "imexport"
+    assert path.stat().st_size < plain.stat().st_size
+    assert not list((out / ".imexport").rglob("*.nwb"))  # the uncompressed store is gone
+    assert dandi_problems(path) == []
+    assert verify(out) == []
+
+
 def test_api_missing_session_keys_stop_before_anything_is_written(tmp_path, make_acquisition):
     _, raw = make_acquisition(tmp_path, roi_heights=[16, 14])
     with pytest.raises(ConfigError) as error:

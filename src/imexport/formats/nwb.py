@@ -3,7 +3,8 @@
 A prepare step lays the file out with pynwb, every series' pixels allocated; the plane jobs
 write their frames in place; an assemble step adds the acquisition start, the frame times
 and the export's metadata, then moves the file into place (``sinks/nwb_file.py``).
-Uncompressed only, like the single-file HDF5 layout.
+Uncompressed by default; with ``nwb.compression: gzip`` the assemble step writes a compressed
+copy (every pixel read and written once more, by one job).
 
 What a ScanImage header cannot say (subject, indicator, excitation wavelength, …) comes
 from the ``nwb:`` config block; what the archive requires is checked when the plan is
@@ -30,6 +31,7 @@ from .base import HISTORY_KEY, LayoutContext, NoSteps, OutputLayout
 # requires without a default that would be true
 REQUIRED = ("session_description", "subject.subject_id", "subject.species", "subject.sex", "indicator", "excitation_lambda")
 AGE_KEYS = ("subject.age", "subject.date_of_birth")  # one of them
+DEFAULT_GZIP_LEVEL = 4  # as for HDF5
 
 
 class NwbFormat(NoSteps):
@@ -55,13 +57,17 @@ class NwbFormat(NoSteps):
             "location",
             "device_description",
         )
-    }
+    } | {"nwb_compression": "compression", "nwb_compression_level": "compression_level"}
 
     def options(self, config: dict[str, Any]) -> dict[str, Any]:
         """The ``nwb`` block; an error listing every missing required key, and one for a
         time zone or start time that cannot be read."""
+        import importlib.util
+
         from ..config import ConfigError
 
+        if importlib.util.find_spec("pynwb") is None:
+            raise ConfigError('format nwb needs pynwb: pip install "imexport[nwb]"')
         options = json.loads(json.dumps(config["nwb"]))
         missing = [f"nwb.{key}" for key in REQUIRED if _value(options, key) in (None, "")]
         if all(_value(options, key) in (None, "") for key in AGE_KEYS):
@@ -111,6 +117,8 @@ class NwbFormat(NoSteps):
             timestamps=self._timestamps(export, timing),
             metadata={**export.metadata, **({"timing": timing} if timing else {})},
             plane_metadata=plane_metadata,
+            gzip_level=_gzip_level(export.options),
+            block_mb=export.target_chunk_mb,
         )
         if checksums:
             remember_files([Path(export.path)], checksums)
@@ -166,6 +174,13 @@ class NwbFormat(NoSteps):
                 raise ValueError(f"{path}: no TwoPhotonSeries under /acquisition")
             for group in series:
                 group["data"][0]
+
+
+def _gzip_level(options: dict[str, Any]) -> int | None:
+    """The gzip level of the pixels; None: uncompressed."""
+    if options["compression"] != "gzip":
+        return None
+    return DEFAULT_GZIP_LEVEL if options["compression_level"] is None else int(options["compression_level"])
 
 
 def _value(options: dict[str, Any], dotted: str) -> Any:

@@ -17,6 +17,9 @@ Frame times are ``timestamps`` (one float64 per frame, shared by every series th
 link); when they are regular to 1 ns they become ``starting_time`` + ``rate`` instead, as
 NWB's best practices ask.
 
+With ``nwb.compression: gzip`` the assemble step then copies the file into one whose pixels
+are compressed (``sinks/nwb_compress.py``).
+
 Frames are stored as NWB's ``ImageSeries`` dimensions say, ``(frame, x, y)``: each
 ``(Y, X)`` image is transposed when written (and when read back).
 """
@@ -34,7 +37,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from imexport.atomic import commit_path, remove_path
+from imexport.atomic import commit_path, remove_path, temporary_sibling
 from imexport.sinks.base import PlaneTarget
 
 SERIES_PREFIX = "TwoPhotonSeries"
@@ -276,9 +279,12 @@ def finalize_file(
     timestamps: np.ndarray,
     metadata: Mapping[str, Any],
     plane_metadata: Sequence[Mapping[str, Any]],
+    gzip_level: int | None = None,
+    block_mb: float = 100,
 ) -> None:
     """The start time (when given), the frame times and the metadata written in place, then
-    ``path`` becomes ``final``."""
+    ``path`` becomes ``final``; with ``gzip_level``, a copy whose pixels are compressed
+    (``sinks/nwb_compress.py``, ``block_mb`` MiB at a time) does, and ``path`` is removed."""
     with h5py.File(path, "r+") as file:
         if session_start is not None:
             for name in ("session_start_time", "timestamps_reference_time"):
@@ -286,7 +292,20 @@ def finalize_file(
         write_times(file, all_series(metadata), np.asarray(timestamps, dtype=np.float64))
         file[f"scratch/{METADATA_NAME}"][()] = json.dumps(metadata)
         file[f"scratch/{PLANES_NAME}"][()] = json.dumps(list(plane_metadata))
-    commit_path(path, final)
+    if gzip_level is None:
+        commit_path(path, final)
+        return
+    from imexport.sinks.nwb_compress import compressed_copy
+
+    temporary = temporary_sibling(Path(final))
+    try:
+        pixels = [f"/acquisition/{name}/data" for name in all_series(metadata)]
+        compressed_copy(path, temporary, pixels=pixels, level=gzip_level, block_mb=block_mb)
+        commit_path(temporary, final)
+    except BaseException:
+        remove_path(temporary)
+        raise
+    remove_path(path)
 
 
 def regular_rate(timestamps: np.ndarray) -> float | None:
