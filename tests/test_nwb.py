@@ -129,6 +129,35 @@ def test_api_two_colour_recording_reads_back_with_pynwb(tmp_path, make_acquisiti
     assert verify(nwb_out) == []
 
 
+def test_api_piezo_stack_series_carry_their_own_planes_times(tmp_path, make_acquisition):
+    # a piezo stack logs its slices one after the other: each plane's series has its pages' times
+    S, F = 3, 1
+    spec, raw = make_acquisition(
+        tmp_path,
+        n_planes=1,
+        piezo_slices=S,
+        flyback_frames=F,
+        n_frames=40,
+        roi_heights=[16],
+        width=14,
+        fly_to_lines=0,
+        frames_per_file=50,
+        frame_rate=30.0,
+    )
+    out = imwrite(raw[0].parent, tmp_path / "nwb", ext=".nwb", show_progress=False, **SESSION)
+    imwrite(raw[0].parent, tmp_path / "tiff", ext=".tiff", show_progress=False)
+    logged, _ = header_times(raw)  # one time per logged frame: volume v, slice s is frame v * (S + F) + s
+    with NWBHDF5IO(str(only(out, "*.nwb")), "r") as io:
+        nwbfile = io.read()
+        for s in range(S):
+            series = nwbfile.acquisition[f"TwoPhotonSeriesPlane{s + 1:02d}"]
+            np.testing.assert_array_equal(series.timestamps[:], logged[np.arange(40) * (S + F) + s])
+            tiff = tifffile.imread(only(tmp_path / "tiff", f"zplane{s + 1:02d}_*.tif"))
+            np.testing.assert_array_equal(np.asarray(series.data[:]).transpose(0, 2, 1), tiff)
+            assert series.imaging_plane.origin_coords[:].tolist() == [0.0, 0.0, s * spec.z_step]
+    assert dandi_problems(only(out, "*.nwb")) == []
+
+
 def test_api_gzip_compressed_copy_reads_back_the_same(tmp_path, make_acquisition):
     _, raw = make_acquisition(tmp_path, n_planes=2, n_frames=40, roi_heights=[16, 14], width=14, frames_per_file=15)
     plain = only(imwrite(raw[0].parent, tmp_path / "plain", ext=".nwb", show_progress=False, **SESSION), "*.nwb")

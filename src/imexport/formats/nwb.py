@@ -109,12 +109,13 @@ class NwbFormat(NoSteps):
         their markers), then moved into place; with ``checksums``, hashed into that cache."""
         from ..sinks.nwb_file import finalize_file
 
-        timing = json.loads(Path(plane_outputs[0]).read_text()).get("timing") or {}
+        markers = [json.loads(Path(path).read_text()) for path in plane_outputs]
+        timing = markers[0].get("timing") or {}
         finalize_file(
             Path(export.store),
             Path(export.path),
             session_start=self._session_start(export, timing),
-            timestamps=self._timestamps(export, timing),
+            timestamps={marker["plane"]: self._timestamps(export, marker) for marker in markers},
             metadata={**export.metadata, **({"timing": timing} if timing else {})},
             plane_metadata=plane_metadata,
             gzip_level=_gzip_level(export.options),
@@ -135,10 +136,11 @@ class NwbFormat(NoSteps):
             )
         return _aware(dt.datetime.fromisoformat(timing["acquisition_start"]), _zone(export.options["timezone"]))
 
-    def _timestamps(self, export: Export, timing: dict[str, Any]) -> np.ndarray:
-        """Each frame's time, s: the recording's, else from the frame rate."""
-        if timing.get("timestamps_sec"):
-            return np.asarray(timing["timestamps_sec"], dtype=np.float64)
+    def _timestamps(self, export: Export, marker: dict[str, Any]) -> np.ndarray:
+        """The time of each frame of a plane, s, from its plane job's marker: its own pages'
+        (as recorded), else from the frame rate."""
+        if marker.get("plane_timestamps_sec"):
+            return np.asarray(marker["plane_timestamps_sec"], dtype=np.float64)
         fs = export.metadata.get("fs")
         if not fs:
             raise ValueError(

@@ -13,8 +13,9 @@ gets its final name.
 
 What pynwb cannot know at the prepare step is written as placeholders it lays out with
 their final type (a scalar text, a float64 vector of T times) and filled in place later.
-Frame times are ``timestamps`` (one float64 per frame, shared by every series through a
-link); when they are regular to 1 ns they become ``starting_time`` + ``rate`` instead, as
+Frame times are each plane's own (a piezo stack's planes are acquired one after the other):
+``timestamps``, one float64 per frame, shared by the colours of a plane through a link; when
+they are regular to 1 ns they become ``starting_time`` + ``rate`` instead, as
 NWB's best practices ask.
 
 With ``nwb.compression: gzip`` the assemble step then copies the file into one whose pixels
@@ -91,8 +92,8 @@ def create_file(path: Path, *, metadata: Mapping[str, Any], session: Mapping[str
     device = nwbfile.create_device(name="Microscope", description=_device_description(metadata, session))
     spacing = _grid_spacing(metadata)
     emission = _emission_lambdas(session, len(metadata["channels"]))
-    first_series = None
     for plane in metadata["planes"]:
+        first_series = None
         for name, channel, lam in zip(plane_series(metadata, plane), metadata["channels"], emission):
             suffix = name[len(SERIES_PREFIX) :]
             imaging_plane = nwbfile.create_imaging_plane(
@@ -115,12 +116,13 @@ def create_file(path: Path, *, metadata: Mapping[str, Any], session: Mapping[str
                 data=H5DataIO(shape=(n_frames, width, height), dtype=np.dtype(dtype)),
                 dimension=[width, height],
                 unit="n.a.",
-                # times placeholder, one vector shared by every series (filled by finalize_file)
+                # times placeholder, one vector shared by the plane's colours (filled by finalize_file)
                 timestamps=np.zeros(n_frames) if first_series is None else first_series,
                 **_field_of_view(metadata),
             )
             nwbfile.add_acquisition(series)
-            first_series = first_series or series
+            if first_series is None:
+                first_series = series
     for name, what in ((METADATA_NAME, "the export's metadata"), (PLANES_NAME, "each plane's metadata, written Z order")):
         nwbfile.add_scratch(ScratchData(name=name, data="{}", description=f"imexport: {what}, as JSON"))
     from imexport.formats.base import HISTORY_KEY
@@ -276,20 +278,21 @@ def finalize_file(
     final: Path,
     *,
     session_start: dt.datetime | None,
-    timestamps: np.ndarray,
+    timestamps: Mapping[int, np.ndarray],
     metadata: Mapping[str, Any],
     plane_metadata: Sequence[Mapping[str, Any]],
     gzip_level: int | None = None,
     block_mb: float = 100,
 ) -> None:
-    """The start time (when given), the frame times and the metadata written in place, then
+    """The start time (when given), the frame times (per 1-based plane) and the metadata written in place, then
     ``path`` becomes ``final``; with ``gzip_level``, a copy whose pixels are compressed
     (``sinks/nwb_compress.py``, ``block_mb`` MiB at a time) does, and ``path`` is removed."""
     with h5py.File(path, "r+") as file:
         if session_start is not None:
             for name in ("session_start_time", "timestamps_reference_time"):
                 file[name][()] = session_start.isoformat()
-        write_times(file, all_series(metadata), np.asarray(timestamps, dtype=np.float64))
+        for plane in metadata["planes"]:
+            write_times(file, plane_series(metadata, plane), np.asarray(timestamps[plane], dtype=np.float64))
         file[f"scratch/{METADATA_NAME}"][()] = json.dumps(metadata)
         file[f"scratch/{PLANES_NAME}"][()] = json.dumps(list(plane_metadata))
     if gzip_level is None:
@@ -317,8 +320,8 @@ def regular_rate(timestamps: np.ndarray) -> float | None:
 
 
 def write_times(file: h5py.File, names: Sequence[str], timestamps: np.ndarray) -> None:
-    """Every series' frame times: ``starting_time`` + ``rate`` when regular, else the
-    ``timestamps`` of the first series, which the others link to."""
+    """The frame times of one plane's series: ``starting_time`` + ``rate`` when regular, else
+    the ``timestamps`` of the first series, which the others link to."""
     first = file[f"acquisition/{names[0]}/timestamps"]
     if len(timestamps) != len(first):
         raise ValueError(f"{file.filename}: {len(timestamps)} frame times for {len(first)} frames")
