@@ -158,6 +158,22 @@ def test_api_piezo_stack_series_carry_their_own_planes_times(tmp_path, make_acqu
     assert dandi_problems(only(out, "*.nwb")) == []
 
 
+def test_api_array_without_epoch_takes_the_configured_start_and_the_frame_rate(tmp_path):
+    movie = np.random.default_rng(0).integers(0, 4000, size=(40, 12, 10), dtype=np.int16)
+    options = dict(ext=".nwb", dim_order="TYX", metadata={"fs": 5.0}, fix_phase=False, show_progress=False)
+    with pytest.raises(ConfigError, match="no acquisition start .* set the config key nwb.session_start_time"):
+        imwrite(movie, tmp_path / "no_start", **options, **SESSION)
+    assert not list((tmp_path / "no_start").glob("*.nwb"))
+    out = imwrite(movie, tmp_path / "nwb", **options, **SESSION, session_start_time="2024-03-01T10:00:00")
+    with NWBHDF5IO(str(only(out, "*.nwb")), "r") as io:
+        nwbfile = io.read()
+        assert nwbfile.session_start_time == dt.datetime(2024, 3, 1, 10, tzinfo=ZoneInfo("Europe/Berlin"))
+        series = nwbfile.acquisition["TwoPhotonSeriesPlane01"]
+        assert (series.starting_time, series.rate) == (0.0, 5.0)
+        np.testing.assert_array_equal(np.asarray(series.data[:]).transpose(0, 2, 1), movie)
+    assert dandi_problems(only(out, "*.nwb")) == []
+
+
 def test_api_gzip_compressed_copy_reads_back_the_same(tmp_path, make_acquisition):
     _, raw = make_acquisition(tmp_path, n_planes=2, n_frames=40, roi_heights=[16, 14], width=14, frames_per_file=15)
     plain = only(imwrite(raw[0].parent, tmp_path / "plain", ext=".nwb", show_progress=False, **SESSION), "*.nwb")

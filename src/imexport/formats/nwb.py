@@ -130,7 +130,9 @@ class NwbFormat(NoSteps):
         if export.options["session_start_time"]:
             return None
         if not timing.get("acquisition_start"):
-            raise ValueError(
+            from ..config import ConfigError
+
+            raise ConfigError(
                 f"{export.path}: the input records no acquisition start (it is not a ScanImage recording): "
                 f"set the config key nwb.session_start_time"
             )
@@ -143,7 +145,9 @@ class NwbFormat(NoSteps):
             return np.asarray(marker["plane_timestamps_sec"], dtype=np.float64)
         fs = export.metadata.get("fs")
         if not fs:
-            raise ValueError(
+            from ..config import ConfigError
+
+            raise ConfigError(
                 f"{export.path}: the input records neither frame times nor a frame rate: set the config key metadata.fs"
             )
         return np.arange(export.shape[0]) / float(fs)
