@@ -280,6 +280,15 @@ def test_workflow_multi_roi_lbm_demo_one_file_per_roi(tmp_path, run_snakemake, m
             np.testing.assert_array_equal(got.image, want.image)
 
 
+def test_shipped_nwb_config_plans_the_demo_with_nwb(tmp_path, monkeypatch):
+    # config/nwb.yaml on top of the default config: the demo plans an NWB export, no key missing
+    monkeypatch.chdir(tmp_path)
+    defaults = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    _, plan = plan_for_config({**defaults, **yaml.safe_load((DEFAULT_CONFIG.parent / "nwb.yaml").read_text())})
+    assert {e.format for e in plan.exports} == {"nwb", "tiff"}
+    assert next(e for e in plan.exports if e.format == "nwb").options["subject"]["subject_id"] == "demo-mouse"
+
+
 def test_workflow_missing_session_keys_stop_before_any_job(tmp_path, run_snakemake):
     result = run_snakemake(tmp_path, {"format": "nwb", "nwb": {"indicator": "GCaMP6s"}}, expect_ok=False)
     assert "nwb.session_description" in result.output and "nwb.subject.subject_id" in result.output
