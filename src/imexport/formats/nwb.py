@@ -109,13 +109,16 @@ class NwbFormat(NoSteps):
         their markers), then moved into place; with ``checksums``, hashed into that cache."""
         from ..sinks.nwb_file import finalize_file
 
-        markers = [json.loads(Path(path).read_text()) for path in plane_outputs]
-        timing = markers[0].get("timing") or {}
+        timing = json.loads(Path(plane_outputs[0]).read_text()).get("timing") or {}
+        times = {}
+        for path in plane_outputs:  # one marker at a time: each holds a list of T times
+            marker = json.loads(Path(path).read_text())
+            times[marker["plane"]] = self._timestamps(export, marker)
         finalize_file(
             Path(export.store),
             Path(export.path),
             session_start=self._session_start(export, timing),
-            timestamps={marker["plane"]: self._timestamps(export, marker) for marker in markers},
+            timestamps=times,
             metadata={**export.metadata, **({"timing": timing} if timing else {})},
             plane_metadata=plane_metadata,
             gzip_level=_gzip_level(export.options),
