@@ -217,6 +217,13 @@ def test_api_missing_session_keys_stop_before_anything_is_written(tmp_path, make
     assert not (tmp_path / "out").exists()
 
 
+def test_api_one_emission_wavelength_per_exported_colour(tmp_path, make_acquisition):
+    _, raw = make_acquisition(tmp_path, roi_heights=[16, 14])  # one colour
+    with pytest.raises(ConfigError, match=r"nwb.emission_lambda: 2 wavelengths for 1 exported colour"):
+        imwrite(raw[0].parent, tmp_path / "out", ext=".nwb", show_progress=False, **SESSION, emission_lambda=[510.0, 580.0])
+    assert not list((tmp_path / "out").glob("*.nwb"))
+
+
 def test_api_unknown_time_zone_is_a_config_error(tmp_path, make_acquisition):
     _, raw = make_acquisition(tmp_path, roi_heights=[16, 14])
     with pytest.raises(ConfigError, match="nwb.timezone: 'Mars/Olympus'"):

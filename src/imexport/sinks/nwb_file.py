@@ -39,6 +39,8 @@ import h5py
 import numpy as np
 
 from imexport.atomic import commit_path, remove_path, temporary_sibling
+from imexport.config import ConfigError
+from imexport.formats.base import HISTORY_KEY
 from imexport.sinks.base import PlaneTarget
 
 SERIES_PREFIX = "TwoPhotonSeries"
@@ -125,8 +127,6 @@ def create_file(path: Path, *, metadata: Mapping[str, Any], session: Mapping[str
                 first_series = series
     for name, what in ((METADATA_NAME, "the export's metadata"), (PLANES_NAME, "each plane's metadata, written Z order")):
         nwbfile.add_scratch(ScratchData(name=name, data="{}", description=f"imexport: {what}, as JSON"))
-    from imexport.formats.base import HISTORY_KEY
-
     nwbfile.add_scratch(
         ScratchData(name=HISTORY_KEY, data="[]", description="imexport: the processing history of this file, as JSON")
     )
@@ -201,6 +201,8 @@ def _emission_lambdas(session: Mapping[str, Any], n_channels: int) -> list[float
     if given is None:
         return [float("nan")] * n_channels
     values = given if isinstance(given, list) else [given] * n_channels
+    if len(values) != n_channels:
+        raise ConfigError(f"config key nwb.emission_lambda: {len(values)} wavelengths for {n_channels} exported colour(s)")
     return [float(v) for v in values]
 
 
