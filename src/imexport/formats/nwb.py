@@ -167,7 +167,7 @@ class NwbFormat(NoSteps):
     def read_frames(self, export: Export, position: int, frames: np.ndarray) -> np.ndarray:
         import h5py
 
-        from ..sinks.nwb_file import plane_series
+        from ..sinks.nwb_layout import plane_series
 
         name = plane_series(export.metadata, export.metadata["planes"][position])[0]
         with h5py.File(export.path, "r") as file:

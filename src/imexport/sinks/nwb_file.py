@@ -30,7 +30,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,32 +38,23 @@ import h5py
 import numpy as np
 
 from imexport.atomic import commit_path, remove_path, temporary_sibling
-from imexport.config import ConfigError
 from imexport.formats.base import HISTORY_KEY
 from imexport.sinks.base import PlaneTarget
+from imexport.sinks.nwb_layout import (
+    METADATA_NAME,
+    PLANES_NAME,
+    SERIES_PREFIX,
+    add_imaging_plane,
+    all_series,
+    emission_lambdas,
+    field_of_view,
+    new_nwbfile,
+    plane_series,
+)
 
-SERIES_PREFIX = "TwoPhotonSeries"
-# the export's records, as JSON text under /scratch
-METADATA_NAME, PLANES_NAME = "imexport_metadata", "imexport_planes"
 # the start time written until the assemble step knows the acquisition's
 PLACEHOLDER_START = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 TIME_DECIMALS = 9  # frame intervals equal to 1 ns are one rate (nwbinspector's own tolerance)
-
-
-def series_name(plane: int, channel: int | None) -> str:
-    """``TwoPhotonSeriesPlane03`` (1-based source plane), ``…Plane03Ch02`` with several colours."""
-    return f"{SERIES_PREFIX}Plane{plane:02d}" + ("" if channel is None else f"Ch{channel:02d}")
-
-
-def plane_series(metadata: Mapping[str, Any], plane: int) -> list[str]:
-    """The series of one plane (1-based), one per exported colour, in colour order."""
-    channels = metadata["channels"]
-    return [series_name(plane, c if len(channels) > 1 else None) for c in channels]
-
-
-def all_series(metadata: Mapping[str, Any]) -> list[str]:
-    """Every series of an export, in written Z order then colour order."""
-    return [name for plane in metadata["planes"] for name in plane_series(metadata, plane)]
 
 
 # --- prepare -----------------------------------------------------------------------------
@@ -77,39 +67,19 @@ def create_file(path: Path, *, metadata: Mapping[str, Any], session: Mapping[str
     options (validated by ``formats/nwb.py``).
     """
     from hdmf.backends.hdf5 import H5DataIO
-    from pynwb import NWBHDF5IO, NWBFile
-    from pynwb.core import ScratchData
-    from pynwb.ophys import OpticalChannel, TwoPhotonSeries
+    from pynwb import NWBHDF5IO
+    from pynwb.ophys import TwoPhotonSeries
 
     n_frames, _, _, height, width = metadata["shape"]
     start = dt.datetime.fromisoformat(session["session_start_time"]) if session["session_start_time"] else PLACEHOLDER_START
-    nwbfile = NWBFile(
-        session_description=session["session_description"],
-        identifier=str(uuid.uuid4()),
-        session_start_time=start,
-        subject=_subject(session["subject"]),
-        **{key: session[key] for key in ("experimenter", "experiment_description", "institution", "lab", "session_id")},
-        keywords=session["keywords"] or None,
-    )
-    device = nwbfile.create_device(name="Microscope", description=_device_description(metadata, session))
-    spacing = _grid_spacing(metadata)
-    emission = _emission_lambdas(session, len(metadata["channels"]))
+    nwbfile = new_nwbfile(metadata, session, start, {METADATA_NAME: "{}", PLANES_NAME: "[]", HISTORY_KEY: "[]"})
+    emission = emission_lambdas(session, len(metadata["channels"]))
     for plane in metadata["planes"]:
         first_series = None
         for name, channel, lam in zip(plane_series(metadata, plane), metadata["channels"], emission):
-            suffix = name[len(SERIES_PREFIX) :]
-            imaging_plane = nwbfile.create_imaging_plane(
-                name=f"ImagingPlane{suffix}",
-                optical_channel=OpticalChannel(
-                    name="OpticalChannel", description=f"colour channel {channel}", emission_lambda=lam
-                ),
-                description=_plane_description(metadata, plane),
-                device=device,
-                excitation_lambda=float(session["excitation_lambda"]),
-                indicator=session["indicator"],
-                location=session["location"],
-                **spacing,
-                **_origin(metadata, plane),
+            plane_name = f"ImagingPlane{name[len(SERIES_PREFIX) :]}"
+            imaging_plane = add_imaging_plane(
+                nwbfile, metadata, session, name=plane_name, channel=channel, emission=lam, planes=[plane]
             )
             series = TwoPhotonSeries(
                 name=name,
@@ -120,31 +90,17 @@ def create_file(path: Path, *, metadata: Mapping[str, Any], session: Mapping[str
                 unit="n.a.",
                 # times placeholder, one vector shared by the plane's colours (filled by finalize_file)
                 timestamps=np.zeros(n_frames) if first_series is None else first_series,
-                **_field_of_view(metadata),
+                **field_of_view(metadata),
             )
             nwbfile.add_acquisition(series)
             if first_series is None:
                 first_series = series
-    for name, what in ((METADATA_NAME, "the export's metadata"), (PLANES_NAME, "each plane's metadata, written Z order")):
-        nwbfile.add_scratch(ScratchData(name=name, data="{}", description=f"imexport: {what}, as JSON"))
-    nwbfile.add_scratch(
-        ScratchData(name=HISTORY_KEY, data="[]", description="imexport: the processing history of this file, as JSON")
-    )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_path(path)  # what an interrupted run left
     with NWBHDF5IO(str(path), "w") as io:
         io.write(nwbfile)
     _allocate(path, all_series(metadata))
-
-
-def _subject(values: Mapping[str, Any]):
-    from pynwb.file import Subject
-
-    given = {key: value for key, value in values.items() if value is not None}
-    if "date_of_birth" in given:
-        given["date_of_birth"] = dt.datetime.fromisoformat(given["date_of_birth"])
-    return Subject(**given)
 
 
 def _allocate(path: Path, names: Sequence[str]) -> None:
@@ -157,53 +113,6 @@ def _allocate(path: Path, names: Sequence[str]) -> None:
             data[(0,) * data.ndim] = 0
             if data.id.get_offset() is None:
                 raise RuntimeError(f"{path}: HDF5 did not allocate {data.name}")
-
-
-def _device_description(metadata: Mapping[str, Any], session: Mapping[str, Any]) -> str:
-    if session["device_description"]:
-        return session["device_description"]
-    system = (metadata.get("scanimage") or {}).get("SI.imagingSystem")
-    return f"{metadata['source_format']} acquisition ({metadata['stack_type']})" + (f", {system}" if system else "")
-
-
-def _plane_description(metadata: Mapping[str, Any], plane: int) -> str:
-    roi = metadata.get("roi")
-    view = f"ROI {roi}" if roi is not None else "the field of view, ROIs stitched along Y"
-    return f"Plane {plane} of {metadata['source_shape'][2]} ({metadata['stack_type']} stack), {view}"
-
-
-def _grid_spacing(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """Pixel size along (x, y), µm, where known."""
-    if metadata.get("dx") is None or metadata.get("dy") is None:
-        return {}
-    return {"grid_spacing": [float(metadata["dx"]), float(metadata["dy"])], "grid_spacing_unit": "micrometers"}
-
-
-def _origin(metadata: Mapping[str, Any], plane: int) -> dict[str, Any]:
-    """The plane's depth below the first source plane, µm: (plane - 1) x the source's plane spacing."""
-    dz, stride = metadata.get("dz"), metadata.get("plane_stride")
-    if dz is None or not stride:
-        return {}
-    return {"origin_coords": [0.0, 0.0, (plane - 1) * float(dz) / stride], "origin_coords_unit": "micrometers"}
-
-
-def _field_of_view(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """Width and height of a frame, meters, where the pixel size is known."""
-    if metadata.get("dx") is None or metadata.get("dy") is None:
-        return {}
-    _, _, _, height, width = metadata["shape"]
-    return {"field_of_view": [width * float(metadata["dx"]) * 1e-6, height * float(metadata["dy"]) * 1e-6]}
-
-
-def _emission_lambdas(session: Mapping[str, Any], n_channels: int) -> list[float]:
-    """One emission wavelength (nm) per exported colour; NaN where not given."""
-    given = session["emission_lambda"]
-    if given is None:
-        return [float("nan")] * n_channels
-    values = given if isinstance(given, list) else [given] * n_channels
-    if len(values) != n_channels:
-        raise ConfigError(f"config key nwb.emission_lambda: {len(values)} wavelengths for {n_channels} exported colour(s)")
-    return [float(v) for v in values]
 
 
 # --- plane jobs ----------------------------------------------------------------------------
