@@ -29,6 +29,7 @@ from imexport.api import imwrite
 from imexport.axial import mean_frame_indices
 from imexport.config import ConfigError
 from imexport.demo import demo_spec
+from imexport.formats import FORMATS
 from imexport.qc import written_means
 from imexport.verify import verify
 from imexport.workflow_plan import plan_for_config
@@ -172,6 +173,45 @@ def test_api_array_without_epoch_takes_the_configured_start_and_the_frame_rate(t
         assert (series.starting_time, series.rate) == (0.0, 5.0)
         np.testing.assert_array_equal(np.asarray(series.data[:]).transpose(0, 2, 1), movie)
     assert dandi_problems(only(out, "*.nwb")) == []
+
+
+def test_api_volume_series_per_colour(tmp_path, make_acquisition):
+    # nwb.series: volume: one (frame, x, y, z) series per colour, the volumes' times, plane spacing as z spacing
+    spec, raw = make_acquisition(
+        tmp_path, n_colors=2, n_planes=3, n_frames=40, roi_heights=[16, 14], width=14, frames_per_file=15, frame_rate=10.0
+    )
+    config = tmp_path / "config.yaml"
+    options = dict(show_progress=False, metadata={"dz": 12.0}, config_out=config)
+    out = imwrite(raw[0].parent, tmp_path / "nwb", ext=".nwb", nwb_series="volume", **options, **SESSION)
+    imwrite(raw[0].parent, tmp_path / "tiff", ext=".tiff", show_progress=False)
+    times, epoch = header_times(raw)
+    path = only(out, "*.nwb")
+    with NWBHDF5IO(str(path), "r") as io:
+        nwbfile = io.read()
+        assert nwbfile.session_start_time == epoch.replace(tzinfo=ZoneInfo("Europe/Berlin"))
+        assert list(nwbfile.acquisition) == ["TwoPhotonSeriesCh01", "TwoPhotonSeriesCh02"]
+        for c in (1, 2):
+            series = nwbfile.acquisition[f"TwoPhotonSeriesCh{c:02d}"]
+            assert series.data.shape == (40, 28, 16, 3)
+            for z in range(3):
+                tiff = tifffile.imread(only(tmp_path / "tiff", f"zplane{z + 1:02d}_*.tif"))  # (T, C, Y, X)
+                np.testing.assert_array_equal(np.asarray(series.data[:, :, :, z]).transpose(0, 2, 1), tiff[:, c - 1])
+            np.testing.assert_allclose(series_times(series), times, rtol=0, atol=1e-9)
+            pixel = spec.objective_resolution * spec.deg_per_pixel
+            np.testing.assert_allclose(series.imaging_plane.grid_spacing[:], [pixel, pixel, 12.0])
+        assert json.loads(nwbfile.scratch["imexport_metadata"].data)["timing"]["acquisition_start"] == epoch.isoformat(
+            timespec="microseconds"
+        )
+        assert json.loads(nwbfile.scratch["processing_history"].data)[-1]["step"] == "imexport"
+    assert not list((out / ".imexport").rglob("*.nwb"))  # the plane series' file is gone
+    assert dandi_problems(path) == []
+    assert verify(out) == []
+    # what QC reads back: plane by plane, as from the TIFFs
+    _, plan = plan_for_config(yaml.safe_load(config.read_text()))
+    export = next(e for e in plan.exports if e.format == "nwb")
+    for z in range(3):
+        tiff = tifffile.imread(only(tmp_path / "tiff", f"zplane{z + 1:02d}_*.tif"))
+        np.testing.assert_array_equal(FORMATS["nwb"].read_frames(export, z, np.array([0, 5, 39])), tiff[[0, 5, 39], 0])
 
 
 def test_api_gzip_compressed_copy_reads_back_the_same(tmp_path, make_acquisition):

@@ -4,7 +4,9 @@ A prepare step lays the file out with pynwb, every series' pixels allocated; the
 write their frames in place; an assemble step adds the acquisition start, the frame times
 and the export's metadata, then moves the file into place (``sinks/nwb_file.py``).
 Uncompressed by default; with ``nwb.compression: gzip`` the assemble step writes a compressed
-copy (every pixel read and written once more, by one job).
+copy (every pixel read and written once more, by one job). With ``nwb.series: volume`` the
+assemble step writes a file of one ``(frame, x, y, z)`` series per colour from the plane
+series instead (``sinks/nwb_volume.py``, also one more copy).
 
 What a ScanImage header cannot say (subject, indicator, excitation wavelength, …) comes
 from the ``nwb:`` config block; what the archive requires is checked when the plan is
@@ -22,6 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..atomic import commit_path, remove_path, temporary_sibling
 from ..checksums import remember_files
 from ..jobs import Export
 from ..sinks.base import PlaneTarget
@@ -32,6 +35,7 @@ from .base import HISTORY_KEY, LayoutContext, NoSteps, OutputLayout
 REQUIRED = ("session_description", "subject.subject_id", "subject.species", "subject.sex", "indicator", "excitation_lambda")
 AGE_KEYS = ("subject.age", "subject.date_of_birth")  # one of them
 DEFAULT_GZIP_LEVEL = 4  # as for HDF5
+VOLUME = "volume"  # nwb.series: one series per colour, (frame, x, y, z)
 
 
 class NwbFormat(NoSteps):
@@ -57,7 +61,7 @@ class NwbFormat(NoSteps):
             "location",
             "device_description",
         )
-    } | {"nwb_compression": "compression", "nwb_compression_level": "compression_level"}
+    } | {"nwb_series": "series", "nwb_compression": "compression", "nwb_compression_level": "compression_level"}
 
     def options(self, config: dict[str, Any]) -> dict[str, Any]:
         """The ``nwb`` block; an error listing every missing required key, and one for a
@@ -105,27 +109,61 @@ class NwbFormat(NoSteps):
         return []  # every plane job writes into the one file: it is hashed once finalised
 
     def assemble(self, export: Export, plane_outputs, plane_metadata, checksums: str | None) -> None:
-        """The file finalised with the times the plane jobs learnt from the page index (in
-        their markers), then moved into place; with ``checksums``, hashed into that cache."""
+        """The file finalised (or the volumetric file made from it) with the times the plane
+        jobs learnt from the page index (in their markers), then moved into place; with
+        ``checksums``, hashed into that cache."""
         from ..sinks.nwb_file import finalize_file
 
         timing = json.loads(Path(plane_outputs[0]).read_text()).get("timing") or {}
-        times = {}
-        for path in plane_outputs:  # one marker at a time: each holds a list of T times
-            marker = json.loads(Path(path).read_text())
-            times[marker["plane"]] = self._timestamps(export, marker)
-        finalize_file(
-            Path(export.store),
-            Path(export.path),
-            session_start=self._session_start(export, timing),
-            timestamps=times,
-            metadata={**export.metadata, **({"timing": timing} if timing else {})},
-            plane_metadata=plane_metadata,
-            gzip_level=_gzip_level(export.options),
-            block_mb=export.target_chunk_mb,
-        )
+        start = self._session_start(export, timing)
+        metadata = {**export.metadata, **({"timing": timing} if timing else {})}
+        if export.options["series"] == VOLUME:
+            times = self._timestamps(export, timing.get("timestamps_sec"))
+            self._assemble_volume(export, start, times, metadata, plane_metadata)
+        else:
+            times = {}
+            for path in plane_outputs:  # one marker at a time: each holds a list of T times
+                marker = json.loads(Path(path).read_text())
+                times[marker["plane"]] = self._timestamps(export, marker.get("plane_timestamps_sec"))
+            finalize_file(
+                Path(export.store),
+                Path(export.path),
+                session_start=start,
+                timestamps=times,
+                metadata=metadata,
+                plane_metadata=plane_metadata,
+                gzip_level=_gzip_level(export.options),
+                block_mb=export.target_chunk_mb,
+            )
         if checksums:
             remember_files([Path(export.path)], checksums)
+
+    def _assemble_volume(self, export: Export, start: dt.datetime | None, times: np.ndarray, metadata, plane_metadata) -> None:
+        """The volumetric file, made from the plane series the plane jobs wrote, then moved into
+        place; the plane series' file is removed."""
+        from ..sinks.nwb_file import regular_rate
+        from ..sinks.nwb_volume import write_volume_file
+
+        final = Path(export.path)
+        temporary = temporary_sibling(final)
+        try:
+            write_volume_file(
+                Path(export.store),
+                temporary,
+                metadata=metadata,
+                plane_metadata=plane_metadata,
+                session=export.options,
+                start=start or dt.datetime.fromisoformat(export.options["session_start_time"]),
+                timestamps=times,
+                rate=regular_rate(times),
+                gzip_level=_gzip_level(export.options),
+                block_mb=export.target_chunk_mb,
+            )
+            commit_path(temporary, final)
+        except BaseException:
+            remove_path(temporary)
+            raise
+        remove_path(Path(export.store))
 
     def _session_start(self, export: Export, timing: dict[str, Any]) -> dt.datetime | None:
         """The acquisition start (ScanImage ``epoch``, local wall clock, in ``nwb.timezone``);
@@ -141,11 +179,10 @@ class NwbFormat(NoSteps):
             )
         return _aware(dt.datetime.fromisoformat(timing["acquisition_start"]), _zone(export.options["timezone"]))
 
-    def _timestamps(self, export: Export, marker: dict[str, Any]) -> np.ndarray:
-        """The time of each frame of a plane, s, from its plane job's marker: its own pages'
-        (as recorded), else from the frame rate."""
-        if marker.get("plane_timestamps_sec"):
-            return np.asarray(marker["plane_timestamps_sec"], dtype=np.float64)
+    def _timestamps(self, export: Export, recorded: list[float] | None) -> np.ndarray:
+        """The time of each frame, s: as ``recorded``, else from the frame rate."""
+        if recorded:
+            return np.asarray(recorded, dtype=np.float64)
         fs = export.metadata.get("fs")
         if not fs:
             from ..config import ConfigError
@@ -169,9 +206,12 @@ class NwbFormat(NoSteps):
 
         from ..sinks.nwb_layout import plane_series
 
-        name = plane_series(export.metadata, export.metadata["planes"][position])[0]
+        rows = [int(t) for t in frames]
         with h5py.File(export.path, "r") as file:
-            return file[f"acquisition/{name}/data"][[int(t) for t in frames]].transpose(0, 2, 1)
+            if export.options["series"] == VOLUME:
+                return file[f"acquisition/{plane_series(export.metadata, None)[0]}/data"][rows, :, :, position].transpose(0, 2, 1)
+            name = plane_series(export.metadata, export.metadata["planes"][position])[0]
+            return file[f"acquisition/{name}/data"][rows].transpose(0, 2, 1)
 
     def check_readable(self, path: Path, entry: dict[str, Any]) -> None:
         """Every series gives back its first frame through h5py."""
