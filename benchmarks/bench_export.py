@@ -50,7 +50,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PROFILE_DRIVER = Path(__file__).resolve().with_name("profile_plane.py")
 DEFAULT_WORKDIR = Path("/tmp/imexport-bench")
-ALL_FORMATS = ("tiff", "bin", "zarr", "h5")
+ALL_FORMATS = ("tiff", "bin", "zarr", "h5", "nwb")
+# the session keys format nwb requires (placeholders: the benchmark measures the writing)
+NWB_SESSION = {
+    "session_description": "benchmark",
+    "subject": {"subject_id": "bench", "species": "Mus musculus", "sex": "U", "age": "P90D"},
+    "indicator": "GCaMP6s",
+    "excitation_lambda": 920.0,
+}
 REFERENCE_EXT = {"tiff": ".tiff", "bin": ".bin", "zarr": ".zarr", "h5": ".h5"}
 COPY_BUFFER = 16 * 2**20
 MB = 1e6
@@ -616,6 +623,8 @@ def run_workflow(
     run_dir.mkdir(parents=True)
     outdir = run_dir / "out"
     config = {"input": str(raw), "outdir": str(outdir), "format": fmt, **(extra_config or {})}
+    if fmt == "nwb":
+        config["nwb"] = NWB_SESSION
     if chunk_mb is not None:
         config["target_chunk_mb"] = chunk_mb
     cfg = run_dir / "bench_config.yaml"
@@ -1115,7 +1124,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=300, help="frames (volumes) of the generated acquisition")
     parser.add_argument("--planes", type=int, default=14, help="z-planes of the generated acquisition")
-    parser.add_argument("--formats", default=",".join(ALL_FORMATS), help="comma-separated: tiff,bin,zarr,h5")
+    parser.add_argument("--formats", default=",".join(ALL_FORMATS), help="comma-separated: tiff,bin,zarr,h5,nwb")
     parser.add_argument(
         "--phase-offset",
         type=float,
@@ -1268,7 +1277,9 @@ def main() -> int:
         log(f"  {row.status if not row.ok else f'{row.bytes / 1e9:.2f} GB in {row.wall_s:.1f} s = {row.mb_s:.0f} MB/s'}")
 
     # reference rows
-    reference_runs = [(fmt, False) for fmt in args.formats] + ([("tiff", True)] if "tiff" in args.formats else [])
+    # the reference writes no NWB
+    reference_runs = [(fmt, False) for fmt in args.formats if fmt in REFERENCE_EXT]
+    reference_runs += [("tiff", True)] if "tiff" in args.formats else []
     for fmt, register_z in reference_runs:
         label = f"reference {fmt}{' + register_z' if register_z else ''} (mbo_utilities)"
         if ref_ok:

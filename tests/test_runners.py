@@ -30,7 +30,7 @@ def _config(tmp_path: Path, **overrides) -> dict:
     [
         ({"outdir": "raw/inside"}, "is inside the input folder"),
         ({"planes": [2, 9]}, "planes: [9] out of range; this source has 3 (valid: 1..3)"),
-        ({"format": ["tiff", "avi"]}, "format.1: 'avi' is not one of ['tiff', 'bin', 'zarr', 'h5']"),
+        ({"format": ["tiff", "avi"]}, "format.1: 'avi' is not one of ['tiff', 'bin', 'zarr', 'h5', 'nwb']"),
         ({"frames": "1:4", "num_frames": 0}, "num_frames"),
     ],
     ids=["outdir-inside-input", "plane-out-of-range", "unknown-format", "bad-num-frames"],

@@ -26,7 +26,7 @@ from .checksums import files_of, input_files, remember_files
 from .corrections import compute_axial_shifts, estimate_scan_phase, phase_corrector, shift_metadata
 from .formats import FORMATS
 from .jobs import Export, PlaneJob
-from .metadata import frame_timing
+from .metadata import frame_timing, plane_timestamps
 from .plan import Plan
 from .selection import from_runs
 from .sources import build_index
@@ -115,9 +115,17 @@ def write_plane(
         if fsync_enabled():  # the slab's chunk files stay in the shared store: no rename flushes them
             for path in FORMATS[job.format].slab_files(Path(job.store), job.z_index):
                 fsync_path(path)
-        # the marker carries the times to the assemble step of a store that has no other place for them
+        # the marker carries the times to the assemble step of a store that has no other place for
+        # them: the frames' (a volume's first page's) and this plane's own pages' (NWB, one series a plane)
+        own = plane_timestamps(info, index_path, from_runs(job.frames), job.plane) if timing else None
         write_json_atomic(
-            Path(job.output), {"z_index": job.z_index, "plane": job.plane + 1, **({"timing": timing} if timing else {})}
+            Path(job.output),
+            {
+                "z_index": job.z_index,
+                "plane": job.plane + 1,
+                **({"timing": timing} if timing else {}),
+                **({"plane_timestamps_sec": own.tolist()} if own is not None else {}),
+            },
         )
     if checksums and job.output_type in ("file", "folder"):
         remember_files(files_of(Path(job.output)), checksums)

@@ -12,10 +12,11 @@ from __future__ import annotations
 from .base import LayoutContext, OutputFormat, OutputLayout
 from .bin import BinFormat
 from .h5 import H5Format
+from .nwb import NwbFormat
 from .tiff import TiffFormat
 from .zarr import ZarrFormat
 
-FORMATS: dict[str, OutputFormat] = {f.name: f for f in (TiffFormat(), BinFormat(), ZarrFormat(), H5Format())}
+FORMATS: dict[str, OutputFormat] = {f.name: f for f in (TiffFormat(), BinFormat(), ZarrFormat(), H5Format(), NwbFormat())}
 
 
 def output_format(name: str) -> OutputFormat:
