@@ -1,18 +1,24 @@
 # The outputs this workflow owns (imexport.guard): one record per output with the
-# output's fingerprint in its name, written before anything writes that output, and
-# the overwrite check, made while the DAG is built so a conflict stops the run before
-# any job. The output folder is tidied by the Snakefile's onstart handler.
+# output's fingerprint (settings and input digests) in its name, written before anything
+# writes that output, and the overwrite check, made while the DAG is built so a conflict
+# stops the run before any job. The output folder is tidied by the Snakefile's onstart handler.
+from imexport.demo import demo_active
 from imexport.guard import OverwriteError, check_overwrite, planned_records, prepare_outdir, record_text
+from imexport.input_content import input_digests, mark_content
 from imexport.pipeline import Pipeline
 
-OUTPUT_RECORDS = planned_records(PLAN)
+# only inputs changed since they were last hashed are read (imexport.input_content)
+INPUT_DIGESTS = input_digests(PLAN, made_by_run=demo_active(RESOLVED))
+# rewritten only when an input's content changed: what indexes the inputs again
+INPUT_CONTENT = str(mark_content(WORK, INPUT_DIGESTS))
+OUTPUT_RECORDS = planned_records(PLAN, INPUT_DIGESTS)
 RECORDS_DIR = f"{WORK}/records"
 RECORD_TEXT = {str(Path(r["record"]).relative_to(RECORDS_DIR)): record_text(r) for r in OUTPUT_RECORDS.values()}
 # every step with what it needs and makes (the rules' inputs; the in-process API runs it too)
 PIPELINE = Pipeline(PLAN, {key: record["record"] for key, record in OUTPUT_RECORDS.items()})
 
 try:
-    check_overwrite(PLAN, OUTPUT_RECORDS, RESOLVED["overwrite"])
+    check_overwrite(PLAN, OUTPUT_RECORDS, RESOLVED["overwrite"], INPUT_DIGESTS)
 except OverwriteError as error:
     stop_run(error)
 

@@ -16,7 +16,8 @@ INPUT_CHECKSUMS = f"{CHECKSUMS}/inputs.json"
 # waits for it); unchanged files already in the cache are not read again.
 rule checksum_inputs:
     input:
-        PLAN.source.files,
+        ancient(PLAN.source.files),  # a touch is no change; a new content is (INPUT_CONTENT)
+        INPUT_CONTENT,
     output:
         INPUT_CHECKSUMS,
     log:
