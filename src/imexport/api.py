@@ -217,15 +217,16 @@ def _run_locked(plan: Plan, config: dict[str, Any], progress: Callable[[float, A
     from .demo import demo_active
     from .guard import check_overwrite, planned_records, prepare_outdir, record_text
     from .history import history_spec, record_history
-    from .input_content import input_digests, mark_content
+    from .input_content import content_record_path, content_record_text, input_digests
 
     inputs = input_digests(plan, made_by_run=demo_active(config))
-    mark_content(plan.work, inputs)
     records = planned_records(plan, inputs)
     check_overwrite(plan, records, config["overwrite"], inputs)
-    prepare_outdir(plan, records, config["overwrite"])
-    for record in records.values():
-        write_atomic(Path(record["record"]), lambda fh, r=record: fh.write((record_text(r) + "\n").encode()))
+    prepare_outdir(plan, records, config["overwrite"], inputs)
+    texts = {content_record_path(plan.work, inputs): content_record_text(inputs)}
+    texts.update({Path(record["record"]): record_text(record) for record in records.values()})
+    for path, text in texts.items():
+        write_atomic(path, lambda fh, t=text: fh.write((t + "\n").encode()))
     pipeline = Pipeline(plan, {key: record["record"] for key, record in records.items()})
     run = _step_runners(plan, str(cache_folder(plan.work)))  # writers hash what they write; record_history looks it up
     last_use = pipeline.last_use()

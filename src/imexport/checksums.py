@@ -98,6 +98,11 @@ def _identity(stat: os.stat_result) -> dict[str, int]:
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ino": stat.st_ino, "ctime_ns": stat.st_ctime_ns}
 
 
+def file_identity(path: str | Path) -> dict[str, int]:
+    """What a cache entry is valid for: the file's size, mtime_ns, inode and ctime_ns now."""
+    return _identity(os.stat(path))
+
+
 def remember(path: str | Path, cache_dir: str | Path, sha256: str | None = None, *, written: bool = True) -> dict[str, Any]:
     """Store the digest of ``path`` (hashed here unless ``sha256`` is given); the entry.
 

@@ -16,8 +16,9 @@ record would be rewritten — it was written by imexport with other parameters o
 another content of an input file (named from the manifest), or not by imexport at all.
 With ``overwrite: false`` the run stops and lists them.
 
-**Start of a run** (Snakemake ``onstart``, real runs only): temporaries of killed jobs
-are removed; records of planned outputs with another fingerprint are dropped; with
+**Start of a run** (Snakemake ``onstart``, real runs only): the input digests planning
+took enter the digest cache; temporaries of killed jobs are removed; records of planned
+outputs with another fingerprint, and of other input contents, are dropped; with
 ``overwrite: true`` the conflicting outputs go, and so do outputs of the planned formats
 that an earlier export made but this plan no longer produces, so nothing stale survives.
 Nothing outside outdir is ever touched, nor any input file.
@@ -35,7 +36,7 @@ from typing import Any
 from .atomic import TEMP_MARKER, remove_path
 from .formats import FORMATS
 from .history import plain
-from .input_content import input_digests
+from .input_content import InputDigests, drop_other_content_records, input_digests, remember_hashed
 from .jobs import Export
 from .manifest import manifest_path
 from .plan import Plan
@@ -309,8 +310,17 @@ def _known_outputs(plan: Plan) -> dict[str, dict[str, Any]]:
     return known
 
 
-def prepare_outdir(plan: Plan, records: dict[str, dict[str, Any]], overwrite: bool) -> list[Path]:
-    """What a run does before its first job (see the module docstring); the paths it removed."""
+def prepare_outdir(
+    plan: Plan, records: dict[str, dict[str, Any]], overwrite: bool, inputs: InputDigests | None = None
+) -> list[Path]:
+    """What a run does before its first job (see the module docstring); the paths it removed.
+
+    ``inputs``: the input digests planning took: what it hashed goes into the digest
+    cache, and the records of other input contents go (:mod:`imexport.input_content`).
+    """
+    if inputs is not None:
+        remember_hashed(inputs, plan.work)
+        drop_other_content_records(plan.work, inputs)
     outdir = Path(plan.outdir)
     inputs = [Path(f).resolve() for f in plan.source.files]
     removed = remove_stale_temporaries(outdir, plan.source.files)

@@ -32,9 +32,9 @@ from the outputs, so recording it again (the rule reruns when an output was rewr
 replaces this export's step instead of adding a second one.
 
 The history job hashes almost nothing itself: the jobs that wrote the outputs hashed
-them, and the ``checksum_inputs`` job the input files, while the other jobs ran; their
-digests wait in the cache ``<work>/checksums/`` (:mod:`imexport.checksums`), valid while
-each file's size, mtime and inode are unchanged. Only what is missing there or changed
+them while the other jobs ran, and planning the input files (:mod:`imexport.input_content`);
+their digests wait in the cache ``<work>/checksums/`` (:mod:`imexport.checksums`), valid
+while each file's size, mtime, inode and change time are unchanged. Only what is missing there or changed
 since — the files rewritten to carry the history, the TIFF sidecars — is hashed here, on
 a few threads. The digests are the same either way, so is the manifest.
 """

@@ -4,13 +4,14 @@
 # stops the run before any job. The output folder is tidied by the Snakefile's onstart handler.
 from imexport.demo import demo_active
 from imexport.guard import OverwriteError, check_overwrite, planned_records, prepare_outdir, record_text
-from imexport.input_content import input_digests, mark_content
+from imexport.input_content import content_record_path, content_record_text, input_digests
 from imexport.pipeline import Pipeline
+from imexport.user_errors import say
 
 # only inputs changed since they were last hashed are read (imexport.input_content)
-INPUT_DIGESTS = input_digests(PLAN, made_by_run=demo_active(RESOLVED))
-# rewritten only when an input's content changed: what indexes the inputs again
-INPUT_CONTENT = str(mark_content(WORK, INPUT_DIGESTS))
+INPUT_DIGESTS = input_digests(PLAN, demo_active(RESOLVED), say if workflow.is_main_process else None)
+# named after the inputs' content: a new content indexes the inputs again, a touch does not
+INPUT_CONTENT = str(content_record_path(WORK, INPUT_DIGESTS))
 OUTPUT_RECORDS = planned_records(PLAN, INPUT_DIGESTS)
 RECORDS_DIR = f"{WORK}/records"
 RECORD_TEXT = {str(Path(r["record"]).relative_to(RECORDS_DIR)): record_text(r) for r in OUTPUT_RECORDS.values()}
@@ -35,5 +36,19 @@ rule output_record:
         "../../envs/imexport.yaml"
     params:
         text=lambda w: RECORD_TEXT[w.record],
+    shell:
+        "printf '%s\\n' {params.text:q} > {output:q} 2> {log:q}"
+
+
+rule input_content:
+    output:
+        INPUT_CONTENT,
+    log:
+        f"{WORK}/logs/records/input_content.log",
+    localrule: True
+    conda:
+        "../../envs/imexport.yaml"
+    params:
+        text=content_record_text(INPUT_DIGESTS),
     shell:
         "printf '%s\\n' {params.text:q} > {output:q} 2> {log:q}"
