@@ -48,6 +48,7 @@ def test_remember_stores_one_entry_named_after_the_resolved_path(tmp_path):
         "size": 1000,
         "mtime_ns": stat.st_mtime_ns,
         "ino": stat.st_ino,
+        "ctime_ns": stat.st_ctime_ns,
         "sha256": sha(path),
     }
     name = hashlib.sha1(str(path.resolve()).encode()).hexdigest() + ".json"

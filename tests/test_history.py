@@ -166,6 +166,7 @@ def test_writers_and_checksum_inputs_left_the_digests_the_history_job_looked_up(
             "size": stat.st_size,
             "mtime_ns": stat.st_mtime_ns,
             "ino": stat.st_ino,
+            "ctime_ns": stat.st_ctime_ns,
             "sha256": sha(path),
         }, path
     assert json.loads((cache / "inputs.json").read_text())["files"] == [

@@ -6,11 +6,18 @@
   output may exist under its final name (nor a temporary one).
 * An input rewritten after the plane jobs read it but before the history step: the
   history must not record a digest of bytes that were not the ones exported.
+* Between two runs (workflow and API): an input edited in place with its size kept is
+  caught, whatever its modification time says; a touched input re-exports nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -19,6 +26,7 @@ import tifffile
 import imexport
 from imexport import steps
 from imexport.atomic import TEMP_MARKER
+from imexport.guard import OverwriteError
 from imexport.history import MANIFEST_NAME
 from imexport.sources.info import SourceError
 from imexport.synthetic import expected_roi
@@ -87,3 +95,138 @@ def test_an_input_changed_before_the_history_step_is_not_recorded(tmp_path, make
         imexport.imwrite(raw[0].parent, out, ext=".tiff", progress_callback=rewrite_after_the_last_plane_job, show_progress=False)
     assert plane_jobs[-1] == 1.0
     assert not (out / MANIFEST_NAME).exists()
+
+
+# --------------------------------------------------------------------------- between runs
+# An input rewritten in place between two runs, with its size kept (and its modification
+# time too, with `touch -d`), is a changed plan: the rerun lists the outputs it would
+# rewrite, naming the file, or rewrites them with overwrite: true. A touch is no change.
+
+TOUCHED_SPEC = dict(n_frames=12, n_planes=2, roi_heights=[16, 16], width=16, fly_to_lines=3, frames_per_file=6, n_cells=4)
+EDITED_PAGES = 4  # the last two frames of the last file, both planes: 4 x 1120 bytes
+
+
+def invert_last_pages(path, n_pages: int, keep_mtime: bool) -> None:
+    """Invert the pixels of the file's last ``n_pages`` pages in place (same size, same
+    inode); ``keep_mtime``: set the modification time back, as ``touch -d`` would."""
+    before = os.stat(path)
+    with tifffile.TiffFile(path) as tif:
+        strips = [(o, n) for page in tif.pages[-n_pages:] for o, n in zip(page.dataoffsets, page.databytecounts)]
+    with open(path, "r+b") as fh:
+        for offset, count in strips:
+            fh.seek(offset)
+            data = fh.read(count)
+            fh.seek(offset)
+            fh.write(bytes(255 - b for b in data))
+    if keep_mtime:
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(path).st_size == before.st_size and os.stat(path).st_ino == before.st_ino
+
+
+def outputs_state(out) -> dict[str, tuple[int, str]]:
+    """Every file of the export but imexport's work folder: (mtime_ns, sha256)."""
+    return {
+        str(p.relative_to(out)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and ".imexport" not in p.relative_to(out).parts
+    }
+
+
+def plane_files(out) -> list:
+    return sorted(out.glob("zplane*.tif"))
+
+
+def expected_planes(spec) -> list[np.ndarray]:
+    """The pixels of each plane as the synthetic acquisition drew them, ROIs side by side."""
+    frames = np.arange(spec.n_frames)
+    return [np.concatenate([expected_roi(spec, frames, 0, z, r) for r in range(2)], axis=2) for z in range(spec.n_planes)]
+
+
+def assert_inverted_last_frames(out, spec) -> None:
+    """The last frame of the last file's pages inverted (ScanImage order: frame-major,
+    plane-minor), every other frame as drawn."""
+    n_frames = EDITED_PAGES // spec.n_planes
+    for path, drawn in zip(plane_files(out), expected_planes(spec)):
+        frames = tifffile.imread(path)
+        assert np.array_equal(frames[:-n_frames], drawn[:-n_frames])
+        assert np.array_equal(frames[-n_frames:], ~drawn[-n_frames:])
+
+
+@pytest.mark.parametrize("keep_mtime", [False, True], ids=["mtime-moved", "mtime-set-back"])
+def test_an_input_edited_in_place_with_its_size_stops_the_rerun_then_overwrite_reexports(
+    tmp_path, make_acquisition, run_snakemake, keep_mtime
+):
+    spec, raw = make_acquisition(tmp_path, **TOUCHED_SPEC)
+    out = tmp_path / "out"
+    config = {"input": str(raw[0].parent), "outdir": str(out), "format": "tiff", "scan_phase": {"fix_phase": False}}
+    run_snakemake(tmp_path / "work", config)
+    assert [np.array_equal(tifffile.imread(p), e) for p, e in zip(plane_files(out), expected_planes(spec))] == [True, True]
+    before = outputs_state(out)
+
+    invert_last_pages(raw[-1], EDITED_PAGES, keep_mtime)
+    refused = run_snakemake(tmp_path / "work", config, expect_ok=False)
+    assert "overwrite: false" in refused.output and "overwrite: true" in refused.output
+    for path in plane_files(out):
+        assert f"{path} (written by imexport from an earlier content of {raw[-1].resolve()} (rewritten in place since))" in (
+            refused.output
+        )
+    assert str(raw[0].resolve()) not in refused.output  # the unchanged file is not named
+    assert "rule " not in refused.output and "Traceback" not in refused.output  # before any job
+    assert outputs_state(out) == before
+
+    run_snakemake(tmp_path / "work", {**config, "overwrite": True})
+    assert_inverted_last_frames(out, spec)
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    inputs = {e["path"]: e["sha256"] for e in manifest["steps"][-1]["inputs"]}
+    assert inputs[str(raw[-1].resolve())] == hashlib.sha256(raw[-1].read_bytes()).hexdigest()
+    verify = subprocess.run([sys.executable, "-m", "imexport.cli", "verify", str(out)], capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stdout
+
+
+def test_a_touched_input_reexports_nothing_and_a_later_rerun_still_reads_it(tmp_path, make_acquisition, run_snakemake):
+    spec, raw = make_acquisition(tmp_path, **TOUCHED_SPEC)
+    out = tmp_path / "out"
+    config = {"input": str(raw[0].parent), "outdir": str(out), "format": "tiff", "scan_phase": {"fix_phase": False}}
+    run_snakemake(tmp_path / "work", config)
+    before = outputs_state(out)
+    logs = {p: p.stat().st_mtime_ns for p in (out / ".imexport" / "logs").rglob("*.log")}
+
+    for path in raw:  # what `touch` does: the times move, the bytes stay
+        later = os.stat(path).st_mtime_ns + 5 * 10**9
+        os.utime(path, ns=(later, later))
+    again = run_snakemake(tmp_path / "work", config)
+    assert "Nothing to be done" in again.output and "rule " not in again.output, again.output
+    assert outputs_state(out) == before
+    assert {p: p.stat().st_mtime_ns for p in logs} == logs  # no job started (each writes its log)
+
+    # a job that runs later (its output was deleted) reads the touched file as indexed
+    plane_files(out)[0].unlink()
+    rerun = run_snakemake(tmp_path / "work", config)
+    assert "rule write_plane_file" in rerun.output and "rule index_source" not in rerun.output
+    assert [np.array_equal(tifffile.imread(p), e) for p, e in zip(plane_files(out), expected_planes(spec))] == [True, True]
+    verify = subprocess.run([sys.executable, "-m", "imexport.cli", "verify", str(out)], capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stdout
+
+
+def test_the_api_stops_on_an_edited_input_and_rewrites_it_with_overwrite(tmp_path, make_acquisition):
+    spec, raw = make_acquisition(tmp_path, **TOUCHED_SPEC)
+    out = tmp_path / "out"
+    export = dict(ext=".tif", show_progress=False, fix_phase=False)
+    imexport.imwrite(raw[0].parent, out, **export)
+    before = {p.name: p.read_bytes() for p in plane_files(out)}
+
+    for path in raw:  # a touch: the API runs every step again, into the same pixel files
+        later = os.stat(path).st_mtime_ns + 5 * 10**9
+        os.utime(path, ns=(later, later))
+    imexport.imwrite(raw[0].parent, out, **export)
+    assert {p.name: p.read_bytes() for p in plane_files(out)} == before
+
+    invert_last_pages(raw[-1], EDITED_PAGES, keep_mtime=True)
+    with pytest.raises(OverwriteError) as refused:
+        imexport.imwrite(raw[0].parent, out, **export)
+    for path in plane_files(out):
+        assert f"{path} (written by imexport from an earlier content of {raw[-1].resolve()}" in str(refused.value)
+    assert {p.name: p.read_bytes() for p in plane_files(out)} == before
+
+    imexport.imwrite(raw[0].parent, out, overwrite=True, **export)
+    assert_inverted_last_frames(out, spec)

@@ -18,6 +18,7 @@ import numpy as np
 import yaml
 
 from . import steps
+from .atomic import write_atomic
 from .config import validate
 from .formats import FORMATS
 from .jobs import OUTPUT_TYPES, Export, PlaneJob
@@ -213,15 +214,19 @@ def run_plan(plan: Plan, config: dict[str, Any], progress: Callable[[float, Any]
 def _run_locked(plan: Plan, config: dict[str, Any], progress: Callable[[float, Any], None] | None) -> None:
     from .atomic import remove_path
     from .checksums import cache_folder
+    from .demo import demo_active
     from .guard import check_overwrite, planned_records, prepare_outdir, record_text
     from .history import history_spec, record_history
+    from .input_content import content_record_path, content_record_text, input_digests
 
-    records = planned_records(plan)
-    check_overwrite(plan, records, config["overwrite"])
-    prepare_outdir(plan, records, config["overwrite"])
-    for record in records.values():
-        Path(record["record"]).parent.mkdir(parents=True, exist_ok=True)
-        Path(record["record"]).write_text(record_text(record) + "\n")
+    inputs = input_digests(plan, made_by_run=demo_active(config))
+    records = planned_records(plan, inputs)
+    check_overwrite(plan, records, config["overwrite"], inputs)
+    prepare_outdir(plan, records, config["overwrite"], inputs)
+    texts = {content_record_path(plan.work, inputs): content_record_text(inputs)}
+    texts.update({Path(record["record"]): record_text(record) for record in records.values()})
+    for path, text in texts.items():
+        write_atomic(path, lambda fh, t=text: fh.write((t + "\n").encode()))
     pipeline = Pipeline(plan, {key: record["record"] for key, record in records.items()})
     run = _step_runners(plan, str(cache_folder(plan.work)))  # writers hash what they write; record_history looks it up
     last_use = pipeline.last_use()
@@ -347,7 +352,8 @@ def imwrite(
     # the workflow's planning, its checks included (an outdir inside the input folder is refused)
     _, plan = plan_for_config(config, lazy_array.info if isinstance(lazy_array, LazyArray) else None)
     if config_out is not None:
-        Path(config_out).write_text(yaml.safe_dump(_session_config(config), sort_keys=False))
+        text = yaml.safe_dump(_session_config(config), sort_keys=False)
+        write_atomic(Path(config_out), lambda fh: fh.write(text.encode()))
     bar = ProgressBar(len(plan.jobs)) if show_progress else None
     try:
         run_plan(plan, config, _each(progress_callback, bar))
@@ -380,8 +386,7 @@ def run_config(config: dict[str, Any], progress: Callable[[float, Any], None] | 
 
 def _save_array(array: np.ndarray, outpath: Path) -> Path:
     target = outpath / ".imexport" / "input.npy"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    np.save(target, array)
+    write_atomic(target, lambda fh: np.save(fh, array))
     return target
 
 

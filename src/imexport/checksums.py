@@ -5,13 +5,17 @@ hashed on a few threads at once (hashlib releases the GIL while it hashes).
 
 **The cache.** A job that writes a file hashes it right after committing it, on that
 job's own core, and leaves one small JSON entry in a cache folder (the workflow's is
-``outdir/.imexport/checksums/``): ``{path, size, mtime_ns, ino, sha256}``, named after
-the sha1 of the file's resolved absolute path. A later reader (the history job) takes
-the digest from the entry only while the file's size, ``st_mtime_ns`` and ``st_ino``
-are still the recorded ones, and hashes it again otherwise. Every imexport writer
-replaces a file (a new inode) rather than editing it in place, so a rewritten file
-never passes for the one that was hashed; like make or rsync, the check cannot see an
-in-place edit that keeps the size within one tick of the file system's clock.
+``outdir/.imexport/checksums/``): ``{path, size, mtime_ns, ino, ctime_ns, sha256}``,
+named after the sha1 of the file's resolved absolute path. A later reader (the history
+job, the planning of a later run) takes the digest from the entry only while the file's
+size, ``st_mtime_ns``, ``st_ino`` and ``st_ctime_ns`` are still the recorded ones, and
+hashes it again otherwise. Every imexport writer replaces a file (a new inode) rather
+than editing it in place, so a rewritten file never passes for the one that was
+hashed; and any write into a file moves its ``st_ctime``, which no program can set
+back (``touch -d`` resets the modification time, not the change time), so an in-place
+edit that keeps the size and the modification time is seen too. What moves the change
+time without a write (``chmod``, a new hard link, a rename on most file systems) only
+costs one more read of the file.
 
 **As written.** An output can change after its job: the history job rewrites
 ``ops.npy``, ``zarr.json`` and the HDF5 master to carry the history. So a writer's
@@ -91,7 +95,12 @@ def entry_path(path: str | Path, cache_dir: str | Path) -> Path:
 
 
 def _identity(stat: os.stat_result) -> dict[str, int]:
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ino": stat.st_ino}
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ino": stat.st_ino, "ctime_ns": stat.st_ctime_ns}
+
+
+def file_identity(path: str | Path) -> dict[str, int]:
+    """What a cache entry is valid for: the file's size, mtime_ns, inode and ctime_ns now."""
+    return _identity(os.stat(path))
 
 
 def remember(path: str | Path, cache_dir: str | Path, sha256: str | None = None, *, written: bool = True) -> dict[str, Any]:
@@ -148,8 +157,8 @@ def adopt_touch(path: str | Path, cache_dir: str | Path, touched_by_ns: int) -> 
 
     Snakemake touches every file output once its job has ended — after the job hashed
     it — and the job's benchmark file right after. So a file whose size and inode are
-    those it was hashed with, and whose mtime moved forward but is no later than that
-    benchmark's, was only touched: its entry is re-stamped with the new mtime (True). A
+    those it was hashed with, and whose mtime (and with it its change time) moved forward
+    but no later than that benchmark's, was only touched: its entry is re-stamped (True). A
     file changed after the touch, or in any other way, keeps its stale entry (False) and
     is hashed again by whoever asks.
     """
@@ -159,9 +168,9 @@ def adopt_touch(path: str | Path, cache_dir: str | Path, touched_by_ns: int) -> 
     entry, now = found
     if (entry["size"], entry["ino"]) != (now["size"], now["ino"]):
         return False
-    if entry["mtime_ns"] == now["mtime_ns"]:
+    if (entry["mtime_ns"], entry["ctime_ns"]) == (now["mtime_ns"], now["ctime_ns"]):
         return True
-    if not entry["mtime_ns"] < now["mtime_ns"] <= touched_by_ns:
+    if not entry["mtime_ns"] < now["mtime_ns"] <= touched_by_ns or not now["ctime_ns"] <= touched_by_ns:
         return False
     remember(path, cache_dir, sha256=entry["sha256"], written=False)
     return True

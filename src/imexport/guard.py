@@ -3,18 +3,22 @@
 **Output records.** Every final output has a record
 ``outdir/.imexport/records/<output>.<fingerprint>.json``, written by a tiny job that
 every job writing that output depends on. The fingerprint hashes everything that shapes
-the output's bytes: the source description, the export's plane jobs, format options and
-metadata, and the correction tasks. Because the fingerprint is part of the record's
-*name*, a changed config asks for a record that does not exist yet, so the output is
-rewritten whatever Snakemake's own metadata (kept in the working directory, not in
-outdir) remembers; an unchanged config finds every record and does nothing.
+the output's bytes: the settings (the source description, the export's plane jobs,
+format options and metadata, the correction tasks) and the content of the input files
+(their sha256, :mod:`imexport.input_content`). Because the fingerprint is part of the
+record's *name*, a changed config or an input rewritten in place asks for a record that
+does not exist yet, so the output is rewritten whatever Snakemake's own metadata (kept
+in the working directory, not in outdir) remembers; an unchanged config on unchanged
+inputs finds every record and does nothing.
 
 **Conflicts** (at planning, before any job): an existing output without its planned
-record would be rewritten — it was written by imexport with other parameters, or not by
-imexport at all. With ``overwrite: false`` the run stops and lists them.
+record would be rewritten — it was written by imexport with other parameters or from
+another content of an input file (named from the manifest), or not by imexport at all.
+With ``overwrite: false`` the run stops and lists them.
 
-**Start of a run** (Snakemake ``onstart``, real runs only): temporaries of killed jobs
-are removed; records of planned outputs with another fingerprint are dropped; with
+**Start of a run** (Snakemake ``onstart``, real runs only): the input digests planning
+took enter the digest cache; temporaries of killed jobs are removed; records of planned
+outputs with another fingerprint, and of other input contents, are dropped; with
 ``overwrite: true`` the conflicting outputs go, and so do outputs of the planned formats
 that an earlier export made but this plan no longer produces, so nothing stale survives.
 Nothing outside outdir is ever touched, nor any input file.
@@ -31,8 +35,10 @@ from typing import Any
 
 from .atomic import TEMP_MARKER, remove_path
 from .formats import FORMATS
-from .history import manifest_path, plain
+from .history import plain
+from .input_content import InputDigests, drop_other_content_records, input_digests, remember_hashed
 from .jobs import Export
+from .manifest import manifest_path
 from .plan import Plan
 
 RECORDS = "records"
@@ -59,8 +65,12 @@ def _within(value: Any, outdir: str) -> Any:
     return value
 
 
-def fingerprint(plan: Plan, export: Export) -> str:
-    """sha256 of everything that shapes the bytes of one output (deterministic JSON)."""
+def _sha256_json(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def settings_digest(plan: Plan, export: Export) -> str:
+    """sha256 of every setting that shapes the bytes of one output (deterministic JSON)."""
     tasks = {**plan.phase_tasks, **plan.axial_tasks}
     corrections = [*export.phase_records, *([export.axial_record] if export.axial_record else [])]
     content = _within(
@@ -74,7 +84,12 @@ def fingerprint(plan: Plan, export: Export) -> str:
         ),
         str(Path(plan.outdir)),
     )
-    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return _sha256_json(content)
+
+
+def fingerprint(settings: str, inputs: dict[str, str]) -> str:
+    """sha256 of an output's settings digest and its inputs' digests (path → sha256)."""
+    return _sha256_json({"settings": settings, "inputs": inputs})
 
 
 def record_path(work: str | Path, output: str, fingerprint_hex: str) -> Path:
@@ -88,16 +103,24 @@ def data_paths(plan: Plan, export: Export) -> list[str]:
     return [export.key, *(str(Path(job.output).relative_to(plan.outdir)) for job in kept)]
 
 
-def planned_records(plan: Plan) -> dict[str, dict[str, Any]]:
-    """Output key → its record: ``output``, ``format``, ``fingerprint``, ``paths``,
-    and ``record`` (where the record file goes)."""
+def planned_records(plan: Plan, inputs: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """Output key → its record: ``output``, ``format``, ``fingerprint``, ``settings``
+    (the settings' digest), ``paths``, and ``record`` (where the record file goes).
+
+    ``inputs``: every input file's sha256 (:func:`imexport.input_content.input_digests`,
+    taken here when not given).
+    """
+    if inputs is None:
+        inputs = input_digests(plan)
     records = {}
     for export in plan.exports:
-        digest = fingerprint(plan, export)
+        settings = settings_digest(plan, export)
+        digest = fingerprint(settings, inputs)
         records[export.key] = {
             "output": export.key,
             "format": export.format,
             "fingerprint": digest,
+            "settings": settings,
             "paths": data_paths(plan, export),
             "record": str(record_path(plan.work, export.key, digest)),
         }
@@ -135,24 +158,63 @@ def check_outdir(outdir: str, source_files: list[str]) -> None:
         raise ValueError(f"outdir: cannot write into {existing} (permission denied or read-only file system)")
 
 
-def conflicts(plan: Plan, records: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
-    """Planned outputs that exist without their planned record: key → reason per existing path."""
+def conflicts(plan: Plan, records: dict[str, dict[str, Any]], inputs: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """Planned outputs that exist without their planned record: key → reason per existing path.
+
+    ``inputs`` (path → sha256 now) lets a reason name the input files whose content
+    changed since the output was exported (from the manifest's step that wrote it).
+    """
     found: dict[str, list[str]] = {}
     outdir = Path(plan.outdir)
+    exported_from = _exported_from(plan.outdir)
     for key, record in records.items():
         existing = [p for p in record["paths"] if os.path.lexists(outdir / p)]
         if not existing or Path(record["record"]).is_file():
             continue
-        reason = (
-            "written by imexport with other parameters" if records_of(plan.work, key) else "not written by imexport (no record)"
-        )
+        earlier = records_of(plan.work, key)
+        if not earlier:
+            reason = "not written by imexport (no record)"
+        else:
+            reason = _why_rewritten(record, earlier, exported_from.get(key), inputs)
         found[key] = [f"{outdir / p} ({reason})" for p in existing]
     return found
 
 
-def check_overwrite(plan: Plan, records: dict[str, dict[str, Any]], overwrite: bool) -> dict[str, list[str]]:
+def _exported_from(outdir: str) -> dict[str, dict[str, str]]:
+    """Output → the input digests (path → sha256) of the manifest step that wrote it."""
+    try:
+        manifest = json.loads(manifest_path(outdir).read_text())
+        steps = {step["id"]: {f["path"]: f["sha256"] for f in step["inputs"]} for step in manifest["steps"]}
+        return {o["path"]: steps[o["step"]] for o in manifest["outputs"] if o.get("step") in steps}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _why_rewritten(
+    record: dict[str, Any], earlier: list[Path], exported_from: dict[str, str] | None, inputs: dict[str, str] | None
+) -> str:
+    """Why an output imexport wrote does not have its planned record: other settings, or
+    input files whose content is not the one it was exported from (named when the
+    manifest lists them), or both."""
+    changed = sorted(p for p, digest in (inputs or {}).items() if exported_from and exported_from.get(p, digest) != digest)
+    settings = set()
+    for path in earlier:
+        try:
+            settings.add(json.loads(path.read_text()).get("settings"))
+        except (OSError, ValueError, AttributeError):
+            settings.add(None)
+    other_settings = settings != {record["settings"]}
+    if changed:
+        content = f"from an earlier content of {', '.join(changed)} (rewritten in place since)"
+        return f"written by imexport {'with other parameters, ' if other_settings else ''}{content}"
+    return "written by imexport " + ("with other parameters" if other_settings else "from another content of its input files")
+
+
+def check_overwrite(
+    plan: Plan, records: dict[str, dict[str, Any]], overwrite: bool, inputs: dict[str, str] | None = None
+) -> dict[str, list[str]]:
     """The conflicts; with ``overwrite`` false and any conflict, an error listing them."""
-    found = conflicts(plan, records)
+    found = conflicts(plan, records, inputs)
     if found and not overwrite:
         lines = [line for reasons in found.values() for line in reasons]
         raise OverwriteError(
@@ -248,8 +310,17 @@ def _known_outputs(plan: Plan) -> dict[str, dict[str, Any]]:
     return known
 
 
-def prepare_outdir(plan: Plan, records: dict[str, dict[str, Any]], overwrite: bool) -> list[Path]:
-    """What a run does before its first job (see the module docstring); the paths it removed."""
+def prepare_outdir(
+    plan: Plan, records: dict[str, dict[str, Any]], overwrite: bool, inputs: InputDigests | None = None
+) -> list[Path]:
+    """What a run does before its first job (see the module docstring); the paths it removed.
+
+    ``inputs``: the input digests planning took: what it hashed goes into the digest
+    cache, and the records of other input contents go (:mod:`imexport.input_content`).
+    """
+    if inputs is not None:
+        remember_hashed(inputs, plan.work)
+        drop_other_content_records(plan.work, inputs)
     outdir = Path(plan.outdir)
     inputs = [Path(f).resolve() for f in plan.source.files]
     removed = remove_stale_temporaries(outdir, plan.source.files)

@@ -18,7 +18,7 @@ output:
 and, with the size and sha256 of every output file as it is *after* the history was
 embedded, in ``outdir/imexport_manifest.json`` (what ``imexport verify`` checks). Each
 output there names the step that wrote it; outputs an earlier, different export left
-in the folder stay listed, so ``verify`` covers every export in it.
+in the folder stay listed, so ``verify`` covers every export in it (:mod:`imexport.manifest`).
 
 The step lists the outputs as the writing jobs left them, before the history went in:
 the pixel files (TIFF, ``.bin``, shards, HDF5 plane files) never change afterwards, while
@@ -32,9 +32,9 @@ from the outputs, so recording it again (the rule reruns when an output was rewr
 replaces this export's step instead of adding a second one.
 
 The history job hashes almost nothing itself: the jobs that wrote the outputs hashed
-them, and the ``checksum_inputs`` job the input files, while the other jobs ran; their
-digests wait in the cache ``<work>/checksums/`` (:mod:`imexport.checksums`), valid while
-each file's size, mtime and inode are unchanged. Only what is missing there or changed
+them while the other jobs ran, and planning the input files (:mod:`imexport.input_content`);
+their digests wait in the cache ``<work>/checksums/`` (:mod:`imexport.checksums`), valid
+while each file's size, mtime, inode and change time are unchanged. Only what is missing there or changed
 since — the files rewritten to carry the history, the TIFF sidecars — is hashed here, on
 a few threads. The digests are the same either way, so is the manifest.
 """
@@ -57,11 +57,9 @@ import h5py
 import numpy as np
 
 from . import __version__
-from .atomic import write_json_atomic
 from .checksums import (
     adopt_touch,
     cache_folder,
-    cached_digest,
     checksum_files,
     files_of,
     input_files,
@@ -71,17 +69,17 @@ from .formats import FORMATS
 from .formats.base import HISTORY_KEY
 from .formats.tiff import SIDECAR_SUFFIX
 from .hdf5_attrs import read_attrs
+from .input_content import check_inputs_as_indexed
 from .job_benchmarks import read_benchmark
+from .manifest import MANIFEST_NAME, manifest_path, write_manifest  # noqa: F401 - MANIFEST_NAME: callers import it from here
 from .metadata import frame_timing
 from .plan import Plan
 from .selection import to_runs
-from .sources.info import SourceError, SourceInfo
+from .sources.info import SourceInfo
 
 log = logging.getLogger(__name__)
 
 STEP_NAME = "imexport"
-MANIFEST_NAME = "imexport_manifest.json"
-MANIFEST_VERSION = 1
 # A step lists every file of an output up to this many; beyond (an unsharded Zarr store
 # of a long recording has one file per frame and plane) it keeps the count, total size
 # and tree digest only, so the history embedded in every output stays small. The
@@ -325,52 +323,6 @@ def history_spec(
 # --------------------------------------------------------------------------- the history job
 
 
-def check_inputs_as_indexed(source_files: list[str], page_index: str | Path, cache: Path) -> None:
-    """Stop unless every input digest is of the bytes the export read: each input is as
-    the index recorded it (size, mtime), and was not changed since or while it was hashed."""
-    with np.load(page_index) as data:
-        sizes = data["sizes"].tolist()
-        # an index saved before modification times were recorded: by size only
-        mtimes = data["mtimes"].tolist() if "mtimes" in data.files else [None] * len(sizes)
-    for name, size, mtime_ns in zip(source_files, sizes, mtimes):
-        now = Path(name).stat()
-        if now.st_size != size or mtime_ns not in (None, now.st_mtime_ns):
-            raise SourceError(
-                f"{name}: changed after this export indexed it ({size} bytes then, {now.st_size} now, modification "
-                f"time {'unchanged' if now.st_mtime_ns == mtime_ns else 'moved'}); its digest would not describe "
-                f"the bytes exported, so no history was recorded. Run the export again"
-            )
-    for path in input_files(source_files):
-        if cached_digest(path, cache) is None:  # hashed while it changed, or changed since
-            raise SourceError(f"{path}: changed while its digest was taken; no history was recorded. Run the export again")
-
-
-def manifest_path(outdir: str | Path) -> Path:
-    return Path(outdir) / MANIFEST_NAME
-
-
-def earlier_exports(outdir: Path, products: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The outputs, and their files, that earlier exports into ``outdir`` listed in its
-    manifest and this export does not write: a second export into one folder (another
-    format, other planes) keeps the first one verifiable. An output that is gone is
-    dropped, with a warning naming it."""
-    try:
-        earlier = json.loads(manifest_path(outdir).read_text())
-    except FileNotFoundError:
-        return [], []
-    ours = {p for product in products for p in (product["output"], *product["paths"])}
-    outputs, files = [], []
-    for output in earlier["outputs"]:
-        if ours.intersection((output["path"], *output["paths"])):
-            continue  # this export writes it again
-        if not (outdir / output["path"]).exists():
-            log.warning("%s: listed by an earlier export's manifest but gone; no longer listed", output["path"])
-            continue
-        outputs.append({**output, "step": output.get("step", earlier["steps"][-1]["id"])})
-        files += [f for f in earlier["files"] if any(f["path"] == p or f["path"].startswith(p + "/") for p in output["paths"])]
-    return outputs, files
-
-
 def record_history(spec: dict[str, Any], workers: int | None = None) -> dict[str, Any]:
     """Digest inputs and outputs, embed the history in every output, write the manifest.
 
@@ -409,27 +361,7 @@ def record_history(spec: dict[str, Any], workers: int | None = None) -> dict[str
         rewritten += FORMATS[product["format"]].embed_history(outdir / product["output"], history)
     digests.update(checksum_files(rewritten, workers, cache))
 
-    earlier_outputs, earlier_files = earlier_exports(outdir, products)
-    manifest = {
-        "manifest_version": MANIFEST_VERSION,
-        "written": datetime.now(UTC).astimezone().isoformat(timespec="seconds"),
-        "outdir": str(outdir.resolve()),
-        "steps": history,
-        "outputs": earlier_outputs
-        + [
-            {
-                "path": product["output"],
-                **{k: v for k, v in product.items() if k not in ("output", "paths")},
-                "paths": product["paths"] + [str(p) for p in sidecars[product["output"]]],
-                "step": history[-1]["id"],
-            }
-            for product in products
-        ],
-        "files": sorted(
-            earlier_files + [{"path": str(f.relative_to(outdir)), **digests[f]} for f in sorted({*output_files, *rewritten})],
-            key=lambda f: f["path"],
-        ),
-    }
-    write_json_atomic(manifest_path(outdir), manifest)
+    files = [{"path": str(f.relative_to(outdir)), **digests[f]} for f in sorted({*output_files, *rewritten})]
+    manifest = write_manifest(outdir, history, products, sidecars, files)
     log.info("history step %s recorded in %d output(s); manifest %s", history[-1]["id"], len(products), manifest_path(outdir))
     return manifest

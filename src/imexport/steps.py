@@ -31,7 +31,7 @@ from .plan import Plan
 from .selection import from_runs
 from .sources import build_index
 from .sources.info import SourceError, SourceInfo
-from .sources.scanimage import check_page_index, load_page_index, save_page_index
+from .sources.scanimage import load_page_index, save_page_index
 from .synthetic import AcquisitionSpec, write_acquisition
 
 log = logging.getLogger("imexport")
@@ -158,9 +158,12 @@ def _write_failure(target: Path, exc: OSError) -> str:
 
 
 def _unchanged_source(source_json: str, index_path: str) -> SourceInfo:
-    """The indexed source, once every input file is checked to be as it was indexed."""
+    """The indexed source, once every input file is checked to be as it was indexed (or
+    only touched since)."""
+    from .input_content import check_as_indexed
+
     info = SourceInfo.from_json(Path(source_json).read_text())
-    check_page_index(Path(index_path), info)
+    check_as_indexed(info, index_path)
     return info
 
 

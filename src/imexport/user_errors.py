@@ -7,6 +7,11 @@ job's log file, which Snakemake's "Error in rule" block names.
 A user error is one the user can act on: an error class imexport defines (all are
 ValueError subclasses naming the file, config key or value) or an OSError (a full disk, a
 file size limit, a permission). Anything else is a bug, said as such.
+
+Libraries say things too: tifffile logs a warning for each piece of a damaged TIFF it
+reads past, naming a page or tag but not the file. Those never reach the screen raw: a
+reader holds them (:func:`held_warnings`) and says them once, naming the file; in a job
+they go to the job's log only.
 """
 
 from __future__ import annotations
@@ -19,6 +24,39 @@ from pathlib import Path
 from typing import NoReturn
 
 log = logging.getLogger("imexport")
+
+LIBRARY_LOGGERS = ("tifffile",)  # libraries whose warnings go to a job's log, never its screen
+
+
+class _Held(logging.Handler):
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.messages = messages
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message not in self.messages:
+            self.messages.append(message)
+
+
+@contextmanager
+def held_warnings(library: str) -> Iterator[list[str]]:
+    """Hold what ``library``'s logger warns within the block (each message once) instead
+    of letting it reach a handler: the caller says it, naming the file."""
+    logger = logging.getLogger(library)
+    messages: list[str] = []
+    handler, propagate = _Held(messages), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def _not_from_libraries(record: logging.LogRecord) -> bool:
+    return record.name.partition(".")[0] not in LIBRARY_LOGGERS
 
 
 def is_user_error(error: BaseException) -> bool:
@@ -43,6 +81,7 @@ def job(log_file: str, debug: bool = False) -> Iterator[None]:
     to_file = logging.FileHandler(log_file, mode="w")
     to_screen = logging.StreamHandler()
     to_screen.setLevel(logging.WARNING)
+    to_screen.addFilter(_not_from_libraries)  # planning named the damaged file already
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

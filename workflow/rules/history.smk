@@ -12,11 +12,12 @@ MANIFEST = str(manifest_path(OUT))
 INPUT_CHECKSUMS = f"{CHECKSUMS}/inputs.json"
 
 
-# The input files hashed into the digest cache while the plane jobs run (no plane job
-# waits for it); unchanged files already in the cache are not read again.
+# The input files' digests, listed from the digest cache planning filled
+# (imexport.input_content); only a file changed since planning is read again.
 rule checksum_inputs:
     input:
-        PLAN.source.files,
+        ancient(PLAN.source.files),  # a touch is no change; a new content is (INPUT_CONTENT)
+        INPUT_CONTENT,
     output:
         INPUT_CHECKSUMS,
     log:

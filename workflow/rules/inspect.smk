@@ -18,9 +18,11 @@ if demo_active(RESOLVED):
             "../../scripts/make_demo.py"
 
 
+# A touch of an input is no change (ancient): a new content is, through INPUT_CONTENT.
 rule index_source:
     input:
-        unpack(step_inputs("index_source", None)),
+        unpack(lambda w: {k: ancient(v) for k, v in PIPELINE.inputs("index_source", "").items()}),
+        content=INPUT_CONTENT,
     output:
         source=SOURCE_JSON,
         index=PAGE_INDEX,

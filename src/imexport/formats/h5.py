@@ -121,11 +121,10 @@ class H5Format(NoSteps):
 
         with h5py.File(path, "r") as fh:
             virtual = any(isinstance(obj, h5py.Dataset) and obj.is_virtual for obj in fh.values())
-        if not virtual:
-            # the single file holds all pixels: copying it to edit the copy would write the
-            # whole export again, so its attribute is rewritten in place
-            with h5py.File(path, "r+") as fh:
-                write_attrs(fh, {HISTORY_KEY: history})
+        if not virtual:  # the single file holds all pixels: edited aside, not copied
+            from ..sinks.hdf5_single import rewrite_attrs
+
+            rewrite_attrs(path, {HISTORY_KEY: history})
             return [path]
         # a copy is edited, then swapped in: a kill mid-way never leaves a damaged master
         # (the copy is small: the master holds a virtual dataset, no pixels)

@@ -9,7 +9,9 @@ with ``os.pwrite``, outside HDF5; the assemble step (:func:`finalize_file`) adds
 attributes (and any extra datasets) through h5py, then renames the file into place.
 
 The file is built under imexport's work folder and gets its final name only at the end,
-so a killed job never leaves a file that looks complete. Compressed data cannot be
+so a killed job never leaves a file that looks complete. The history step later sets one
+more attribute (:func:`rewrite_attrs`): not on a copy (the file holds every pixel), and
+not under the final name either. Compressed data cannot be
 placed this way (chunk sizes are known only once compressed): compression needs the
 virtual-dataset layout (``sinks/hdf5.py``).
 """
@@ -24,7 +26,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from imexport.atomic import commit_path, remove_path
+from imexport.atomic import commit_path, remove_path, temporary_sibling
 from imexport.hdf5_attrs import write_attrs
 from imexport.sinks.base import PlaneTarget
 from imexport.sinks.direct import ALIGN
@@ -129,3 +131,26 @@ def finalize_file(
         for name, values in (datasets or {}).items():
             file.create_dataset(name, data=values, track_times=False)
     commit_path(path, final)
+
+
+def rewrite_attrs(path: Path, attrs: Mapping[str, Any]) -> None:
+    """Set root attributes of a committed file in place, but never under its final name.
+
+    Copying the file to edit the copy would write every pixel again, and HDF5 has no
+    journal: a kill while it writes its metadata can leave a file that no longer opens.
+    So the file is renamed aside (a hidden temporary sibling), edited, flushed and
+    renamed back (:func:`imexport.atomic.commit_path`). A kill in between leaves no
+    file under the final name — the output is missing, and the next run writes it again
+    (its temporary is removed when that run starts) — rather than a damaged one that
+    looks complete. An error while editing removes the file for the same reason.
+    """
+    path = Path(path)
+    aside = temporary_sibling(path)
+    os.replace(path, aside)
+    try:
+        with h5py.File(aside, "r+") as file:
+            write_attrs(file, attrs)
+        commit_path(aside, path)
+    except BaseException:
+        remove_path(aside)
+        raise

@@ -21,6 +21,7 @@ tifffile's shaped-description JSON.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,9 +31,12 @@ from typing import Any
 import numpy as np
 import tifffile
 
+from ..user_errors import held_warnings
 from .arrays import array_source, physical, resolve_axes
 from .info import SourceError, SourceInfo
 from .scanimage import check_series, natural_key
+
+log = logging.getLogger(__name__)
 
 _PLANE_NUMBER = re.compile(r"plane(\d+)", re.IGNORECASE)
 _MICRONS = {"um", "µm", "\\u00b5m", "micron", "microns", "micrometer", "micrometre"}
@@ -44,19 +48,26 @@ def plane_number(name: str) -> int | None:
 
 
 @contextmanager
-def _readable(path: Path) -> Iterator[None]:
+def _readable(path: Path, notes: list[str]) -> Iterator[None]:
     """Any failure of tifffile reading ``path``'s structure as one SourceError naming the file:
-    tifffile reports damage with many exception types (a truncated header raises struct.error)."""
+    tifffile reports damage with many exception types (a truncated header raises struct.error).
+    The damage tifffile reads past, it only logs (naming a page, not the file): one note
+    naming the file, in the plan's summary, instead."""
     try:
-        yield
+        with held_warnings("tifffile") as warned:
+            yield
     except Exception as exc:  # noqa: BLE001 - whatever tifffile raised, the file is damaged
         raise SourceError(
             f"{path}: not a readable TIFF ({type(exc).__name__}: {exc}): damaged, cut short or not a TIFF file"
         ) from None
+    if warned:
+        note = f"{path}: damaged TIFF structure that tifffile read past ({'; '.join(warned)}); check its pixels or copy it again"
+        if note not in notes:
+            notes.append(note)
 
 
-def _series(path: Path) -> tuple[str, tuple[int, ...], np.dtype]:
-    with _readable(path), tifffile.TiffFile(path) as tf:
+def _series(path: Path, notes: list[str]) -> tuple[str, tuple[int, ...], np.dtype]:
+    with _readable(path, notes), tifffile.TiffFile(path) as tf:
         series = tf.series[0]
         axes, shape, dtype = series.axes, tuple(series.shape), np.dtype(series.dtype)
         end = None if series.dataoffset is None else series.dataoffset + series.nbytes
@@ -69,8 +80,8 @@ def _series(path: Path) -> tuple[str, tuple[int, ...], np.dtype]:
     return axes, shape, dtype
 
 
-def _scales(path: Path) -> dict[str, float | None]:
-    with _readable(path), tifffile.TiffFile(path) as tf:
+def _scales(path: Path, notes: list[str]) -> dict[str, float | None]:
+    with _readable(path, notes), tifffile.TiffFile(path) as tf:
         ij = tf.imagej_metadata or {}
         shaped = tf.shaped_metadata[0] if tf.shaped_metadata else {}
         page = tf.pages.first
@@ -105,16 +116,18 @@ def inspect_tiff(paths: list[Path], *, dim_order: str | None = None) -> SourceIn
         grid = [[by_plane[n]] for n in sorted(by_plane)]
     else:
         check_series(paths)
-    axes, shapes, dtype = [], [], None
+    axes, shapes, dtype, notes = [], [], None, []
     for path in paths:
-        native, shape, file_dtype = _series(path)
+        native, shape, file_dtype = _series(path, notes)
         if dtype is None:
             dtype = file_dtype
         elif file_dtype != dtype:
             raise SourceError(f"{path}: pixels are {file_dtype}, but {paths[0]} has {dtype}: not one recording")
         axes.append(resolve_axes(native, shape, dim_order, str(path)))
         shapes.append(shape)
-    return array_source("tiff", [str(p) for p in paths], axes, shapes, dtype, grid=grid, scales=_scales(paths[0]))
+    info = array_source("tiff", [str(p) for p in paths], axes, shapes, dtype, grid=grid, scales=_scales(paths[0], notes))
+    info.notes.extend(notes)
+    return info
 
 
 def inspect(paths: list[Path], options: dict) -> SourceInfo:
@@ -122,7 +135,17 @@ def inspect(paths: list[Path], options: dict) -> SourceInfo:
 
 
 def open_array(info: SourceInfo, i: int):
+    """The pixels of file ``i``; what tifffile warns of while opening it (planning noted
+    the damage, naming the file) goes to imexport's log (a job's: its log file)."""
     path = info.files[i]
+    with held_warnings("tifffile") as warned:
+        opened = _open_array(path)
+    if warned:
+        log.info("%s: tifffile read past damage: %s", path, "; ".join(warned))
+    return opened
+
+
+def _open_array(path: str):
     try:
         return tifffile.memmap(path, series=0, mode="r"), None
     except ValueError:  # compressed or scattered pages
