@@ -1,20 +1,18 @@
 # The outputs this workflow owns (imexport.guard): one record per output with the
-# output's fingerprint in its name, written before anything writes that output, and
-# the overwrite check, made while the DAG is built so a conflict stops the run before
-# any job. The output folder is tidied by the Snakefile's onstart handler.
-from imexport.guard import OverwriteError, check_overwrite, planned_records, prepare_outdir, record_text
-from imexport.pipeline import Pipeline
+# output's fingerprint in its name, written before anything writes that output. The
+# records and the overwrite check were made with each session's plan (imexport.sessions),
+# so a conflict stops the run before any job. Each output folder is tidied by the
+# Snakefile's onstart handler.
+from imexport.guard import prepare_outdir, record_text
 
-OUTPUT_RECORDS = planned_records(PLAN)
 RECORDS_DIR = f"{WORK}/records"
-RECORD_TEXT = {str(Path(r["record"]).relative_to(RECORDS_DIR)): record_text(r) for r in OUTPUT_RECORDS.values()}
-# every step with what it needs and makes (the rules' inputs; the in-process API runs it too)
-PIPELINE = Pipeline(PLAN, {key: record["record"] for key, record in OUTPUT_RECORDS.items()})
-
-try:
-    check_overwrite(PLAN, OUTPUT_RECORDS, RESOLVED["overwrite"])
-except OverwriteError as error:
-    stop_run(error)
+# outdir -> record file (relative to its records folder) -> its text
+RECORD_TEXTS = {
+    outdir: {
+        str(Path(r["record"]).relative_to(Path(SESSION.plan.work) / "records")): record_text(r) for r in SESSION.records.values()
+    }
+    for outdir, SESSION in SESSION_OF.items()
+}
 
 
 rule output_record:
@@ -23,11 +21,11 @@ rule output_record:
     log:
         f"{WORK}/logs/records/{{record}}.log",
     wildcard_constraints:
-        record="|".join(re.escape(k) for k in RECORD_TEXT) or "(?!)",
+        **session_wildcards(lambda SESSION: RECORD_TEXTS[SESSION.plan.outdir], "record"),
     localrule: True
     conda:
         "../../envs/imexport.yaml"
     params:
-        text=lambda w: RECORD_TEXT[w.record],
+        text=lambda w: RECORD_TEXTS[w.out][w.record],
     shell:
         "printf '%s\\n' {params.text:q} > {output:q} 2> {log:q}"
