@@ -145,8 +145,9 @@ def read_sheet(path: str | Path) -> list[Row]:
     rows, lines_of = [], {}
     for n, line in body:
         texts = next(csv.reader([line], delimiter="\t"))
-        if len(texts) != len(columns):
-            raise SheetError(f"{path}, line {n}: {len(texts)} cell(s) where the header has {len(columns)} columns")
+        if len(texts) > len(columns):
+            raise SheetError(f"{path}, line {n}: {len(texts)} cells where the header has {len(columns)} columns")
+        texts += [""] * (len(columns) - len(texts))  # trailing empty cells an editor dropped
         cells = {c: _cell(path, n, c, t, config_schema) for c, t in zip(columns, texts) if t.strip()}
         for error in row_schema.iter_errors(cells):
             column = error.path[0] if error.path else error.message.split("'")[1]

@@ -79,7 +79,7 @@ def _size(n_bytes: int) -> str:
 def format_table(rows: list[dict[str, str]]) -> str:
     """The rows as aligned plain text, a header line first."""
     widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in COLUMNS}
-    lines = ["  ".join(c.ljust(widths[c]) for c in COLUMNS)]
+    lines = ["  ".join(c.ljust(widths[c]) for c in COLUMNS).rstrip()]
     lines += ["  ".join(r[c].ljust(widths[c]) for c in COLUMNS).rstrip() for r in rows]
     return "\n".join(lines)
 
