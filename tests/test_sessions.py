@@ -183,6 +183,8 @@ def test_the_sheet_over_the_config_keys(tmp_path, recordings):
         ["session", "input", "metadata.dz", "outdir", "planes", "format"],
         ["a", inputs["piezo"], "5.5", "", "", ""],
         ["b", inputs["piezo"], "", str(tmp_path / "elsewhere"), "2", "[tiff, bin]"],
+        ["c", inputs["piezo"], "", "", "1:3:2", ""],
+        ["d", inputs["piezo"], "", "", '"2:3"', "'tiff'"],
     )
     config = {
         "sessions": str(sheet),
@@ -192,7 +194,7 @@ def test_the_sheet_over_the_config_keys(tmp_path, recordings):
         "metadata": {"dx": 2.0, "dz": 1.0},
         "scan_phase": {"fix_phase": False},
     }
-    a, b = plan_sessions(config).planned
+    a, b, c, d = plan_sessions(config).planned
     # a: its own dz over the config's, the config's dx kept, outdir <outdir>/<session>
     assert a.config["metadata"] == {"dx": 2.0, "dz": 5.5, "fs": None, "dy": None}
     assert a.plan.outdir == str(tmp_path / "root" / "a") and a.config["format"] == "zarr"
@@ -200,8 +202,11 @@ def test_the_sheet_over_the_config_keys(tmp_path, recordings):
     # b: empty cells keep the config's values; its outdir and planes and formats its own
     assert b.config["metadata"]["dz"] == 1.0 and b.plan.outdir == str(tmp_path / "elsewhere")
     assert b.plan.planes.tolist() == [1] and [e.format for e in b.plan.exports][:1] == ["tiff"]
+    # a range is one, quoted or not (YAML 1.1 would read 1:3:2 as the base-60 integer 3782)
+    assert c.config["planes"] == "1:3:2" and c.plan.planes.tolist() == [0, 2]
+    assert d.config["planes"] == "2:3" and d.plan.planes.tolist() == [1, 2] and d.config["format"] == "tiff"
     # the run-level keys are no session's: its config is what a plain config alone resolves to
-    assert not {"sessions", "only_sessions", "skip_failed_sessions"} & set(a.config)
+    assert (a.config["sessions"], a.config["only_sessions"], a.config["skip_failed_sessions"]) == (None, None, False)
 
 
 @pytest.mark.parametrize(
