@@ -279,3 +279,24 @@ def test_the_test_sheet_config_is_valid():
     config = yaml.safe_load((root / "config" / "sessions.yaml").read_text())
     rows = read_sheet(root / config["sessions"])
     assert [r.session for r in rows] == ["all_planes", "two_planes"]
+
+
+def test_the_qc_report_has_the_sessions_table_and_each_sessions_figures(tmp_path, recordings, run_snakemake):
+    pytest.importorskip("matplotlib")
+    import zipfile
+
+    inputs, _ = recordings
+    sheet = write_sheet(tmp_path / "sessions.tsv", ["session", "input"], ["piezo", inputs["piezo"]], ["stack", inputs["stack"]])
+    config = {**BASE_CONFIG, "sessions": str(sheet), "outdir": "results", "qc": {"enabled": True, "max_frames": 2}}
+    run_snakemake(tmp_path, config)
+    made = run_snakemake(tmp_path, config, "--report", "report.zip")
+    assert "WARNING" not in made.output  # e.g. docutils' for a category name with a colon
+    with zipfile.ZipFile(tmp_path / "report.zip") as archive:
+        names = archive.namelist()
+        (table,) = [n for n in names if n.endswith("sessions_summary.html")]
+        page = archive.read(table).decode()
+        report = archive.read(next(n for n in names if n.endswith("report.html"))).decode()
+    assert all(f"<td>{s}</td>" in page for s in ("piezo", "stack")) and page.count("<td>exported</td>") == 2
+    # each session's figures under its own categories: both have a mean-image grid
+    assert "piezo - 1 Mean images" in report and "stack - 1 Mean images" in report
+    assert sum(n.endswith("mean_images_stitched.png") for n in names) == 2

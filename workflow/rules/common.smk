@@ -183,8 +183,9 @@ def touched_of(SESSION):
 
 
 def qc_category(SESSION, category):
-    """A report category of one session: its name first with a sheet, so sessions do not mix."""
-    return category if SESSION.name is None else f"{SESSION.name}: {category}"
+    """A report category of one session: its name first with a sheet, so sessions do not mix
+    (no colon: Snakemake makes each category an RST link target, which ends at a colon)."""
+    return category if SESSION.name is None else f"{SESSION.name} - {category}"
 
 
 def sessions_entries():
