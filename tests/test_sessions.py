@@ -243,6 +243,11 @@ def test_two_sessions_of_one_name_or_one_folder_are_refused(tmp_path, recordings
     config = {"sessions": str(nested), "outdir": str(tmp_path / "root"), "scan_phase": {"fix_phase": False}}
     with pytest.raises(SheetError, match=r"sessions a \(line 2\) and b \(line 3\) would write into one folder"):
         plan_sessions(config)
+    at_root = write_sheet(tmp_path / "root.tsv", ["session", "input", "outdir"], ["a", inputs["piezo"], str(tmp_path / "root")])
+    with pytest.raises(
+        SheetError, match=r"root.tsv, line 2, column outdir: session a would write into .*root, the config's outdir"
+    ):
+        plan_sessions({**config, "sessions": str(at_root)})
 
 
 def test_a_bad_session_stops_the_run_naming_it_unless_skip_failed_sessions(tmp_path, recordings, run_snakemake):

@@ -106,7 +106,7 @@ def plan_sessions(config: dict[str, Any], check_folder: Callable[[str], None] | 
     if not planned:
         reasons = "\n  ".join(f"{f.name} (line {f.line}): {f.reason}" for f in failed)
         raise SessionError(f"no session of {sheet} could be planned:\n  {reasons}")
-    _check_outdirs_apart(planned, sheet)
+    _check_outdirs_apart(planned, sheet, run["outdir"])
     return Sessions(planned, failed, str(sheet), run)
 
 
@@ -232,8 +232,15 @@ def _planned(name: str | None, line: int | None, config: dict[str, Any], check_f
     return Session(name, line, resolved, plan, records, Pipeline(plan, {key: r["record"] for key, r in records.items()}))
 
 
-def _check_outdirs_apart(sessions: list[Session], sheet: str) -> None:
-    """No two sessions write into one folder, or one inside the other's."""
+def _check_outdirs_apart(sessions: list[Session], sheet: str, root_outdir: str) -> None:
+    """No two sessions write into one folder, or one inside the other's; none into the
+    config's outdir itself, which holds the sessions table."""
+    for s in sessions:
+        if Path(s.plan.outdir).resolve() == Path(root_outdir).resolve():
+            raise SheetError(
+                f"{sheet}, line {s.line}, column outdir: session {s.name} would write into {root_outdir}, the config's "
+                "outdir, which holds the sessions table; give it a folder of its own"
+            )
     folders = sorted(((Path(s.plan.outdir).resolve(), s) for s in sessions), key=lambda pair: pair[0])
     for (a, first), (b, second) in zip(folders, folders[1:]):
         if a == b or a in b.parents:
