@@ -147,6 +147,13 @@ def test_three_sessions_of_different_kinds_in_one_run_match_each_session_alone(t
         "piezo": ("3", "4", "tiff", "exported"),
         "stack": ("2", "5", "bin", "exported"),
     }
+    for name, row in got.items():  # size: the files on disk; wall time: the benchmark files' seconds
+        files = [p for p in (out / name).rglob("*") if p.is_file() and ".imexport" not in p.parts]
+        size = sum(p.stat().st_size for p in files if p.name != "imexport_manifest.json")
+        assert row["size"] == f"{size / 1024:.1f} KiB", name
+        benchmarks = (out / name / ".imexport" / "benchmarks").rglob("*.tsv")
+        seconds = sum(float(b.read_text().splitlines()[1].split("\t")[0]) for b in benchmarks)
+        assert row["wall time"] == f"{seconds:.1f} s", name
     assert got["lbm"]["scan-phase offsets"].endswith("px") and got["stack"]["scan-phase offsets"] == "-"
     assert got["piezo"]["dropped frames"] == "0" and got["stack"]["dropped frames"] == "-"  # a TIFF stack logs no frame numbers
     assert "imexport: sessions of" in result.output and "lbm " in result.output.split("imexport: sessions of")[1]
