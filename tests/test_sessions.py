@@ -279,6 +279,20 @@ def test_a_bad_session_stops_the_run_naming_it_unless_skip_failed_sessions(tmp_p
     assert "failed: " in gone_line and "missing.tif" in gone_line
     rows = {line.split("\t")[0]: line.split("\t")[-1] for line in (out / "sessions_summary.tsv").read_text().splitlines()[1:]}
     assert rows["good"] == "exported" and rows["gone"].startswith("failed: ") and "missing.tif" in rows["gone"]
+    # a session added to the sheet is exported; good, up to date, was exported by the first run
+    write_sheet(
+        sheet,
+        ["session", "input"],
+        ["good", inputs["stack"]],
+        ["gone", str(tmp_path / "missing.tif")],
+        ["added", inputs["piezo"]],
+    )
+    again = run_snakemake(tmp_path / "keep", {**config, "skip_failed_sessions": True})
+    summary = again.output.split("imexport: sessions of")[1].splitlines()
+    assert next(line for line in summary if line.startswith("added ")).endswith(" exported")
+    good_line = next(line for line in summary if line.startswith("good "))
+    written = json.loads((out / "good" / "imexport_manifest.json").read_text())["written"]  # by the first run
+    assert good_line.endswith(f"exported earlier ({written[:10]} {written[11:16]})"), good_line
 
     with pytest.raises(SessionError, match=r"no session of .* could be planned:\n  gone \(line 2\)"):
         only_bad = write_sheet(tmp_path / "bad.tsv", ["session", "input"], ["gone", str(tmp_path / "missing.tif")])

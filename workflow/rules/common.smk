@@ -10,6 +10,7 @@
 # once per session (session_rule_name).
 import re
 import sys
+import time
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -32,6 +33,7 @@ try:
 except (ValueError, OSError) as error:
     stop_run(error)
 
+RUN_START = time.time()  # a session whose manifest is older was not exported by this run
 SESSION_OF = SESSIONS.by_outdir()  # outdir (the `out` wildcard) -> its session
 # the config as every step sees it: the one session's, or the run's with a sheet
 config.update(SESSIONS.run_config)
@@ -206,4 +208,5 @@ def sessions_entries():
 def print_sessions_summary():
     """The sessions table on stderr at the end of a run over a sheet."""
     if SESSIONS.sheet is not None:
-        print(f"imexport: sessions of {SESSIONS.sheet}:\n{format_table(table_rows(sessions_entries()))}", file=sys.stderr)
+        table = format_table(table_rows(sessions_entries(), run_start=RUN_START))
+        print(f"imexport: sessions of {SESSIONS.sheet}:\n{table}", file=sys.stderr)

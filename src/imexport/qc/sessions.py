@@ -6,8 +6,9 @@ Columns: planes, frames and formats planned; the size of the files written; the 
 of its jobs added up (from their benchmark files, as the manifest lists them); the
 scan-phase offsets applied (smallest to largest over its planes and views, pixels); the
 frames ScanImage dropped during the acquisition (gaps in ``frameNumbers``); and its status:
-``exported``, ``not exported`` (no manifest yet: its jobs did not run or did not finish)
-or ``failed: <why>`` (it could not be planned; ``skip_failed_sessions: true``).
+``exported``, ``exported earlier (<when>)`` (printed at the end of a run that did not export
+it: nothing to do, or its jobs did not finish), ``not exported`` (no manifest yet) or
+``failed: <why>`` (it could not be planned; ``skip_failed_sessions: true``).
 
 Needs no plotting library: the workflow's onsuccess handler calls it too.
 """
@@ -33,12 +34,14 @@ def failed_entry(name: str, reason: str) -> dict[str, Any]:
     return {"session": name, "failed": reason}
 
 
-def table_rows(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """One row of text cells (``COLUMNS``) per entry, in the order given."""
-    return [_row(entry) for entry in entries]
+def table_rows(entries: list[dict[str, Any]], run_start: float | None = None) -> list[dict[str, str]]:
+    """One row of text cells (``COLUMNS``) per entry, in the order given. With ``run_start``
+    (a time.time()), a manifest older than it reads ``exported earlier (<when>)``: this run
+    did not export that session (nothing to do, or its jobs did not finish)."""
+    return [_row(entry, run_start) for entry in entries]
 
 
-def _row(entry: dict[str, Any]) -> dict[str, str]:
+def _row(entry: dict[str, Any], run_start: float | None) -> dict[str, str]:
     empty = dict.fromkeys(COLUMNS, "-")
     if "failed" in entry:
         reason = entry["failed"].splitlines()[0]
@@ -55,6 +58,7 @@ def _row(entry: dict[str, Any]) -> dict[str, str]:
     if not path.is_file():
         return row
     manifest = json.loads(path.read_text())
+    when = manifest["written"][:16].replace("T", " ")
     step = manifest["steps"][-1]
     offsets = [mean_applied(r) for r in step["parameters"]["scan_phase"].get("records", {}).values()]
     dropped = (step.get("source_timing") or {}).get("dropped_frames")
@@ -64,7 +68,7 @@ def _row(entry: dict[str, Any]) -> dict[str, str]:
         "wall time": f"{sum(job['s'] or 0.0 for job in step['durations']['jobs']):.1f} s",
         "scan-phase offsets": f"{min(offsets):+.2f} .. {max(offsets):+.2f} px" if offsets else "-",
         "dropped frames": "-" if dropped is None else str(sum(d["missing"] for d in dropped)),
-        "status": "exported",
+        "status": "exported" if run_start is None or path.stat().st_mtime >= run_start else f"exported earlier ({when})",
     }
 
 
