@@ -5,7 +5,7 @@ from imexport.user_errors import job
 
 with job(snakemake.log[0]):  # noqa: F821 - snakemake is injected by Snakemake
     write_qc(
-        snakemake.config,
+        snakemake.params.config,  # noqa: F821
         snakemake.input.source,
         snakemake.input.index,  # noqa: F821
         manifest=snakemake.input.manifest,

@@ -8,6 +8,7 @@ the same defaults and reject the same values with the same message, naming the k
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,12 @@ _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def load_schema() -> dict[str, Any]:
+    return copy.deepcopy(_parsed_schema())
+
+
+@functools.cache
+def _parsed_schema() -> dict[str, Any]:
+    """The schema parsed once per process: a run over a sessions sheet validates every session."""
     with open(SCHEMA_PATH) as fh:
         return yaml.load(fh, Loader=_SAFE_LOADER)
 
@@ -47,7 +54,7 @@ def _with_defaults(validator_class):
 def validate(config: dict[str, Any]) -> dict[str, Any]:
     """A validated copy of ``config`` with every default filled in."""
     resolved = copy.deepcopy(config)
-    validator = _with_defaults(jsonschema.Draft7Validator)(load_schema())
+    validator = _with_defaults(jsonschema.Draft7Validator)(_parsed_schema())  # read only
     errors = sorted(validator.iter_errors(resolved), key=lambda e: list(e.path))
     if errors:
         error = _clearest(errors[0])

@@ -18,17 +18,17 @@ rule write_plane_file:
     benchmark:
         f"{WORK}/benchmarks/write/{{key}}.tsv"
     wildcard_constraints:
-        key=keys_regex(PIPELINE.keys("write_plane_file")),
+        **step_wildcards("write_plane_file"),
     conda:
         "../../envs/imexport.yaml"
     resources:
-        mem_mb=plane_job_mem_mb,
+        mem_mb=plane_job_mem_mb(),
         io_slots=1,
     params:
         job=plane_job,
-        debug=RESOLVED["debug"],
-        show_progress=RESOLVED["show_progress"],
-        checksums=CHECKSUMS,
+        debug=lambda w: session(w).config["debug"],
+        show_progress=lambda w: session(w).config["show_progress"],
+        checksums=checksums_folder,
     script:
         "../../scripts/write_plane.py"
 
@@ -41,7 +41,7 @@ use rule write_plane_file as write_plane_folder with:
     output:
         directory(f"{OUT}/{{key}}"),
     wildcard_constraints:
-        key=keys_regex(PIPELINE.keys("write_plane_folder")),
+        **step_wildcards("write_plane_folder"),
 
 
 use rule write_plane_file as write_plane_intermediate with:
@@ -50,7 +50,7 @@ use rule write_plane_file as write_plane_intermediate with:
     output:
         temp(f"{OUT}/{{key}}"),
     wildcard_constraints:
-        key=keys_regex(PIPELINE.keys("write_plane_intermediate")),
+        **step_wildcards("write_plane_intermediate"),
 
 
 use rule write_plane_file as write_plane_slab with:
@@ -59,7 +59,7 @@ use rule write_plane_file as write_plane_slab with:
     output:
         temp(f"{OUT}/{{key}}"),
     wildcard_constraints:
-        key=keys_regex(PIPELINE.keys("write_plane_slab")),
+        **step_wildcards("write_plane_slab"),
 
 
 rule prepare_store:
@@ -70,7 +70,7 @@ rule prepare_store:
     log:
         f"{WORK}/logs/prepare/{{store}}.log",
     wildcard_constraints:
-        store=keys_regex(PIPELINE.keys("prepare_store")),
+        **step_wildcards("prepare_store", "store"),
     localrule: True
     conda:
         "../../envs/imexport.yaml"
@@ -86,7 +86,7 @@ use rule prepare_store as prepare_store_file with:
     output:
         temp(f"{WORK}/{{store}}"),
     wildcard_constraints:
-        store=keys_regex(PIPELINE.keys("prepare_store_file")),
+        **step_wildcards("prepare_store_file", "store"),
 
 
 rule assemble_file:
@@ -99,15 +99,15 @@ rule assemble_file:
     benchmark:
         f"{WORK}/benchmarks/assemble/{{key}}.tsv"
     wildcard_constraints:
-        key=keys_regex(PIPELINE.keys("assemble_file")),
+        **step_wildcards("assemble_file"),
     conda:
         "../../envs/imexport.yaml"
     resources:
-        mem_mb=plane_job_mem_mb,
+        mem_mb=plane_job_mem_mb(),
     params:
         export=export_spec,
         plane_metadata=export_plane_metadata,
-        checksums=CHECKSUMS,
+        checksums=checksums_folder,
     script:
         "../../scripts/assemble.py"
 
@@ -122,4 +122,4 @@ use rule assemble_file as assemble_folder with:
     benchmark:
         f"{WORK}/benchmarks/assemble_folder/{{key}}.tsv"
     wildcard_constraints:
-        key=keys_regex(PIPELINE.keys("assemble_folder")),
+        **step_wildcards("assemble_folder"),
