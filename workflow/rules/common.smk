@@ -7,6 +7,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from imexport.checksums import cache_folder
+from imexport.job_groups import plane_groups, span_group
 from imexport.steps import plan_summary
 from imexport.user_errors import stop_run
 from imexport.workflow_plan import plan_for_config
@@ -72,3 +73,12 @@ def export_plane_metadata(wildcards):
 def export_of_store(wildcards):
     """The export whose prepare step creates the store ``{WORK}/{wildcards.store}``."""
     return PLAN.stores()[f"{WORK}/{wildcards.store}"]
+
+
+# cluster submissions (imexport.job_groups): plane job / assembled export key -> group
+PLANE_GROUPS = plane_groups(PLAN, RESOLVED["cluster"]["planes_per_submission"])
+
+
+def job_group(wildcards):
+    """The group a cluster executor submits this plane or assemble job with (None: alone)."""
+    return span_group(workflow.group_settings, PLANE_GROUPS.get(wildcards.key), PLANE_GROUPS)
