@@ -27,37 +27,48 @@ def _plan(tmp_path, make_acquisition, per_submission):
     return plan_for_config({**config, "cluster": {"planes_per_submission": per_submission}})[1]
 
 
+def _by_planes(groups: dict[str, str], outdir) -> dict[str, str]:
+    """key -> "planesAA-BB": every name is the output folder's (``/`` as ``_``), then the planes."""
+    prefix = str(outdir).strip("/").replace("/", "_") + "."
+    assert all(name.startswith(prefix) for name in groups.values()), (prefix, set(groups.values()))
+    return {key: name.removeprefix(prefix) for key, name in groups.items()}
+
+
 def test_plane_jobs_of_consecutive_planes_form_a_group(tmp_path, make_acquisition):
     plan = _plan(tmp_path, make_acquisition, 2)
-    groups = plane_groups(plan, 2)
-    names = {1: "imexport.planes01-02", 2: "imexport.planes01-02", 3: "imexport.planes03-04", 4: "imexport.planes03-04"}
-    names[5] = "imexport.planes05-05"
+    groups = _by_planes(plane_groups(plan, 2), tmp_path / "out")
+    names = {1: "planes01-02", 2: "planes01-02", 3: "planes03-04", 4: "planes03-04", 5: "planes05-05"}
     for roi in (1, 2):
         for z in range(1, 6):
             assert groups[f"roi0{roi}/zplane0{z}_tp00001-00004.tif"] == names[z]
     # every plane job is in a group: 2 planes x 2 ROIs x 2 formats in each full one
     assert set(plan.jobs) <= set(groups)
     sizes = {name: sum(1 for key in plan.jobs if groups[key] == name) for name in set(names.values())}
-    assert sizes == {"imexport.planes01-02": 8, "imexport.planes03-04": 8, "imexport.planes05-05": 4}
+    assert sizes == {"planes01-02": 8, "planes03-04": 8, "planes05-05": 4}
     # each Zarr store's planes span three groups: its assemble step is submitted alone
     assert not {"roi01/zplane01-05_tp00001-00004.zarr", "roi02/zplane01-05_tp00001-00004.zarr"} & set(groups)
 
 
 def test_an_assemble_step_joins_the_one_group_of_its_planes(tmp_path, make_acquisition):
     plan = _plan(tmp_path, make_acquisition, 8)
-    groups = plane_groups(plan, 8)
-    assert set(groups.values()) == {"imexport.planes01-05"}
+    groups = _by_planes(plane_groups(plan, 8), tmp_path / "out")
+    assert set(groups.values()) == {"planes01-05"}
     assert len(groups) == 20 + 2
-    assert groups["roi02/zplane01-05_tp00001-00004.zarr"] == "imexport.planes01-05"
+    assert groups["roi02/zplane01-05_tp00001-00004.zarr"] == "planes01-05"
 
 
 def test_null_submits_every_plane_job_alone(tmp_path, make_acquisition):
     assert plane_groups(_plan(tmp_path, make_acquisition, None), None) == {}
 
 
-def test_a_scope_tells_the_groups_of_two_sessions_apart(tmp_path, make_acquisition):
+def test_the_output_folder_tells_the_groups_of_two_sessions_apart(tmp_path, make_acquisition):
     plan = _plan(tmp_path, make_acquisition, 8)
-    assert set(plane_groups(plan, 8, scope="mouse 1/day3").values()) == {"mouse_1_day3.planes01-05"}
+    other = _plan(tmp_path, make_acquisition, 8)
+    other.outdir = str(tmp_path / "mouse 2" / "day3")
+    first, second = set(plane_groups(plan, 8).values()), set(plane_groups(other, 8).values())
+    assert len(first) == len(second) == 1 and not first & second
+    groups = plane_groups(other, 8)
+    assert _by_planes(groups, tmp_path / "mouse_2" / "day3") == dict.fromkeys(groups, "planes01-05")
 
 
 def test_a_group_spans_its_independent_jobs_unless_the_command_line_says_otherwise():
@@ -77,4 +88,5 @@ def test_the_dry_run_shows_the_submissions(tmp_path, make_acquisition, run_snake
     result = run_snakemake(tmp_path / "work", {**config, "cluster": {"planes_per_submission": per_submission}}, "-n")
     shown = GROUP_HEADER.findall(result.output)
     assert len(shown) == expected, result.output[-3000:]
-    assert sorted(shown) == ["imexport.planes01-02", "imexport.planes03-04", "imexport.planes05-05"][:expected]
+    planes = sorted(_by_planes(dict(enumerate(shown)), tmp_path / "out").values())
+    assert planes == ["planes01-02", "planes03-04", "planes05-05"][:expected]

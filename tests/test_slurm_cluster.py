@@ -433,9 +433,12 @@ def _export_locally_and_through_slurm(tmp_path: Path, overrides: dict | None = N
 
 def _plane_groups(n_planes: int, per_submission: int) -> list[str]:
     """The documented group names (config/README.md, `cluster.planes_per_submission`):
-    consecutive written planes, 1-based, ``imexport.planes<first>-<last>``."""
+    the output folder (``/`` as ``_``), then consecutive written planes, 1-based."""
+    import yaml
+
+    folder = str(yaml.safe_load(REPO_CONFIG.read_text())["outdir"]).strip("/").replace("/", "_")
     firsts = range(1, n_planes + 1, per_submission)
-    return [f"imexport.planes{a:02d}-{min(a + per_submission - 1, n_planes):02d}" for a in firsts]
+    return [f"{folder}.planes{a:02d}-{min(a + per_submission - 1, n_planes):02d}" for a in firsts]
 
 
 def test_demo_export_matches_local(tmp_path):

@@ -16,20 +16,21 @@ on the command line, which would need one N per group name).
 from __future__ import annotations
 
 import re
+from pathlib import PurePath
 from typing import Any
 
 from .plan import Plan
 
 
-def plane_groups(plan: Plan, planes_per_submission: int | None, scope: str = "imexport") -> dict[str, str]:
+def plane_groups(plan: Plan, planes_per_submission: int | None) -> dict[str, str]:
     """Plane-job key and assembled-export key → the name of its group; ``None``: no groups.
 
-    Names read ``<scope>.planes<first>-<last>`` (1-based written positions); ``scope`` tells
-    apart the groups of different plans (sessions) of one run."""
+    Names read ``<outdir>.planes<first>-<last>`` (1-based written positions; the output
+    folder, one per plan and run, keeps apart the groups of several sessions or modules)."""
     if planes_per_submission is None:
         return {}
     written = len(plan.planes)
-    prefix = re.sub(r"[^A-Za-z0-9_.-]", "_", scope)
+    prefix = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(PurePath(plan.outdir))).strip("_.") or "imexport"
     groups = {}
     for key, job in plan.jobs.items():
         first = job.z_index - job.z_index % planes_per_submission
