@@ -201,6 +201,25 @@ class SlurmJob:
     job_id: int
     name: str
     state: str
+    cpus: int  # CPUs it asked for (sbatch --cpus-per-task)
+    memory_mb: int  # memory it asked for (sbatch --mem)
+    time_limit_min: int | None  # wall-clock limit (sbatch -t); None: unlimited
+
+
+def _minutes(limit: str) -> int | None:
+    """squeue's time limit ``[days-]hours:minutes:seconds`` (or ``minutes:seconds``) in minutes."""
+    if limit in ("UNLIMITED", "INVALID", "NOT_SET"):
+        return None
+    days, _, clock = limit.rpartition("-")
+    fields = [int(f) for f in clock.split(":")]
+    hours, minutes, seconds = [0] * (3 - len(fields)) + fields
+    return (int(days or 0) * 24 + hours) * 60 + minutes + (seconds > 0)
+
+
+def _megabytes(memory: str) -> int:
+    """squeue's minimum memory (``2400M``, ``4G``) in MB."""
+    units = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
+    return round(float(memory[:-1]) * units[memory[-1]]) if memory[-1] in units else int(memory)
 
 
 @dataclass
@@ -239,12 +258,12 @@ class SlurmCluster:
 
     def jobs(self) -> list[SlurmJob]:
         """Every job slurmctld still knows (all states; kept MinJobAge seconds)."""
-        out = self.run("squeue", "--states=all", "--noheader", "--format=%i|%j|%T").stdout
+        out = self.run("squeue", "--states=all", "--noheader", "--format=%i|%j|%T|%C|%m|%l").stdout
         jobs = []
         for line in out.splitlines():
             parts = line.strip().split("|")
-            if len(parts) == 3 and parts[0].isdigit():
-                jobs.append(SlurmJob(int(parts[0]), parts[1], parts[2]))
+            if len(parts) == 6 and parts[0].isdigit():
+                jobs.append(SlurmJob(int(parts[0]), parts[1], parts[2], int(parts[3]), _megabytes(parts[4]), _minutes(parts[5])))
         return sorted(jobs, key=lambda j: j.job_id)
 
     def submitted_job_ids_from_log(self) -> list[int]:

@@ -19,10 +19,12 @@ from __future__ import annotations
 import contextlib
 import filecmp
 import importlib.util
+import json
 import os
 import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from slurm_cluster import (  # noqa: E402
     ClusterUnavailable,
     SlurmCluster,
+    SlurmJob,
     clean_environ,
     one_node_cluster,
     run_with_timeout,
@@ -176,7 +179,8 @@ def test_harness_runs_snakemake_jobs_through_sbatch(tmp_path):
 
 
 # Files that legitimately differ between two runs: Snakemake's bookkeeping,
-# timestamped run records (history, manifests), the page index (it records the
+# timestamped run records (history, manifests; see _same_content for the
+# history inside a Zarr store's zarr.json), the page index (it records the
 # modification times of the input files, generated anew by each demo run),
 # per-job logs/benchmarks (wall-clock times, hostnames, SLURM job ids) and the
 # digest cache (each entry records its file's mtime and inode).
@@ -200,6 +204,19 @@ def _output_files(root: Path) -> set[Path]:
     }
 
 
+def _same_content(a: Path, b: Path) -> bool:
+    """Byte-identical, or for a Zarr store's zarr.json identical but for its
+    processing history (a timestamp, an id and job durations: a run record)."""
+    if filecmp.cmp(a, b, shallow=False):
+        return True
+    if a.name != "zarr.json":
+        return False
+    meta_a, meta_b = json.loads(a.read_text()), json.loads(b.read_text())
+    history_a = meta_a.get("attributes", {}).pop("processing_history", None)
+    history_b = meta_b.get("attributes", {}).pop("processing_history", None)
+    return meta_a == meta_b and (history_a is None) == (history_b is None)
+
+
 def _rebase_paths(node):
     """Copy of the config in which absolute paths into the repository become
     relative, so that (like the relative ones) they resolve inside the run
@@ -215,13 +232,16 @@ def _rebase_paths(node):
     return node
 
 
-def _write_config(dest: Path) -> Path:
+def _write_config(dest: Path, overrides: dict | None = None) -> Path:
     """The repo's config with ``outdir`` (and any repo path) inside the run
-    directory.  Returns the outdir relative to the run directory."""
+    directory, and ``overrides`` merged over it (one level deep).  Returns the
+    outdir relative to the run directory."""
     import yaml
 
     cfg = yaml.safe_load(REPO_CONFIG.read_text()) if REPO_CONFIG.exists() else {}
     cfg = _rebase_paths(cfg or {})
+    for key, value in (overrides or {}).items():
+        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
     outdir = Path(str(cfg.get("outdir") or "results"))
     if outdir.is_absolute():
         outdir = Path("results")
@@ -230,15 +250,22 @@ def _write_config(dest: Path) -> Path:
     return outdir
 
 
-def _profile_maxima() -> tuple[int, int]:
-    """Largest numeric cpus_per_task and mem_mb the SLURM profile requests,
-    so the test node is declared big enough to schedule every job."""
+def _profile() -> dict:
     import yaml
 
-    prof = yaml.safe_load((PROFILE / "config.yaml").read_text()) or {}
+    return yaml.safe_load((PROFILE / "config.yaml").read_text()) or {}
+
+
+def _profile_maxima() -> tuple[int, int]:
+    """Largest numeric cpus_per_task and mem_mb the SLURM profile requests
+    (``cores`` included: the CPUs of a grouped submission), so the test node is
+    declared big enough to schedule every job."""
+    prof = _profile()
     sections = [prof.get("default-resources") or {}]
     sections += list((prof.get("set-resources") or {}).values())
     cpus, mem = 1, 0
+    if isinstance(prof.get("cores"), int):
+        cpus = prof["cores"]
     for sec in sections:
         if isinstance(sec, dict):
             if isinstance(sec.get("cpus_per_task"), int):
@@ -265,7 +292,30 @@ def _snakemake_cmd(run_dir: Path, cfg: Path, *extra: str) -> list[str]:
     ]
 
 
-def test_demo_export_matches_local(tmp_path):
+@dataclass
+class SlurmRun:
+    """What one export through SLURM did, next to the same export run locally."""
+
+    log: str  # snakemake's output
+    elapsed_s: float
+    local_elapsed_s: float
+    submitted: list[int]  # SLURM job ids, as the plugin logged them
+    groups: dict[str, list[int]]  # group name -> SLURM job ids of its submissions
+    alone: dict[str, list[int]]  # rule -> SLURM job ids of its jobs submitted one by one
+    jobs: dict[int, SlurmJob]  # SLURM job id -> what slurmctld knows of it
+    local_out: Path
+    slurm_out: Path
+
+
+# "Job 12 has been submitted with SLURM jobid 34 (log: .../rule_<name>/...)": the
+# plugin names the log folder after the rule, or the group (group_<name>_<its rules>).
+SUBMIT_LOG_RE = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: \S*/(group|rule)_([^/\s]+)/")
+
+
+def _export_locally_and_through_slurm(tmp_path: Path, overrides: dict | None = None) -> SlurmRun:
+    """The repo's config (with ``overrides``) exported locally, then through the
+    one-node cluster with the production profile; checks that every job
+    Snakemake ran remotely went through sbatch, and nothing else did."""
     if not SNAKEFILE.exists():
         pytest.skip("workflow not present yet")
     assert (PROFILE / "config.yaml").exists(), "profiles/slurm/config.yaml missing"
@@ -286,7 +336,7 @@ def test_demo_export_matches_local(tmp_path):
         # the source file) are identical; the local results are moved aside
         # before the SLURM run.
         cfg = tmp_path / "config.yaml"
-        outdir_rel = _write_config(cfg)
+        outdir_rel = _write_config(cfg, overrides)
         run_dir = tmp_path / "run"
         local_dir = tmp_path / "local"
 
@@ -302,6 +352,7 @@ def test_demo_export_matches_local(tmp_path):
         )
         local_elapsed = time.monotonic() - t0
         assert rc == 0, f"local run failed ({rc}):\n{_tail(local_log)}"
+        assert "Group job" not in local_log, "a local run must not group jobs"
         run_dir.rename(local_dir)
 
         # 2. The same workflow through SLURM with the production profile.
@@ -332,23 +383,36 @@ def test_demo_export_matches_local(tmp_path):
 
         # Every job Snakemake ran remotely went through sbatch, and nothing
         # else did: the plugin's submissions, Snakemake's non-local job
-        # headers ("rule X:"; local ones print "localrule X:") and slurmctld's
-        # own job table must all agree.
+        # headers and slurmctld's own job table must all agree.  A job
+        # submitted alone has an unindented header ("rule X:"; local ones
+        # print "localrule X:"), a group one header ("Group job NAME ...")
+        # above the indented headers of its jobs.
         submitted = [int(m) for m in SUBMIT_RE.findall(slurm_log)]
-        remote_headers = re.findall(r"^\s*rule (\w+):\s*$", slurm_log, flags=re.M)
+        remote_headers = re.findall(r"^rule (\w+):\s*$", slurm_log, flags=re.M)
+        group_headers = re.findall(r"^\[.*\] Group job (\S+) \(jobs in lexicogr\. order\):\s*$", slurm_log, flags=re.M)
         sbatch_jobs = cluster.jobs()
         assert submitted, f"no job was submitted to SLURM\n{report}"
-        assert len(remote_headers) == len(submitted), (
-            f"snakemake reported {len(remote_headers)} non-local jobs "
-            f"({sorted(set(remote_headers))}) but the plugin submitted {len(submitted)}\n{report}"
+        assert len(remote_headers) + len(group_headers) == len(submitted), (
+            f"snakemake reported {len(remote_headers)} non-local jobs ({sorted(set(remote_headers))}) and "
+            f"{len(group_headers)} group jobs but the plugin submitted {len(submitted)}\n{report}"
         )
         assert sorted(j.job_id for j in sbatch_jobs) == sorted(submitted), (
             f"sbatch saw {[(j.job_id, j.state) for j in sbatch_jobs]}, plugin submitted {submitted}"
         )
         assert cluster.submitted_job_ids_from_log() == sorted(submitted)
+        groups: dict[str, list[int]] = {}
+        alone: dict[str, list[int]] = {}
+        for job_id, kind, folder in SUBMIT_LOG_RE.findall(slurm_log):
+            if kind == "group":  # the folder is group_<name>_<its rules>
+                name = max((g for g in group_headers if folder.startswith(f"{g}_")), key=len, default=folder)
+                groups.setdefault(name, []).append(int(job_id))
+            else:
+                alone.setdefault(folder, []).append(int(job_id))
+        assert sorted(i for ids in [*groups.values(), *alone.values()] for i in ids) == sorted(submitted), report
+        assert sorted(groups) == sorted(set(group_headers)), report
         print(
             f"\nworkflow: local {local_elapsed:.1f}s; via SLURM {len(submitted)} sbatch jobs "
-            f"({sorted(set(remote_headers))}) in {elapsed:.1f}s"
+            f"(groups {sorted(groups)}, alone {sorted(alone)}) in {elapsed:.1f}s"
         )
 
     # 3. Byte-for-byte comparison of everything the two runs wrote.
@@ -360,5 +424,75 @@ def test_demo_export_matches_local(tmp_path):
     assert local_files == slurm_files, (
         f"only local: {sorted(map(str, local_files - slurm_files))}\nonly SLURM: {sorted(map(str, slurm_files - local_files))}"
     )
-    differing = [str(rel) for rel in sorted(local_files) if not filecmp.cmp(local_out / rel, slurm_out / rel, shallow=False)]
+    differing = [str(rel) for rel in sorted(local_files) if not _same_content(local_out / rel, slurm_out / rel)]
     assert not differing, f"{len(differing)} files differ between local and SLURM runs: {differing[:20]}"
+    return SlurmRun(
+        slurm_log, elapsed, local_elapsed, submitted, groups, alone, {j.job_id: j for j in sbatch_jobs}, local_out, slurm_out
+    )
+
+
+def _plane_groups(n_planes: int, per_submission: int) -> list[str]:
+    """The documented group names (config/README.md, `cluster.planes_per_submission`):
+    the output folder (``/`` as ``_``), then consecutive written planes, 1-based."""
+    import yaml
+
+    folder = str(yaml.safe_load(REPO_CONFIG.read_text())["outdir"]).strip("/").replace("/", "_")
+    firsts = range(1, n_planes + 1, per_submission)
+    return [f"{folder}.planes{a:02d}-{min(a + per_submission - 1, n_planes):02d}" for a in firsts]
+
+
+def test_demo_export_matches_local(tmp_path):
+    """The repo's config (the 6-plane demo, TIFF, 8 planes per submission):
+    byte-identical outputs, and the plane jobs in one submission."""
+    import yaml
+
+    demo = yaml.safe_load(REPO_CONFIG.read_text())
+    n_planes, per_submission = demo["demo"]["n_planes"], demo["cluster"]["planes_per_submission"]
+    run = _export_locally_and_through_slurm(tmp_path)
+    assert sorted(run.groups) == _plane_groups(n_planes, per_submission), run.log[-4000:]
+    assert all(len(ids) == 1 for ids in run.groups.values()), run.groups
+    # besides the plane groups only the once-per-run remote steps
+    assert sorted(run.alone) == ["checksum_inputs", "scan_phase"], run.alone
+    assert len(run.submitted) <= -(-n_planes // per_submission) + 2
+
+
+# 14 planes x 2 formats: TIFF (one file per plane) and Zarr (slab jobs filling one
+# store, then an assemble step).
+MANY_PLANES = {
+    "format": ["tiff", "zarr"],
+    "demo": {"n_planes": 14, "plane_shifts": None},
+    "cluster": {"planes_per_submission": 8},
+}
+
+
+def test_grouped_submissions_match_local(tmp_path):
+    """14 planes x 2 formats become ceil(14 / 8) plane submissions (plus the
+    Zarr assemble step, whose planes span both, and the two once-per-run
+    steps) instead of 14 x 2 + 3; each group asks for what Snakemake's group
+    rule gives: `cores` plane jobs side by side (their CPUs and memory summed),
+    their rounds' runtimes added."""
+    n_planes, per_submission, n_formats = 14, 8, 2
+    run = _export_locally_and_through_slurm(tmp_path, MANY_PLANES)
+    ungrouped = n_planes * n_formats + 3  # + checksum_inputs, scan_phase, the Zarr assemble step
+    names = _plane_groups(n_planes, per_submission)
+    assert sorted(run.groups) == names, run.log[-4000:]
+    assert sorted(run.alone) == ["assemble_folder", "checksum_inputs", "scan_phase"], run.alone
+    assert len(run.submitted) == len(names) + 3 <= -(-n_planes * n_formats // per_submission) + 3 < ungrouped
+
+    # Resources: every plane job asks for the same CPUs, memory and runtime
+    # (read from Snakemake's own job report and the profile), a group for
+    # `cores` of them at once and for as many rounds as it needs.
+    plane_mems = {int(m) for m in re.findall(r"rule write_plane_\w+:\n(?:.*\n)*?\s+resources: .*?mem_mb=(\d+)", run.log)}
+    assert len(plane_mems) == 1, plane_mems
+    (plane_mem,) = plane_mems
+    profile = _profile()
+    width = profile["cores"]
+    plane_runtime = profile["set-resources"]["write_plane_file"]["runtime"]
+    for name, (job_id,) in run.groups.items():
+        first, last = (int(z) for z in re.findall(r"\d+", name.rsplit(".", 1)[1]))
+        n_jobs = (last - first + 1) * n_formats
+        job = run.jobs[job_id]
+        assert job.cpus == min(width, n_jobs), (name, job)
+        assert job.memory_mb == min(width, n_jobs) * plane_mem, (name, job)
+        assert job.time_limit_min == -(-n_jobs // width) * plane_runtime, (name, job)
+    print(f"\n14 planes x 2 formats: {len(run.submitted)} sbatch jobs (ungrouped: {ungrouped}) in {run.elapsed_s:.1f}s")

@@ -258,11 +258,12 @@ def test_dry_run_lists_jobs_and_writes_nothing(tmp_path, acquisition, run_snakem
 
 
 def dry_run_jobs(output: str) -> dict[str, dict[str, str]]:
-    """Rule name -> the ``key: value`` lines of its first job in a dry run's listing."""
+    """Rule name -> the ``key: value`` lines of its first job in a dry run's listing (the jobs
+    of a cluster group are listed indented below its "Group job" line)."""
     jobs: dict[str, dict[str, str]] = {}
     current = None
     for line in output.splitlines():
-        header = re.match(r"^(?:local)?rule (\w+):$", line)
+        header = re.match(r"^\s*(?:local)?rule (\w+):$", line)
         if header:
             current = jobs.setdefault(header.group(1), {}) if header.group(1) not in jobs else None
         elif current is not None and line.startswith("    ") and ": " in line:

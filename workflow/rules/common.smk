@@ -17,6 +17,7 @@ from snakemake.exceptions import WorkflowError
 
 from imexport.checksums import cache_folder
 from imexport.history import manifest_path
+from imexport.job_groups import plane_groups, span_group
 from imexport.jobs import OUTPUT_TYPES
 from imexport.outdir_lock import check_unlocked, release
 from imexport.plan import WORK_FOLDER, formats_of
@@ -214,3 +215,16 @@ def print_sessions_summary():
     if SESSIONS.sheet is not None:
         table = format_table(table_rows(sessions_entries(), run_start=RUN_START))
         print(f"imexport: sessions of {SESSIONS.sheet}:\n{table}", file=sys.stderr)
+
+
+# cluster submissions (imexport.job_groups): outdir -> plane job / assembled export key -> group
+PLANE_GROUPS = {
+    outdir: plane_groups(SESSION.plan, SESSION.config["cluster"]["planes_per_submission"])
+    for outdir, SESSION in SESSION_OF.items()
+}
+
+
+def job_group(wildcards):
+    """The group a cluster executor submits this plane or assemble job with (None: alone)."""
+    groups = PLANE_GROUPS[wildcards.out]
+    return span_group(workflow.group_settings, groups.get(wildcards.key), groups)

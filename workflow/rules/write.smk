@@ -19,6 +19,8 @@ rule write_plane_file:
         f"{WORK}/benchmarks/write/{{key}}.tsv"
     wildcard_constraints:
         **step_wildcards("write_plane_file"),
+    group:
+        job_group
     conda:
         "../../envs/imexport.yaml"
     resources:
@@ -100,6 +102,8 @@ rule assemble_file:
         f"{WORK}/benchmarks/assemble/{{key}}.tsv"
     wildcard_constraints:
         **step_wildcards("assemble_file"),
+    group:
+        job_group
     conda:
         "../../envs/imexport.yaml"
     resources:
