@@ -17,6 +17,7 @@ from snakemake.exceptions import WorkflowError
 
 from imexport.checksums import cache_folder
 from imexport.history import manifest_path
+from imexport.input_content import content_record_path
 from imexport.job_groups import plane_groups, span_group
 from imexport.jobs import OUTPUT_TYPES
 from imexport.outdir_lock import check_unlocked, release
@@ -141,6 +142,13 @@ def export_of_store(wildcards):
     """The export whose prepare step creates the store ``{out}/.imexport/{store}``."""
     plan = plan_of(wildcards)
     return plan.stores()[f"{plan.work}/{wildcards.store}"]
+
+
+def content_record(wildcards):
+    """The record of the session's input content, named after it: a new content indexes
+    the inputs again, a touch does not (imexport.input_content)."""
+    SESSION = session(wildcards)
+    return str(content_record_path(SESSION.plan.work, SESSION.digests))
 
 
 def checksums_folder(wildcards):

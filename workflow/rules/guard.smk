@@ -4,7 +4,7 @@
 # so a conflict stops the run before any job. Each output folder is tidied by the
 # Snakefile's onstart handler.
 from imexport.guard import prepare_outdir, record_text
-from imexport.input_content import CONTENT_RECORD, content_record_path, content_record_text
+from imexport.input_content import CONTENT_RECORD, content_record_text
 
 RECORDS_DIR = f"{WORK}/records"
 # outdir -> record file (relative to its records folder) -> its text
@@ -30,13 +30,6 @@ rule output_record:
         text=lambda w: RECORD_TEXTS[w.out][w.record],
     shell:
         "printf '%s\\n' {params.text:q} > {output:q} 2> {log:q}"
-
-
-def content_record(wildcards):
-    """The record of the session's input content, named after it: a new content indexes
-    the inputs again, a touch does not (imexport.input_content)."""
-    SESSION = session(wildcards)
-    return str(content_record_path(SESSION.plan.work, SESSION.digests))
 
 
 rule input_content:
