@@ -245,6 +245,7 @@ def test_roi_folder_and_stem():
         ("x.tif", "_x"),
         ("x.TIFF", "_x"),
         ("run.zarr", "_run"),
+        ("run.nwb", "_run"),
         ("a b", "_a_b"),
         ("a  :b", "_a_b"),
         ("v1.2", "_v1.2"),

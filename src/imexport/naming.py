@@ -18,7 +18,7 @@ import numpy as np
 from .selection import uniform_step
 
 PADDING = {"tp": 5, "zplane": 2, "ch": 2, "roi": 2}
-KNOWN_EXTENSIONS = (".tiff", ".tif", ".zarr", ".hdf5", ".h5", ".bin", ".npy")
+KNOWN_EXTENSIONS = (".tiff", ".tif", ".zarr", ".hdf5", ".h5", ".nwb", ".bin", ".npy")
 _ILLEGAL = re.compile(r'[<>:"|?*\s]+')
 
 
