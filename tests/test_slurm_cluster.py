@@ -195,6 +195,8 @@ def _skip_output(rel: Path) -> bool:
         or "manifest" in name
         or name == "page_index.npz"
         or name.endswith(".log")
+        # a sheet's sessions table: its wall-time column is the run's (compared without it)
+        or name.startswith("sessions_summary.")
     )
 
 
@@ -496,3 +498,82 @@ def test_grouped_submissions_match_local(tmp_path):
         assert job.memory_mb == min(width, n_jobs) * plane_mem, (name, job)
         assert job.time_limit_min == -(-n_jobs // width) * plane_runtime, (name, job)
     print(f"\n14 planes x 2 formats: {len(run.submitted)} sbatch jobs (ungrouped: {ungrouped}) in {run.elapsed_s:.1f}s")
+
+
+# ---------------------------------------------------------------------------
+# Test 3: a sessions sheet of three recordings of different kinds, one run.
+# ---------------------------------------------------------------------------
+
+# Planes each session writes, from how the test builds it (tests/test_sessions.py): the
+# LBM row keeps planes 1 and 3, the piezo stack has 3 slices, the TIFF stack 2 planes.
+SHEET_WRITTEN_PLANES = {"lbm": 2, "piezo": 3, "stack": 2}
+SHEET_PER_SUBMISSION = 2
+
+
+def _sheet_recordings(root: Path) -> dict[str, str]:
+    """The three recordings of tests/test_sessions.py: {session: input path}."""
+    import numpy as np
+    import tifffile
+    from conftest import make_acquisition_in
+    from test_sessions import PIEZO, STACK_SHAPE
+
+    _, lbm = make_acquisition_in(root, "lbm")
+    _, piezo = make_acquisition_in(root, "piezo", **PIEZO)
+    stack = np.random.default_rng(7).integers(0, 3000, STACK_SHAPE, dtype=np.int16)
+    tifffile.imwrite(root / "stack.tif", stack, imagej=True, metadata={"axes": "TZYX"})
+    return {"lbm": str(lbm[0].parent), "piezo": str(piezo[0].parent), "stack": str(root / "stack.tif")}
+
+
+def test_sessions_sheet_in_one_grouped_run_matches_local(tmp_path):
+    """Three sessions (LBM with its own planes and formats; a piezo stack, both correcting
+    the scan phase; a TIFF stack as Zarr) in one invocation: each session's plane jobs grouped
+    `planes_per_submission` planes at a time, so the run submits at most one job per plane
+    group plus the once-per-session remote steps; every output byte-identical to the
+    local run, the history files too but for the fields that record when and where it ran."""
+    from test_sessions import HISTORY_FILES, normalized, read_history_file, write_sheet
+
+    inputs = _sheet_recordings(tmp_path / "recordings")
+    sheet = write_sheet(
+        tmp_path / "sessions.tsv",
+        ["session", "input", "planes", "format", "scan_phase.fix_phase"],
+        ["lbm", inputs["lbm"], "[1, 3]", "[tiff, zarr]", "true"],
+        ["piezo", inputs["piezo"], "", "", "true"],
+        ["stack", inputs["stack"], "", "zarr", ""],
+    )
+    overrides = {
+        "sessions": str(sheet),
+        "format": "tiff",
+        "scan_phase": {"fix_phase": False, "border": 1},
+        "cluster": {"planes_per_submission": SHEET_PER_SUBMISSION},
+    }
+    run = _export_locally_and_through_slurm(tmp_path, overrides)
+
+    per_session = {s: -(-n // SHEET_PER_SUBMISSION) for s, n in SHEET_WRITTEN_PLANES.items()}
+    # remote steps besides the plane groups: the scan_phase jobs of the two sessions
+    # correcting the phase (lbm, piezo) and one checksum_inputs job per session
+    once = 2 + len(SHEET_WRITTEN_PLANES)
+    formats = {"lbm": 2, "piezo": 1, "stack": 1}
+    ungrouped = sum(SHEET_WRITTEN_PLANES[s] * formats[s] for s in formats) + once + 1  # + the assemble step of stack
+    assert len(run.groups) == sum(per_session.values()), run.groups
+    assert all(len(ids) == 1 for ids in run.groups.values()), run.groups
+    assert len(run.submitted) <= sum(per_session.values()) + once < ungrouped, (run.groups, run.alone)
+    for session in SHEET_WRITTEN_PLANES:  # group names start with the session's output folder
+        folder = str(run.local_out.relative_to(run.local_out.parent.parent) / session).replace("/", "_")
+        assert sum(name.startswith(f"{folder}.planes") for name in run.groups) == per_session[session], run.groups
+
+    # the sessions table: equal but for the wall times, the benchmarks' seconds
+    def table(out):
+        header, *rows = [line.split("\t") for line in (out / "sessions_summary.tsv").read_text().splitlines()]
+        return [{k: v for k, v in zip(header, row) if k != "wall time"} for row in rows]
+
+    assert table(run.slurm_out) == table(run.local_out)
+    assert [row["status"] for row in table(run.local_out)] == ["exported"] * 3
+    # the history files: equal but for the VOLATILE_KEYS of tests/test_sessions.py
+    for session in SHEET_WRITTEN_PLANES:
+        local, remote = run.local_out / session, run.slurm_out / session
+        history = sorted(p.relative_to(local) for p in local.rglob("*") if p.is_file() and p.name.endswith(HISTORY_FILES))
+        assert any(p.name == "imexport_manifest.json" for p in history), history
+        for rel in history:
+            got, want = read_history_file(remote / rel), read_history_file(local / rel)
+            assert normalized(got, HISTORY_FILES) == normalized(want, HISTORY_FILES), rel
+    print(f"\nsheet of 3 sessions: {len(run.submitted)} sbatch jobs (ungrouped: {ungrouped}) in {run.elapsed_s:.1f}s")
