@@ -453,9 +453,9 @@ def test_demo_export_matches_local(tmp_path):
     run = _export_locally_and_through_slurm(tmp_path)
     assert sorted(run.groups) == _plane_groups(n_planes, per_submission), run.log[-4000:]
     assert all(len(ids) == 1 for ids in run.groups.values()), run.groups
-    # besides the plane groups only the once-per-run remote steps
-    assert sorted(run.alone) == ["checksum_inputs", "scan_phase"], run.alone
-    assert len(run.submitted) <= -(-n_planes // per_submission) + 2
+    # besides the plane groups only the once-per-run remote step (checksum_inputs is local)
+    assert sorted(run.alone) == ["scan_phase"], run.alone
+    assert len(run.submitted) <= -(-n_planes // per_submission) + 1
 
 
 # 14 planes x 2 formats: TIFF (one file per plane) and Zarr (slab jobs filling one
@@ -469,17 +469,17 @@ MANY_PLANES = {
 
 def test_grouped_submissions_match_local(tmp_path):
     """14 planes x 2 formats become ceil(14 / 8) plane submissions (plus the
-    Zarr assemble step, whose planes span both, and the two once-per-run
-    steps) instead of 14 x 2 + 3; each group asks for what Snakemake's group
+    Zarr assemble step, whose planes span both, and the once-per-run scan_phase
+    step) instead of 14 x 2 + 2; each group asks for what Snakemake's group
     rule gives: `cores` plane jobs side by side (their CPUs and memory summed),
     their rounds' runtimes added."""
     n_planes, per_submission, n_formats = 14, 8, 2
     run = _export_locally_and_through_slurm(tmp_path, MANY_PLANES)
-    ungrouped = n_planes * n_formats + 3  # + checksum_inputs, scan_phase, the Zarr assemble step
+    ungrouped = n_planes * n_formats + 2  # + scan_phase, the Zarr assemble step
     names = _plane_groups(n_planes, per_submission)
     assert sorted(run.groups) == names, run.log[-4000:]
-    assert sorted(run.alone) == ["assemble_folder", "checksum_inputs", "scan_phase"], run.alone
-    assert len(run.submitted) == len(names) + 3 <= -(-n_planes * n_formats // per_submission) + 3 < ungrouped
+    assert sorted(run.alone) == ["assemble_folder", "scan_phase"], run.alone
+    assert len(run.submitted) == len(names) + 2 <= -(-n_planes * n_formats // per_submission) + 2 < ungrouped
 
     # Resources: every plane job asks for the same CPUs, memory and runtime
     # (read from Snakemake's own job report and the profile), a group for
@@ -527,8 +527,8 @@ def _sheet_recordings(root: Path) -> dict[str, str]:
 def test_sessions_sheet_in_one_grouped_run_matches_local(tmp_path):
     """Three sessions (LBM with its own planes and formats; a piezo stack, both correcting
     the scan phase; a TIFF stack as Zarr) in one invocation: each session's plane jobs grouped
-    `planes_per_submission` planes at a time, so the run submits at most one job per plane
-    group plus the once-per-session remote steps; every output byte-identical to the
+    `planes_per_submission` planes at a time and their scan_phase jobs as many at a time,
+    so the run submits one job per group and nothing else (checksum_inputs is local); every output byte-identical to the
     local run, the history files too but for the fields that record when and where it ran."""
     from test_sessions import HISTORY_FILES, normalized, read_history_file, write_sheet
 
@@ -549,14 +549,15 @@ def test_sessions_sheet_in_one_grouped_run_matches_local(tmp_path):
     run = _export_locally_and_through_slurm(tmp_path, overrides)
 
     per_session = {s: -(-n // SHEET_PER_SUBMISSION) for s, n in SHEET_WRITTEN_PLANES.items()}
-    # remote steps besides the plane groups: the scan_phase jobs of the two sessions
-    # correcting the phase (lbm, piezo) and one checksum_inputs job per session
-    once = 2 + len(SHEET_WRITTEN_PLANES)
+    # the scan_phase jobs of the two sessions correcting the phase (lbm, piezo), in one group
+    phase_jobs = 2
+    phase_submissions = -(-phase_jobs // SHEET_PER_SUBMISSION)
     formats = {"lbm": 2, "piezo": 1, "stack": 1}
-    ungrouped = sum(SHEET_WRITTEN_PLANES[s] * formats[s] for s in formats) + once + 1  # + the assemble step of stack
-    assert len(run.groups) == sum(per_session.values()), run.groups
-    assert all(len(ids) == 1 for ids in run.groups.values()), run.groups
-    assert len(run.submitted) <= sum(per_session.values()) + once < ungrouped, (run.groups, run.alone)
+    ungrouped = sum(SHEET_WRITTEN_PLANES[s] * formats[s] for s in formats) + phase_jobs + 1  # + the assemble step of stack
+    assert sorted(g for g in run.groups if g.startswith("scan_phase.")) == ["scan_phase.01-02"], run.groups
+    assert len(run.groups) == sum(per_session.values()) + phase_submissions, run.groups
+    assert all(len(ids) == 1 for ids in run.groups.values()) and not run.alone, (run.groups, run.alone)
+    assert len(run.submitted) == sum(per_session.values()) + phase_submissions < ungrouped, (run.groups, run.alone)
     for session in SHEET_WRITTEN_PLANES:  # group names start with the session's output folder
         folder = str(run.local_out.relative_to(run.local_out.parent.parent) / session).replace("/", "_")
         assert sum(name.startswith(f"{folder}.planes") for name in run.groups) == per_session[session], run.groups

@@ -18,7 +18,7 @@ from snakemake.exceptions import WorkflowError
 from imexport.checksums import cache_folder
 from imexport.history import manifest_path
 from imexport.input_content import content_record_path
-from imexport.job_groups import plane_groups, span_group
+from imexport.job_groups import phase_groups, plane_groups, span_group
 from imexport.jobs import OUTPUT_TYPES
 from imexport.outdir_lock import check_unlocked, release
 from imexport.plan import WORK_FOLDER, formats_of
@@ -236,3 +236,16 @@ def job_group(wildcards):
     """The group a cluster executor submits this plane or assemble job with (None: alone)."""
     groups = PLANE_GROUPS[wildcards.out]
     return span_group(workflow.group_settings, groups.get(wildcards.key), groups)
+
+
+# (outdir, view) of each scan_phase job, in sheet order -> its group (imexport.job_groups);
+# without a sheet none: a session alone is submitted as before
+PHASE_GROUPS = phase_groups(
+    [(SESSION.plan.outdir, view) for SESSION in SESSIONS.planned for view in SESSION.plan.phase_views()],
+    config["cluster"]["planes_per_submission"] if SESSIONS.sheet is not None else None,
+)
+
+
+def phase_group(SESSION):
+    """The group of the scan_phase jobs of ``SESSION`` (a rule made per session)."""
+    return lambda w: span_group(workflow.group_settings, PHASE_GROUPS.get((SESSION.plan.outdir, w.view)), PHASE_GROUPS)
