@@ -73,7 +73,9 @@ def main() -> None:
         local = local_rules(snakefile, root)
         remote = [r for r in ALONE_HEADER.findall(log) if r not in local]
         alone = collections.Counter(re.sub(r"^scan_phase_\w+", "scan_phase", r) for r in remote)
-        kinds = collections.Counter(g.rsplit(".", 1)[0] if g.startswith("scan_phase") else "plane groups" for g in groups)
+        kinds = collections.Counter(
+            g.split(".")[0] if g.startswith(("scan_phase.", "assemble.")) else "plane groups" for g in groups
+        )
         print(
             f"{args.sessions} sessions x {args.planes} planes x 2 formats, planes_per_submission {args.per_submission}: "
             f"{len(groups) + sum(alone.values())} submissions (groups: {dict(kinds)}; alone: {dict(alone)})"
