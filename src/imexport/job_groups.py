@@ -1,4 +1,4 @@
-"""Cluster submissions: which plane jobs a cluster executor submits together.
+"""Cluster submissions: which jobs a cluster executor submits together.
 
 A plane job of a short recording lasts seconds, less than a cluster scheduler spends on
 one submission. So on a cluster the plane jobs of ``planes_per_submission`` consecutive
