@@ -11,7 +11,7 @@ import re
 import pytest
 from snakemake.settings.types import GroupSettings
 
-from imexport.job_groups import plane_groups, span_group
+from imexport.job_groups import consecutive_groups, plane_groups, span_group
 from imexport.workflow_plan import plan_for_config
 
 SPEC = dict(n_frames=4, n_planes=5, roi_heights=[6, 4], width=12, fly_to_lines=2, frames_per_file=2, n_cells=4)
@@ -90,3 +90,36 @@ def test_the_dry_run_shows_the_submissions(tmp_path, make_acquisition, run_snake
     assert len(shown) == expected, result.output[-3000:]
     planes = sorted(_by_planes(dict(enumerate(shown)), tmp_path / "out").values())
     assert planes == ["planes01-02", "planes03-04", "planes05-05"][:expected]
+
+
+def test_jobs_of_consecutive_sessions_form_a_group():
+    jobs = [("a", "stitched"), ("b", "stitched"), ("c", "stitched"), ("d", "roi01"), ("d", "roi02")]
+    assert consecutive_groups("scan_phase", jobs, 2) == {
+        ("a", "stitched"): "scan_phase.01-02",
+        ("b", "stitched"): "scan_phase.01-02",
+        ("c", "stitched"): "scan_phase.03-04",
+        ("d", "roi01"): "scan_phase.03-04",
+    }  # ("d", "roi02") would be alone in its group: a plain job
+    assert set(consecutive_groups("assemble", jobs, 8).values()) == {"assemble.01-05"}
+    assert consecutive_groups("scan_phase", jobs, None) == {} == consecutive_groups("scan_phase", jobs[:1], 8)
+
+
+def test_the_dry_run_of_a_sheet_groups_the_scan_phase_jobs_of_its_sessions(tmp_path, make_acquisition, run_snakemake):
+    """Three sessions correcting the scan phase, 2 per submission: the first two sessions'
+    scan_phase jobs in one group, the third's alone, and so their Zarr assemble steps (each
+    store's 5 planes span 3 plane groups). Without a sheet nothing changes: a session's
+    scan_phase jobs (one per ROI view) and assemble steps are never grouped."""
+    _, paths = make_acquisition(tmp_path, **SPEC)
+    rows = "".join(f"s{i}\t{paths[0].parent}\n" for i in range(3))
+    (tmp_path / "sessions.tsv").write_text("session\tinput\n" + rows)
+    config = {**CONFIG, "roi_mode": "concat_y", "scan_phase": {"fix_phase": True, "border": 0}}
+    config["cluster"] = {"planes_per_submission": 2}
+    sheet = run_snakemake(tmp_path / "sheet", {**config, "sessions": str(tmp_path / "sessions.tsv"), "outdir": "out"}, "-n")
+    shown = GROUP_HEADER.findall(sheet.output)
+    assert [g for g in shown if g.startswith("scan_phase")] == ["scan_phase.01-02"], sheet.output[-3000:]
+    assert [g for g in shown if g.startswith("assemble")] == ["assemble.01-02"], sheet.output[-3000:]
+    assert len(shown) == 3 * 3 + 2  # 5 planes, 2 per submission, in each session
+    alone_config = {**config, "roi_mode": "separate", "input": str(paths[0].parent), "outdir": "out"}
+    alone = run_snakemake(tmp_path / "alone", alone_config, "-n")
+    assert len(re.findall(r"^rule scan_phase:", alone.output, flags=re.M)) == 2, alone.output[-3000:]
+    assert not [g for g in GROUP_HEADER.findall(alone.output) if g.startswith(("scan_phase", "assemble"))]

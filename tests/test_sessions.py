@@ -326,3 +326,50 @@ def test_the_qc_report_has_the_sessions_table_and_each_sessions_figures(tmp_path
     # each session's figures under its own categories: both have a mean-image grid
     assert "piezo - 1 Mean images" in report and "stack - 1 Mean images" in report
     assert sum(n.endswith("mean_images_stitched.png") for n in names) == 2
+
+
+# NWB metadata every session shares, in the config; the animal's id and age in the sheet
+NWB_SHARED = {
+    "session_description": "two-photon imaging, test session",
+    "timezone": "Europe/Berlin",
+    "subject": {"species": "Mus musculus", "sex": "F"},
+    "indicator": "GCaMP6s",
+    "excitation_lambda": 920.0,
+}
+NWB_HEADER = ["session", "input", "nwb.subject.subject_id", "nwb.subject.age"]
+
+
+def test_nwb_session_metadata_from_the_sheet_columns(tmp_path, recordings, run_snakemake):
+    """Each row gives its own animal (config/README.md, NWB): a row lacking a required key
+    stops the dry run naming the row and the key; with both rows complete each session's
+    NWB export carries its own subject."""
+    inputs, _ = recordings
+    config = {**BASE_CONFIG, "format": "nwb", "nwb": NWB_SHARED, "outdir": "results"}
+    incomplete = write_sheet(
+        tmp_path / "bad" / "sessions.tsv",
+        NWB_HEADER,
+        ["m1", inputs["lbm"], "mouse-01", "P90D"],
+        ["m2", inputs["piezo"], "", "P120D"],
+    )
+    stopped = run_snakemake(tmp_path / "bad", {**config, "sessions": str(incomplete)}, "-n", expect_ok=False)
+    assert f"session m2 ({incomplete}, line 3)" in stopped.output, stopped.output[-3000:]
+    assert "nwb.subject.subject_id" in stopped.output.split("session m2")[1]
+    assert "session m1" not in stopped.output and "Traceback" not in stopped.output
+    assert not (tmp_path / "bad" / "results").exists()
+
+    complete = write_sheet(
+        tmp_path / "good" / "sessions.tsv",
+        NWB_HEADER,
+        ["m1", inputs["lbm"], "mouse-01", "P90D"],
+        ["m2", inputs["piezo"], "mouse-02", "P120D"],
+    )
+    sessions = plan_sessions({**config, "sessions": str(complete), "outdir": str(tmp_path / "good" / "results")})
+    subjects = {s.name: [e.options["subject"] for e in s.plan.exports if e.format == "nwb"] for s in sessions.planned}
+    want = {"m1": ("mouse-01", "P90D"), "m2": ("mouse-02", "P120D")}
+    assert set(subjects) == set(want)
+    for name, (subject_id, age) in want.items():
+        assert subjects[name] and all(
+            (s["subject_id"], s["age"], s["species"], s["sex"]) == (subject_id, age, "Mus musculus", "F") for s in subjects[name]
+        ), subjects[name]
+    planned = run_snakemake(tmp_path / "good", {**config, "sessions": str(complete)}, "-n")
+    assert all(f"results/{name}/" in planned.output for name in want), planned.output[-3000:]

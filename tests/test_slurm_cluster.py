@@ -195,6 +195,8 @@ def _skip_output(rel: Path) -> bool:
         or "manifest" in name
         or name == "page_index.npz"
         or name.endswith(".log")
+        # a sheet's sessions table: its wall-time column is the run's (compared without it)
+        or name.startswith("sessions_summary.")
     )
 
 
@@ -451,9 +453,9 @@ def test_demo_export_matches_local(tmp_path):
     run = _export_locally_and_through_slurm(tmp_path)
     assert sorted(run.groups) == _plane_groups(n_planes, per_submission), run.log[-4000:]
     assert all(len(ids) == 1 for ids in run.groups.values()), run.groups
-    # besides the plane groups only the once-per-run remote steps
-    assert sorted(run.alone) == ["checksum_inputs", "scan_phase"], run.alone
-    assert len(run.submitted) <= -(-n_planes // per_submission) + 2
+    # besides the plane groups only the once-per-run remote step (checksum_inputs is local)
+    assert sorted(run.alone) == ["scan_phase"], run.alone
+    assert len(run.submitted) <= -(-n_planes // per_submission) + 1
 
 
 # 14 planes x 2 formats: TIFF (one file per plane) and Zarr (slab jobs filling one
@@ -467,17 +469,17 @@ MANY_PLANES = {
 
 def test_grouped_submissions_match_local(tmp_path):
     """14 planes x 2 formats become ceil(14 / 8) plane submissions (plus the
-    Zarr assemble step, whose planes span both, and the two once-per-run
-    steps) instead of 14 x 2 + 3; each group asks for what Snakemake's group
+    Zarr assemble step, whose planes span both, and the once-per-run scan_phase
+    step) instead of 14 x 2 + 2; each group asks for what Snakemake's group
     rule gives: `cores` plane jobs side by side (their CPUs and memory summed),
     their rounds' runtimes added."""
     n_planes, per_submission, n_formats = 14, 8, 2
     run = _export_locally_and_through_slurm(tmp_path, MANY_PLANES)
-    ungrouped = n_planes * n_formats + 3  # + checksum_inputs, scan_phase, the Zarr assemble step
+    ungrouped = n_planes * n_formats + 2  # + scan_phase, the Zarr assemble step
     names = _plane_groups(n_planes, per_submission)
     assert sorted(run.groups) == names, run.log[-4000:]
-    assert sorted(run.alone) == ["assemble_folder", "checksum_inputs", "scan_phase"], run.alone
-    assert len(run.submitted) == len(names) + 3 <= -(-n_planes * n_formats // per_submission) + 3 < ungrouped
+    assert sorted(run.alone) == ["assemble_folder", "scan_phase"], run.alone
+    assert len(run.submitted) == len(names) + 2 <= -(-n_planes * n_formats // per_submission) + 2 < ungrouped
 
     # Resources: every plane job asks for the same CPUs, memory and runtime
     # (read from Snakemake's own job report and the profile), a group for
@@ -496,3 +498,83 @@ def test_grouped_submissions_match_local(tmp_path):
         assert job.memory_mb == min(width, n_jobs) * plane_mem, (name, job)
         assert job.time_limit_min == -(-n_jobs // width) * plane_runtime, (name, job)
     print(f"\n14 planes x 2 formats: {len(run.submitted)} sbatch jobs (ungrouped: {ungrouped}) in {run.elapsed_s:.1f}s")
+
+
+# ---------------------------------------------------------------------------
+# Test 3: a sessions sheet of three recordings of different kinds, one run.
+# ---------------------------------------------------------------------------
+
+# Planes each session writes, from how the test builds it (tests/test_sessions.py): the
+# LBM row keeps planes 1 and 3, the piezo stack has 3 slices, the TIFF stack 2 planes.
+SHEET_WRITTEN_PLANES = {"lbm": 2, "piezo": 3, "stack": 2}
+SHEET_PER_SUBMISSION = 2
+
+
+def _sheet_recordings(root: Path) -> dict[str, str]:
+    """The three recordings of tests/test_sessions.py: {session: input path}."""
+    import numpy as np
+    import tifffile
+    from conftest import make_acquisition_in
+    from test_sessions import PIEZO, STACK_SHAPE
+
+    _, lbm = make_acquisition_in(root, "lbm")
+    _, piezo = make_acquisition_in(root, "piezo", **PIEZO)
+    stack = np.random.default_rng(7).integers(0, 3000, STACK_SHAPE, dtype=np.int16)
+    tifffile.imwrite(root / "stack.tif", stack, imagej=True, metadata={"axes": "TZYX"})
+    return {"lbm": str(lbm[0].parent), "piezo": str(piezo[0].parent), "stack": str(root / "stack.tif")}
+
+
+def test_sessions_sheet_in_one_grouped_run_matches_local(tmp_path):
+    """Three sessions (LBM with its own planes and formats; a piezo stack, both correcting
+    the scan phase; a TIFF stack as Zarr) in one invocation: each session's plane jobs grouped
+    `planes_per_submission` planes at a time and their scan_phase jobs as many at a time,
+    so the run submits one job per group and nothing else (checksum_inputs is local); every output byte-identical to the
+    local run, the history files too but for the fields that record when and where it ran."""
+    from test_sessions import HISTORY_FILES, normalized, read_history_file, write_sheet
+
+    inputs = _sheet_recordings(tmp_path / "recordings")
+    sheet = write_sheet(
+        tmp_path / "sessions.tsv",
+        ["session", "input", "planes", "format", "scan_phase.fix_phase"],
+        ["lbm", inputs["lbm"], "[1, 3]", "[tiff, zarr]", "true"],
+        ["piezo", inputs["piezo"], "", "", "true"],
+        ["stack", inputs["stack"], "", "zarr", ""],
+    )
+    overrides = {
+        "sessions": str(sheet),
+        "format": "tiff",
+        "scan_phase": {"fix_phase": False, "border": 1},
+        "cluster": {"planes_per_submission": SHEET_PER_SUBMISSION},
+    }
+    run = _export_locally_and_through_slurm(tmp_path, overrides)
+
+    per_session = {s: -(-n // SHEET_PER_SUBMISSION) for s, n in SHEET_WRITTEN_PLANES.items()}
+    # the scan_phase jobs of the two sessions correcting the phase (lbm, piezo), in one group
+    phase_jobs = 2
+    phase_submissions = -(-phase_jobs // SHEET_PER_SUBMISSION)
+    formats = {"lbm": 2, "piezo": 1, "stack": 1}
+    ungrouped = sum(SHEET_WRITTEN_PLANES[s] * formats[s] for s in formats) + phase_jobs + 1  # + the assemble step of stack
+    assert sorted(g for g in run.groups if g.startswith("scan_phase.")) == ["scan_phase.01-02"], run.groups
+    assert len(run.groups) == sum(per_session.values()) + phase_submissions, run.groups
+    assert all(len(ids) == 1 for ids in run.groups.values()) and not run.alone, (run.groups, run.alone)
+    assert len(run.submitted) == sum(per_session.values()) + phase_submissions < ungrouped, (run.groups, run.alone)
+    for session in SHEET_WRITTEN_PLANES:  # group names start with the session's output folder
+        folder = str(run.local_out.relative_to(run.local_out.parent.parent) / session).replace("/", "_")
+        assert sum(name.startswith(f"{folder}.planes") for name in run.groups) == per_session[session], run.groups
+
+    # the sessions table: equal but for the wall times, the benchmarks' seconds
+    def table(out):
+        header, *rows = [line.split("\t") for line in (out / "sessions_summary.tsv").read_text().splitlines()]
+        return [{k: v for k, v in zip(header, row) if k != "wall time"} for row in rows]
+
+    assert table(run.slurm_out) == table(run.local_out)
+    assert [row["status"] for row in table(run.local_out)] == ["exported"] * 3
+    # the history files: equal but for the VOLATILE_KEYS of tests/test_sessions.py
+    for session in SHEET_WRITTEN_PLANES:
+        local, remote = run.local_out / session, run.slurm_out / session
+        history = sorted(p.relative_to(local) for p in local.rglob("*") if p.is_file() and p.name.endswith(HISTORY_FILES))
+        assert any(p.name == "imexport_manifest.json" for p in history), history
+        for rel in history:
+            got, want = read_history_file(remote / rel), read_history_file(local / rel)
+            assert normalized(got, HISTORY_FILES) == normalized(want, HISTORY_FILES), rel
+    print(f"\nsheet of 3 sessions: {len(run.submitted)} sbatch jobs (ungrouped: {ungrouped}) in {run.elapsed_s:.1f}s")

@@ -1,4 +1,4 @@
-"""Cluster submissions: which plane jobs a cluster executor submits together.
+"""Cluster submissions: which jobs a cluster executor submits together.
 
 A plane job of a short recording lasts seconds, less than a cluster scheduler spends on
 one submission. So on a cluster the plane jobs of ``planes_per_submission`` consecutive
@@ -11,6 +11,15 @@ Snakemake keeps jobs of one group name in one submission only where they are con
 in the DAG; plane jobs are independent of each other, so each group is declared to span
 all its jobs (Snakemake's ``--group-components NAME=N``, set from the plan here instead of
 on the command line, which would need one N per group name).
+
+With a sessions sheet, two more kinds of independent jobs go ``planes_per_submission`` at
+a time, in sheet order, as one submission: the scan-phase jobs (one per session and ROI
+view; every plane job of their session waits for them) and the assemble steps whose
+export's planes span several plane groups. A scan-phase job reads a window of frames
+(``scan_phase.window_frames``, 200) of each of its planes, for 14 planes as many frames as
+one plane job of a 2,800-frame recording; an assemble step writes metadata (Zarr) or copies
+one export (single-file HDF5, gzip NWB): as many of them per submission as plane jobs is a
+submission of the same order of minutes.
 """
 
 from __future__ import annotations
@@ -43,7 +52,21 @@ def plane_groups(plan: Plan, planes_per_submission: int | None) -> dict[str, str
     return groups
 
 
-def span_group(group_settings: Any, group: str | None, groups: dict[str, str]) -> str | None:
+def consecutive_groups(step: str, jobs: list[tuple[str, str]], planes_per_submission: int | None) -> dict[tuple[str, str], str]:
+    """(output folder, job key) of each job of ``step``, in sheet order → its group's name,
+    ``<step>.<first>-<last>`` (1-based positions in that order); ``None``: no groups.
+    A job that would be alone in its group gets none: a group of one is a plain job."""
+    if planes_per_submission is None:
+        return {}
+    groups = {}
+    for first in range(0, len(jobs), planes_per_submission):
+        chunk = jobs[first : first + planes_per_submission]
+        if len(chunk) > 1:
+            groups.update(dict.fromkeys(chunk, f"{step}.{first + 1:02d}-{first + len(chunk):02d}"))
+    return groups
+
+
+def span_group(group_settings: Any, group: str | None, groups: dict[Any, str]) -> str | None:
     """``group``, declared to span all its (independent) jobs: its entry in Snakemake's
     ``workflow.group_settings.group_components`` (what ``--group-components`` sets; a count
     given there is kept). Called while the DAG is built: Snakemake replaces the settings

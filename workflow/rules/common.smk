@@ -18,7 +18,7 @@ from snakemake.exceptions import WorkflowError
 from imexport.checksums import cache_folder
 from imexport.history import manifest_path
 from imexport.input_content import content_record_path
-from imexport.job_groups import plane_groups, span_group
+from imexport.job_groups import consecutive_groups, plane_groups, span_group
 from imexport.jobs import OUTPUT_TYPES
 from imexport.outdir_lock import check_unlocked, release
 from imexport.plan import WORK_FOLDER, formats_of
@@ -232,7 +232,35 @@ PLANE_GROUPS = {
 }
 
 
+# With a sheet, (outdir, key) of each scan_phase job and of each assemble step outside its
+# planes' group, in sheet order -> its group (imexport.job_groups); without a sheet none: a
+# session alone is submitted as before.
+SHEET_PER_SUBMISSION = config["cluster"]["planes_per_submission"] if SESSIONS.sheet is not None else None
+PHASE_GROUPS = consecutive_groups(
+    "scan_phase",
+    [(SESSION.plan.outdir, view) for SESSION in SESSIONS.planned for view in SESSION.plan.phase_views()],
+    SHEET_PER_SUBMISSION,
+)
+ASSEMBLE_GROUPS = consecutive_groups(
+    "assemble",
+    [
+        (SESSION.plan.outdir, export.key)
+        for SESSION in SESSIONS.planned
+        for export in SESSION.plan.exports
+        if export.assembled and export.key not in PLANE_GROUPS[SESSION.plan.outdir]
+    ],
+    SHEET_PER_SUBMISSION,
+)
+
+
 def job_group(wildcards):
     """The group a cluster executor submits this plane or assemble job with (None: alone)."""
     groups = PLANE_GROUPS[wildcards.out]
-    return span_group(workflow.group_settings, groups.get(wildcards.key), groups)
+    if wildcards.key in groups:
+        return span_group(workflow.group_settings, groups[wildcards.key], groups)
+    return span_group(workflow.group_settings, ASSEMBLE_GROUPS.get((wildcards.out, wildcards.key)), ASSEMBLE_GROUPS)
+
+
+def phase_group(SESSION):
+    """The group of the scan_phase jobs of ``SESSION`` (a rule made per session)."""
+    return lambda w: span_group(workflow.group_settings, PHASE_GROUPS.get((SESSION.plan.outdir, w.view)), PHASE_GROUPS)

@@ -11,7 +11,8 @@ from imexport.history import history_spec
 
 
 # The input files' digests, listed from the digest cache planning filled
-# (imexport.input_content); only a file changed since planning is read again.
+# (imexport.input_content); only a file changed since planning is read again, and the
+# demo's acquisition, which this run writes. A localrule: a lookup is no cluster job.
 rule checksum_inputs:
     input:
         lambda w: [ancient(f) for f in plan_of(w).source.files],  # a touch is no change; a new content is
@@ -24,11 +25,12 @@ rule checksum_inputs:
         f"{WORK}/benchmarks/checksum_inputs.tsv"
     wildcard_constraints:
         out=keys_regex(SESSION_OF),
+    localrule: True
     conda:
         "../../envs/imexport.yaml"
     threads: 1  # beside one plane job: two threads would hold back every plane job until it ends
     resources:
-        io_slots=1,  # it reads the raw files, like a plane job
+        io_slots=1,  # where it hashes (the demo, a changed file) it reads raw files, like a plane job
     params:
         source_files=lambda w: list(plan_of(w).source.files),
         checksums=lambda w, output: str(Path(output[0]).parent),  # the digest cache

@@ -25,6 +25,8 @@ for SESSION in SESSIONS.planned:
         # Every plane job waits for this one: it goes first (priority), and leaves one core
         # to checksum_inputs, which would otherwise hold it back until the inputs are hashed.
         priority: 50
+        group:
+            phase_group(SESSION)
         conda:
             "../../envs/imexport.yaml"
         threads: all_cores_but_one(at_most=4)
