@@ -30,8 +30,13 @@ for SESSION in SESSIONS.planned:
         conda:
             "../../envs/imexport.yaml"
         threads: all_cores_but_one(at_most=4)
+        # Cluster settings here, not in the profile's set-resources: with a sheet the rule is
+        # named per session. Usually a minute or two (generous for slow file systems); the
+        # FFT cross-correlation is effectively single-threaded.
         resources:
             mem_mb=plane_job_mem_mb(SESSION),
+            runtime=30,
+            cpus_per_task=1,
         params:
             tasks=phase_tasks(SESSION),
         script:
