@@ -30,6 +30,7 @@ from imexport.atomic import commit_path, remove_path, temporary_sibling
 from imexport.hdf5_attrs import write_attrs
 from imexport.sinks.base import PlaneTarget
 from imexport.sinks.direct import ALIGN
+from imexport.sinks.offset_writer import OffsetSlabSink
 
 
 def create_file(path: Path, *, shape: Sequence[int], dtype: Any, dataset_name: str) -> None:
@@ -50,70 +51,32 @@ def create_file(path: Path, *, shape: Sequence[int], dtype: Any, dataset_name: s
             raise RuntimeError(f"{path}: HDF5 did not allocate the dataset {dataset_name!r}")
 
 
-class H5SlabSink:
+class H5SlabSink(OffsetSlabSink):
     """Writes one plane's frames into the file :func:`create_file` made.
 
     Frame ``t`` (colour ``c``) of plane ``z`` is block ``(t * C + c) * Z + z`` of ``Y * X``
-    values after the dataset's offset (C order of ``(T, [C,] Z, Y, X)``): one ``pwrite``
-    per frame and colour, straight from the chunk, so memory stays at one chunk.
+    values after the dataset's offset (C order of ``(T, [C,] Z, Y, X)``).
     """
 
     def __init__(self, path: Path, target: PlaneTarget) -> None:
-        self.path = Path(path)
-        self.target = target
         name = target.options.get("dataset_name", "mov")
-        with h5py.File(self.path, "r") as file:
+        with h5py.File(path, "r") as file:
             dataset = file[name]
             offset, shape, dtype = dataset.id.get_offset(), dataset.shape, dataset.dtype
         n_colors = shape[1] if len(shape) == 5 else 1
         expected = (target.n_frames, target.n_channels, *target.frame_shape)
         if (shape[0], n_colors, *shape[-2:]) != expected or not 0 <= target.z_index < shape[-3]:
-            raise ValueError(f"{self.path}: {name!r} is {shape}, no room for plane z={target.z_index} of {expected}")
+            raise ValueError(f"{path}: {name!r} is {shape}, no room for plane z={target.z_index} of {expected}")
         if dtype != np.dtype(target.dtype):
-            raise ValueError(f"{self.path}: {name!r} is {dtype}, the plane is {target.dtype}")
+            raise ValueError(f"{path}: {name!r} is {dtype}, the plane is {target.dtype}")
         self.offset = int(offset)
         self.n_planes = shape[-3]
         self.frame_bytes = int(np.prod(shape[-2:])) * dtype.itemsize
-        self.n_written = 0
-        self.fd: int | None = os.open(self.path, os.O_WRONLY)
+        super().__init__(path, target)
 
-    def write(self, chunk: np.ndarray) -> None:
-        target = self.target
-        if chunk.ndim != 4 or tuple(chunk.shape[1:]) != (target.n_channels, *target.frame_shape):
-            raise ValueError(f"{self.path}: chunk of shape {chunk.shape} does not match the plane's frames")
-        if chunk.dtype != np.dtype(target.dtype):
-            raise ValueError(f"{self.path}: chunk dtype {chunk.dtype} is not {target.dtype}")
-        if self.n_written + len(chunk) > target.n_frames:
-            raise ValueError(f"{self.path}: more than the {target.n_frames} announced frames")
-        n_colors = target.n_channels
-        for i, frame in enumerate(chunk):
-            for c, image in enumerate(frame):
-                block = ((self.n_written + i) * n_colors + c) * self.n_planes + target.z_index
-                _pwrite_all(self.fd, memoryview(np.ascontiguousarray(image)).cast("B"), self.offset + block * self.frame_bytes)
-        self.n_written += len(chunk)
-
-    def commit(self) -> None:
-        if self.n_written != self.target.n_frames:
-            self.abort()
-            raise ValueError(f"{self.path}: {self.n_written} frames written, {self.target.n_frames} announced")
-        self._close()
-
-    def abort(self) -> None:
-        """Stop writing; what was written stays in the (still temporary) file and a rerun
-        of the plane job writes it again."""
-        self._close()
-
-    def _close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-
-def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
-    while len(view):
-        written = os.pwrite(fd, view, offset)
-        view = view[written:]
-        offset += written
+    def image_offset(self, frame: int, colour: int) -> int:
+        block = (frame * self.target.n_channels + colour) * self.n_planes + self.target.z_index
+        return self.offset + block * self.frame_bytes
 
 
 def finalize_file(

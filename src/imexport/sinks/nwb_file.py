@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,7 @@ from imexport.sinks.nwb_layout import (
     new_nwbfile,
     plane_series,
 )
+from imexport.sinks.offset_writer import OffsetSlabSink
 
 # the start time written until the assemble step knows the acquisition's
 PLACEHOLDER_START = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -118,67 +118,31 @@ def _allocate(path: Path, names: Sequence[str]) -> None:
 # --- plane jobs ----------------------------------------------------------------------------
 
 
-class NwbSlabSink:
+class NwbSlabSink(OffsetSlabSink):
     """Writes one plane's frames (every colour) into the file :func:`create_file` made.
 
     Frame ``t`` of a series is block ``t`` of ``X * Y`` values after its dataset's offset;
-    each ``(Y, X)`` image is written transposed, ``(x, y)``: one ``pwrite`` per frame and
-    colour, so memory stays at one chunk.
+    each ``(Y, X)`` image is written transposed, ``(x, y)``.
     """
 
     def __init__(self, path: Path, target: PlaneTarget) -> None:
-        self.path = Path(path)
-        self.target = target
         names = plane_series(target.metadata, target.plane + 1)
         expected = (target.n_frames, *target.frame_shape[::-1])
         self.offsets = []
-        with h5py.File(self.path, "r") as file:
+        with h5py.File(path, "r") as file:
             for name in names:
                 data = file[f"acquisition/{name}/data"]
                 if data.shape != expected or data.dtype != np.dtype(target.dtype):
-                    raise ValueError(
-                        f"{self.path}: {data.name} is {data.shape} {data.dtype}, the plane {expected} {target.dtype}"
-                    )
+                    raise ValueError(f"{path}: {data.name} is {data.shape} {data.dtype}, the plane {expected} {target.dtype}")
                 self.offsets.append(int(data.id.get_offset()))
         self.frame_bytes = int(np.prod(target.frame_shape)) * np.dtype(target.dtype).itemsize
-        self.n_written = 0
-        self.fd: int | None = os.open(self.path, os.O_WRONLY)
+        super().__init__(path, target)
 
-    def write(self, chunk: np.ndarray) -> None:
-        target = self.target
-        if chunk.ndim != 4 or tuple(chunk.shape[1:]) != (target.n_channels, *target.frame_shape):
-            raise ValueError(f"{self.path}: chunk of shape {chunk.shape} does not match the plane's frames")
-        if chunk.dtype != np.dtype(target.dtype):
-            raise ValueError(f"{self.path}: chunk dtype {chunk.dtype} is not {target.dtype}")
-        if self.n_written + len(chunk) > target.n_frames:
-            raise ValueError(f"{self.path}: more than the {target.n_frames} announced frames")
-        for i, frame in enumerate(chunk):
-            for offset, image in zip(self.offsets, frame):
-                at = offset + (self.n_written + i) * self.frame_bytes
-                _pwrite_all(self.fd, memoryview(np.ascontiguousarray(image.T)).cast("B"), at)
-        self.n_written += len(chunk)
+    def image_offset(self, frame: int, colour: int) -> int:
+        return self.offsets[colour] + frame * self.frame_bytes
 
-    def commit(self) -> None:
-        if self.n_written != self.target.n_frames:
-            self.abort()
-            raise ValueError(f"{self.path}: {self.n_written} frames written, {self.target.n_frames} announced")
-        self._close()
-
-    def abort(self) -> None:
-        """Stop writing; the file is still the temporary store, and a rerun writes the plane again."""
-        self._close()
-
-    def _close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-
-def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
-    while len(view):
-        written = os.pwrite(fd, view, offset)
-        view = view[written:]
-        offset += written
+    def image_bytes(self, image: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(image.T)
 
 
 # --- assemble --------------------------------------------------------------------------------
