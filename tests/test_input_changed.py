@@ -39,13 +39,8 @@ def overwrite_pages(path) -> None:
     """Invert the pixels of the file's second half of pages in place: same size, same
     inode, the page directories intact."""
     with tifffile.TiffFile(path) as tif:
-        strips = [(o, n) for page in tif.pages[len(tif.pages) // 2 :] for o, n in zip(page.dataoffsets, page.databytecounts)]
-    with open(path, "r+b") as fh:
-        for offset, count in strips:
-            fh.seek(offset)
-            data = fh.read(count)
-            fh.seek(offset)
-            fh.write(bytes(255 - b for b in data))
+        n_pages = len(tif.pages)
+    invert_last_pages(path, n_pages - n_pages // 2, keep_mtime=False)
 
 
 def test_a_plane_job_whose_input_changes_between_reads_fails_and_writes_nothing(tmp_path, make_acquisition):
