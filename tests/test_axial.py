@@ -11,7 +11,6 @@ from imexport.axial import (
     mean_frame_indices,
     plane_shifts,
     subset_shifts,
-    temporal_mean,
 )
 from imexport.backend import array_module, to_numpy
 
@@ -89,38 +88,63 @@ def test_single_plane_volume_has_no_steps():
     assert result.at_search_limit == []
 
 
-def test_temporal_mean_reads_linspace_indices_in_chunks():
-    requests = []
-
-    def read_frames(indices):
-        requests.append(list(indices))
-        # frame i of plane z is filled with the value i + 1000 * z
-        frames = np.zeros((len(indices), 2, 3, 4), dtype=np.uint16)
-        frames += np.asarray(indices, dtype=np.uint16)[:, None, None, None]
-        frames[:, 1] += 1000
-        return frames
-
-    mean = temporal_mean(read_frames, 1000, max_frames=7, chunk_frames=3)
-    assert requests == [[0, 166, 333], [499, 666, 832], [999]]
-    expected = np.mean([0, 166, 333, 499, 666, 832, 999])
-    assert mean.dtype == np.float32 and mean.shape == (2, 3, 4)
-    np.testing.assert_allclose(mean[0], expected, rtol=1e-6)
-    np.testing.assert_allclose(mean[1], expected + 1000, rtol=1e-6)
-
-
-def test_temporal_mean_uses_every_frame_of_a_short_recording():
+def test_frame_indices_use_every_frame_of_a_short_recording():
+    assert mean_frame_indices(1000, 7).tolist() == [0, 166, 333, 499, 666, 832, 999]
     assert mean_frame_indices(5, 200).tolist() == [0, 1, 2, 3, 4]
     assert mean_frame_indices(1, 200).tolist() == [0]
 
-    def read_frames(indices):
-        return np.ones((len(indices), 1, 2, 2))
 
-    assert temporal_mean(read_frames, 5, chunk_frames=2).tolist() == [[[1.0, 1.0], [1.0, 1.0]]]
+@pytest.mark.parametrize("method", ["mean", "frame"])
+def test_corrected_plane_mean_is_the_mean_of_the_corrected_frames(tmp_path, method):
+    # The mean is taken from the raw frames and shifted once (the shift is linear); the
+    # expectation shifts every frame (rounded to int16, as a written frame is) before
+    # averaging, from pages picked by the acquisition's own order: volume t, plane z is
+    # page t * n_planes + z, each ROI a band of rows below the previous ROI's fly-to lines.
+    import tifffile
 
+    from imexport.corrections import corrected_plane_mean, estimate_scan_phase
+    from imexport.phase import apply_offset
+    from imexport.sources.scanimage import build_page_index, inspect_acquisition
+    from imexport.synthetic import AcquisitionSpec, write_acquisition
 
-def test_temporal_mean_rejects_a_reader_returning_the_wrong_shape():
-    with pytest.raises(ValueError, match="read_frames"):
-        temporal_mean(lambda indices: np.zeros((1, 2, 3, 4)), 10, chunk_frames=5)
+    heights, fly_to, n_planes, n_frames = [30, 22], 5, 3, 16
+    spec = AcquisitionSpec(
+        width=64, roi_heights=heights, fly_to_lines=fly_to, n_planes=n_planes, n_frames=n_frames,
+        frames_per_file=n_frames, noise=30.0, n_cells=30, phase_offset=0.6,
+    )  # fmt: skip
+    files = write_acquisition(spec, tmp_path)
+    info = inspect_acquisition(files)
+    offsets = build_page_index(info)
+    with tifffile.TiffFile(files[0]) as tif:
+        pages = np.stack([page.asarray() for page in tif.pages])
+    assert len(files) == 1 and len(pages) == n_frames * n_planes
+    indices = np.array([0, 3, 5, 8, 10, 15])
+    options = {"phasecorr_method": method, "use_fft": True, "border": 3, "max_offset": 4, "window_frames": 8}
+    for plane in range(n_planes):
+        record = estimate_scan_phase(
+            info, offsets, plane=plane, roi=None, color=0, frames_runs=[[0, n_frames, 1]], options=options
+        )
+        applied = record["applied"] if method == "mean" else np.asarray(record["applied"])[indices]
+        mean = corrected_plane_mean(info, offsets, plane, None, 0, record, indices, chunk=4)
+
+        frames = []
+        for i, t in enumerate(indices):
+            page = pages[t * n_planes + plane]
+            offset = applied if method == "mean" else applied[i]
+            strips, y0 = [], 0
+            for height in heights:
+                strip = apply_offset(page[y0 : y0 + height], offset, first_row=y0)
+                strips.append(strip[: min(heights)])
+                y0 += height + fly_to
+            frames.append(np.hstack(strips))
+        expected = np.mean(frames, axis=0)
+        assert mean.shape == (min(heights), 64 * len(heights))
+        assert abs(offset) > 0.3  # the correction is sub-pixel: every odd row is resampled
+        if method == "frame":  # frames with their own offsets are shifted one by one
+            np.testing.assert_allclose(mean, expected, rtol=0, atol=1e-9)
+        else:  # the rounding of each frame to integers is all that differs
+            assert np.abs(mean - expected).max() <= 0.5
+            assert np.abs(mean - expected).mean() < 0.1
 
 
 def test_subset_shifts_are_re_referenced_to_the_first_listed_plane():

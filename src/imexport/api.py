@@ -256,9 +256,10 @@ def _step_runners(plan: Plan, checksums: str) -> dict[str, Callable[[str], None]
     """Rule name -> the step function called as the rule's script calls it, given the job's key."""
     source_json, index = plan.source_json, plan.page_index
     views = plan.phase_views()
+    threads = min(4, os.cpu_count() or 1)
 
     def scan_phase(view: str) -> None:
-        steps.scan_phase([plan.phase_tasks[p] for p in views[view]], source_json, index, views[view], min(4, os.cpu_count() or 1))
+        steps.scan_phase([plan.phase_tasks[p] for p in views[view]], source_json, index, views[view], threads)
 
     def write_plane(key: str) -> None:
         steps.write_plane(_as_params(plan.jobs[key]), source_json, index, checksums=checksums)
@@ -277,7 +278,7 @@ def _step_runners(plan: Plan, checksums: str) -> dict[str, Callable[[str], None]
         "index_source": lambda _: steps.index_source(plan.source.to_json(), source_json, index),
         "scan_phase": scan_phase,
         "axial_shifts": lambda record: steps.axial_shifts(
-            plan.axial_tasks[f"{plan.work}/{record}"], source_json, index, f"{plan.work}/{record}"
+            plan.axial_tasks[f"{plan.work}/{record}"], source_json, index, f"{plan.work}/{record}", threads
         ),
         **{rule: prepare for rule in ("prepare_store", "prepare_store_file")},
         **{f"write_plane_{output}": write_plane for output in OUTPUT_TYPES},

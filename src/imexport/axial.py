@@ -19,7 +19,7 @@ and GPU paths are the same code; results are always numpy arrays.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -49,26 +49,6 @@ def mean_frame_indices(n_frames_total: int, max_frames: int) -> np.ndarray:
         raise ValueError("n_frames_total and max_frames must be at least 1")
     count = min(max_frames, n_frames_total)
     return np.unique(np.linspace(0, n_frames_total - 1, count).astype(int))
-
-
-def temporal_mean(
-    read_frames: Callable[[np.ndarray], Any],
-    n_frames_total: int,
-    *,
-    max_frames: int = 200,
-    chunk_frames: int = 10,
-) -> np.ndarray:
-    """Mean volume ``(Z, Y, X)`` float32 over up to ``max_frames`` evenly spaced frames.
-
-    ``read_frames(indices)`` returns ``(len(indices), Z, Y, X)``; it is called with at most
-    ``chunk_frames`` indices at a time so memory stays bounded by one chunk.
-    """
-    if chunk_frames < 1:
-        raise ValueError("chunk_frames must be at least 1")
-    indices = mean_frame_indices(n_frames_total, max_frames)
-    chunks = (indices[start : start + chunk_frames] for start in range(0, indices.size, chunk_frames))
-    total = sum(_chunk_sum(read_frames, chunk) for chunk in chunks)
-    return (total / indices.size).astype(np.float32)
 
 
 def plane_shifts(
@@ -155,13 +135,6 @@ def apply_shifts_padded(planes_frames: np.ndarray, shifts: Any) -> np.ndarray:
         cols = slice(left + dx, left + dx + nx)
         canvas[..., z, rows, cols] = planes_frames[..., z, :, :]
     return canvas
-
-
-def _chunk_sum(read_frames: Callable[[np.ndarray], Any], indices: np.ndarray) -> np.ndarray:
-    frames = np.asarray(read_frames(indices))
-    if frames.ndim != 4 or frames.shape[0] != indices.size:
-        raise ValueError(f"read_frames returned shape {frames.shape} for {indices.size} frames; expected (n, Z, Y, X)")
-    return frames.sum(axis=0, dtype=np.float64)
 
 
 def _logistic_edge(n: int, sigma: float, xp: ModuleType) -> Any:

@@ -247,7 +247,8 @@ def scan_phase(tasks: list[dict[str, Any]], source_json: str, index_path: str, o
         log.info("scan phase of plane %d: %s", task["plane"] + 1, record.get("offset", "per frame"))
 
 
-def axial_shifts(task: dict[str, Any], source_json: str, index_path: str, out: str) -> None:
+def axial_shifts(task: dict[str, Any], source_json: str, index_path: str, out: str, threads: int = 1) -> None:
+    """The axial record of one view; planes averaged ``threads`` at a time."""
     info = _unchanged_source(source_json, index_path)
     read_from = input_identities(info)
     record = compute_axial_shifts(
@@ -257,6 +258,7 @@ def axial_shifts(task: dict[str, Any], source_json: str, index_path: str, out: s
         color=task["color"],
         phase_records=[_read_json(p) for p in task["phase_records"]],
         options=task["options"],
+        threads=threads,
     )
     check_unchanged_since(read_from)
     if record["at_search_limit"]:

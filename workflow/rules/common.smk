@@ -92,14 +92,14 @@ def plane_job(wildcards):
     return plan_of(wildcards).jobs[wildcards.key].to_dict()
 
 
-def all_cores_but_one(at_most):
-    """Threads for a job every other job waits for, leaving one core to checksum_inputs;
+def all_cores(at_most):
+    """Threads for a job every plane job waits for (nothing else can run beside it);
     ``at_most`` where Snakemake has no local core count (a cluster executor)."""
     try:
         cores = workflow.cores
     except WorkflowError:
         return at_most
-    return max(1, min(at_most, cores - 1))
+    return max(1, min(at_most, cores))
 
 
 def plane_job_mem_mb(SESSION=None):

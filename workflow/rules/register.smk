@@ -22,14 +22,14 @@ for SESSION in SESSIONS.planned:
             f"{SESSION.plan.work}/benchmarks/scan_phase/{{view}}.tsv"
         wildcard_constraints:
             view=keys_regex(SESSION.pipeline.keys("scan_phase")),
-        # Every plane job waits for this one: it goes first (priority), and leaves one core
-        # to checksum_inputs, which would otherwise hold it back until the inputs are hashed.
+        # Every plane job waits for this one: it goes first (priority) and takes every core
+        # (checksum_inputs, the only job beside it, lists digests planning already took).
         priority: 50
         group:
             phase_group(SESSION)
         conda:
             "../../envs/imexport.yaml"
-        threads: all_cores_but_one(at_most=4)
+        threads: all_cores(at_most=4)
         # Cluster settings here, not in the profile's set-resources: with a sheet the rule is
         # named per session. Usually a minute or two (generous for slow file systems); the
         # FFT cross-correlation is effectively single-threaded.
@@ -57,6 +57,7 @@ rule axial_shifts:
     priority: 50  # the plane jobs of its view wait for it
     conda:
         "../../envs/imexport.yaml"
+    threads: all_cores(at_most=4)  # planes averaged in parallel
     resources:
         mem_mb=plane_job_mem_mb(),
         gpu=lambda w: 1 if str(session(w).config["axial"]["gpu"]).lower() == "true" else 0,
