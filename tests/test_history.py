@@ -104,7 +104,6 @@ def test_the_step_records_software_files_durations_and_parameters(export):
     rules = step["durations"]["rules"]
     expected_jobs = {
         "index_source": 1,
-        "checksum_inputs": 1,
         "scan_phase": 1,
         "axial_shifts": 1,
         "write_plane_file": 3,
@@ -148,10 +147,10 @@ def test_manifest_lists_every_file_after_the_history_went_in(export):
     assert files[f"{PLANES[0]}/data_raw.bin"] == step_files[f"{PLANES[0]}/data_raw.bin"]
 
 
-def test_writers_and_checksum_inputs_left_the_digests_the_history_job_looked_up(export):
+def test_planning_and_the_writers_left_the_digests_the_history_job_looked_up(export):
     raw, out, _, _, _ = export
     cache = out / ".imexport" / "checksums"
-    entries = {e["path"]: e for e in (json.loads(p.read_text()) for p in cache.glob("*.json") if p.name != "inputs.json")}
+    entries = {e["path"]: e for e in (json.loads(p.read_text()) for p in cache.glob("*.json"))}
     pixel_files = [
         *(out / f"{n}.tif" for n in PLANES),
         *(out / n / "data_raw.bin" for n in PLANES),
@@ -169,9 +168,6 @@ def test_writers_and_checksum_inputs_left_the_digests_the_history_job_looked_up(
             "ctime_ns": stat.st_ctime_ns,
             "sha256": sha(path),
         }, path
-    assert json.loads((cache / "inputs.json").read_text())["files"] == [
-        {"path": str(p.resolve()), "size": p.stat().st_size, "sha256": sha(p)} for p in raw
-    ]
     # the history job read no file the writers had hashed: it hashed only what it rewrote
     log = (out / ".imexport" / "logs" / "history.log").read_text()
     looked_up, rewritten = re.findall(r"(\d+) file\(s\): (\d+) digest\(s\) from the cache, (\d+) hashed", log)

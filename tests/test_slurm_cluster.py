@@ -453,7 +453,7 @@ def test_demo_export_matches_local(tmp_path):
     run = _export_locally_and_through_slurm(tmp_path)
     assert sorted(run.groups) == _plane_groups(n_planes, per_submission), run.log[-4000:]
     assert all(len(ids) == 1 for ids in run.groups.values()), run.groups
-    # besides the plane groups only the once-per-run remote step (checksum_inputs is local)
+    # besides the plane groups only the once-per-run remote step
     assert sorted(run.alone) == ["scan_phase"], run.alone
     assert len(run.submitted) <= -(-n_planes // per_submission) + 1
 
@@ -528,7 +528,7 @@ def test_sessions_sheet_in_one_grouped_run_matches_local(tmp_path):
     """Three sessions (LBM with its own planes and formats; a piezo stack, both correcting
     the scan phase; a TIFF stack as Zarr) in one invocation: each session's plane jobs grouped
     `planes_per_submission` planes at a time and their scan_phase jobs as many at a time,
-    so the run submits one job per group and nothing else (checksum_inputs is local); every output byte-identical to the
+    so the run submits one job per group and nothing else; every output byte-identical to the
     local run, the history files too but for the fields that record when and where it ran."""
     from test_sessions import HISTORY_FILES, normalized, read_history_file, write_sheet
 

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from . import checksums as digests
 from .atomic import commit_path, fsync_enabled, fsync_path, temporary_sibling, write_json_atomic
 from .checksums import files_of, input_files, remember_files
 from .corrections import compute_axial_shifts, estimate_scan_phase, phase_corrector, shift_metadata
@@ -132,15 +131,6 @@ def write_plane(
     elif checksums and job.output_type == "slab":
         remember_files(FORMATS[job.format].slab_files(Path(job.store), job.z_index), checksums)
     return written
-
-
-def checksum_inputs(source_files: list[str], checksums: str, out: str, threads: int = 1) -> None:
-    """Hash every input file into the digest cache (files already there and unchanged are
-    not read again); ``out`` lists them with their sizes and digests."""
-    files = input_files(source_files)
-    found = digests.checksum_files(files, max(1, threads), checksums)
-    write_json_atomic(Path(out), {"files": [{"path": str(f.resolve()), **found[f]} for f in files]})
-    log.info("%d input file(s), %.1f MB", len(files), sum(d["size"] for d in found.values()) / 1e6)
 
 
 def _write_failure(target: Path, exc: OSError) -> str:

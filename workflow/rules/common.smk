@@ -172,7 +172,6 @@ def benchmarks_of(SESSION):
     plan = SESSION.plan
     wildcards = {
         "index_source": [{}],
-        "checksum_inputs": [{}],
         "scan_phase": [{"view": v} for v in plan.phase_views()],
         "axial_shifts": [{"record": str(Path(p).relative_to(plan.work))} for p in plan.axial_tasks],
         **{f"write_plane_{output}": [{"key": k} for k in plan.jobs_of(output)] for output in OUTPUT_TYPES},

@@ -1,42 +1,13 @@
 # Processing history (imexport.history): once every output is written, one step is
 # recorded inside every output and in the run manifest. A localrule: it looks up the
-# digests the writers and checksum_inputs left in the session's digest cache, hashes the
-# few files not there (the ones it rewrites) and rewrites small metadata only. Its output
+# digests planning (inputs) and the writers (outputs) left in the session's digest cache,
+# hashes the few files not there (the ones it rewrites, the demo's acquisition, an input
+# changed since planning) and rewrites small metadata only. Its output
 # is the manifest (and the TIFF sidecars), written after the outputs it embeds the history
 # in, so the next run has nothing to do. One history rule per session: its outputs (the
 # sidecars) differ between sessions.
-from imexport.checksums import CACHE_FOLDER
 from imexport.formats import FORMATS
 from imexport.history import history_spec
-
-
-# The input files' digests, listed from the digest cache planning filled
-# (imexport.input_content); only a file changed since planning is read again, and the
-# demo's acquisition, which this run writes. A localrule: a lookup is no cluster job.
-rule checksum_inputs:
-    input:
-        lambda w: [ancient(f) for f in plan_of(w).source.files],  # a touch is no change; a new content is
-        content_record,
-    output:
-        f"{WORK}/{CACHE_FOLDER}/inputs.json",
-    log:
-        f"{WORK}/logs/checksum_inputs.log",
-    benchmark:
-        f"{WORK}/benchmarks/checksum_inputs.tsv"
-    wildcard_constraints:
-        out=keys_regex(SESSION_OF),
-    localrule: True
-    conda:
-        "../../envs/imexport.yaml"
-    threads: 1  # beside one plane job: two threads would hold back every plane job until it ends
-    resources:
-        io_slots=1,  # where it hashes (the demo, a changed file) it reads raw files, like a plane job
-    params:
-        source_files=lambda w: list(plan_of(w).source.files),
-        checksums=lambda w, output: str(Path(output[0]).parent),  # the digest cache
-    script:
-        "../../scripts/checksum_inputs.py"
-
 
 BENCHMARKS = {outdir: benchmarks_of(SESSION) for outdir, SESSION in SESSION_OF.items()}
 MANIFESTS = [str(manifest_path(outdir)) for outdir in SESSION_OF]
@@ -48,7 +19,8 @@ for SESSION in SESSIONS.planned:
             session_rule_name("history", SESSION)
         input:
             outputs=[f"{SESSION.plan.outdir}/{p}" for r in SESSION.records.values() for p in r["paths"]],
-            input_checksums=f"{SESSION.plan.work}/{CACHE_FOLDER}/inputs.json",
+            sources=[ancient(f) for f in SESSION.plan.source.files],  # a touch is no change; a new content is
+            content=str(content_record_path(SESSION.plan.work, SESSION.digests)),
             corrections=[*SESSION.plan.phase_tasks, *SESSION.plan.axial_tasks],
             benchmarks=[p for paths in BENCHMARKS[SESSION.plan.outdir].values() for p in paths],
         output:

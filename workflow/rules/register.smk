@@ -22,8 +22,7 @@ for SESSION in SESSIONS.planned:
             f"{SESSION.plan.work}/benchmarks/scan_phase/{{view}}.tsv"
         wildcard_constraints:
             view=keys_regex(SESSION.pipeline.keys("scan_phase")),
-        # Every plane job waits for this one: it goes first (priority) and takes every core
-        # (checksum_inputs, the only job beside it, lists digests planning already took).
+        # Every plane job waits for this one: it goes first (priority) and takes every core.
         priority: 50
         group:
             phase_group(SESSION)
