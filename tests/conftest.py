@@ -10,6 +10,10 @@
   ``False`` asserts a failure, ``None`` asserts nothing. ``preexec_fn`` runs in the
   snakemake process before it starts (e.g. to set resource limits).
 
+Acquisition specs more than one test file builds (``from conftest import ...``):
+``ONE_ROI`` (one ROI, one plane, pixels that name their page) and ``PIEZO_STACK`` (a
+fast-Z stack with flyback frames, two saved channels and a dropped frame).
+
 Markers: ``slurm`` (brings up a SLURM cluster), ``gpu`` (needs a CUDA device).
 """
 
@@ -39,6 +43,21 @@ SMALL_SPEC = dict(
     fly_to_lines=2,
     frames_per_file=3,
     n_cells=8,
+)
+
+# One 5 x 6 ROI, one plane, 30 Hz; content="index" (imexport.synthetic): a page's pixels name the page.
+ONE_ROI = dict(content="index", roi_heights=[5], width=6, fly_to_lines=0, n_planes=1, frame_rate=30.0)
+# A piezo (fast-Z) stack of 6 volumes of 3 slices + 2 flyback frames, saved channels [1 4], in
+# files of 7 logged frames (files end mid-volume), one frame number skipped after logged frame 11.
+PIEZO_STACK = dict(
+    **ONE_ROI,
+    n_colors=2,
+    channel_save=[1, 4],
+    piezo_slices=3,
+    flyback_frames=2,
+    n_frames=6,
+    frames_per_file=7,
+    dropped_after=[11],
 )
 
 

@@ -15,14 +15,13 @@ import re
 
 import numpy as np
 import pytest
+from conftest import ONE_ROI, PIEZO_STACK
 
 import imexport.synthetic as synthetic
 from imexport.metadata import export_metadata, frame_timing, plane_timestamps, source_header
 from imexport.sources import build_index, inspect_input, open_plane_reader
 from imexport.sources.info import SourceError, SourceInfo
 from imexport.sources.scanimage import save_page_index
-
-ONE_ROI = dict(content="index", roi_heights=[5], width=6, fly_to_lines=0, n_planes=1, frame_rate=30.0)
 
 
 def page_value(page, n_saved):
@@ -283,18 +282,7 @@ def test_the_whole_header_is_kept_as_json(tmp_path, make_acquisition):
 
 def test_timestamps_of_a_frame_selection_and_dropped_frames(tmp_path, make_acquisition, caplog):
     S, F = 3, 2
-    spec, paths = make_acquisition(
-        tmp_path,
-        **ONE_ROI,
-        n_colors=2,
-        channel_save=[1, 4],
-        piezo_slices=S,
-        flyback_frames=F,
-        n_frames=6,
-        frames_per_file=7,
-        dropped_after=[11],
-        aux_events={4: 0.125},
-    )
+    spec, paths = make_acquisition(tmp_path, **PIEZO_STACK, aux_events={4: 0.125})
     info = inspect(paths)
     with caplog.at_level(logging.WARNING):
         index = build_index(info)
