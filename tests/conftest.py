@@ -9,6 +9,8 @@
   attribute ``output`` = both together. ``expect_ok=True`` asserts exit status 0,
   ``False`` asserts a failure, ``None`` asserts nothing. ``preexec_fn`` runs in the
   snakemake process before it starts (e.g. to set resource limits).
+* ``snakemake_command(workdir, config, *extra_args, cores=2)`` (``from conftest import``):
+  the same setup, returning the command, for a test that starts the process itself.
 
 Acquisition specs more than one test file builds (``from conftest import ...``):
 ``ONE_ROI`` (one ROI, one plane, pixels that name their page) and ``PIEZO_STACK`` (a
@@ -73,15 +75,20 @@ def make_acquisition_in(folder, subdir: str = "raw", **spec_overrides):
     return spec, paths
 
 
-def run_snakemake_in(
-    workdir, config: dict, *extra_args: str, expect_ok: bool | None = True, timeout: float = SNAKEMAKE_TIMEOUT_S, preexec_fn=None
-) -> subprocess.CompletedProcess:
+def snakemake_command(workdir, config: dict, *extra_args: str, cores: int = 2) -> list[str]:
+    """Writes ``config`` to ``workdir/config.yaml``; the command that runs the workflow on it there."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     configfile = workdir / "config.yaml"
     configfile.write_text(yaml.safe_dump(config, sort_keys=False))
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir), "--cores", "2"]
-    cmd += ["--workflow-profile", "none", "--configfile", str(configfile), *extra_args]
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir), "--cores", str(cores)]
+    return [*cmd, "--workflow-profile", "none", "--configfile", str(configfile), *extra_args]
+
+
+def run_snakemake_in(
+    workdir, config: dict, *extra_args: str, expect_ok: bool | None = True, timeout: float = SNAKEMAKE_TIMEOUT_S, preexec_fn=None
+) -> subprocess.CompletedProcess:
+    cmd = snakemake_command(workdir, config, *extra_args)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir, preexec_fn=preexec_fn)
     result.output = result.stdout + result.stderr
