@@ -14,7 +14,8 @@
 
 Acquisition specs more than one test file builds (``from conftest import ...``):
 ``ONE_ROI`` (one ROI, one plane, pixels that name their page) and ``PIEZO_STACK`` (a
-fast-Z stack with flyback frames, two saved channels and a dropped frame).
+fast-Z stack with flyback frames, two saved channels and a dropped frame); ``LARGE_PLANES``
+with ``small_disk``, a ``preexec_fn`` under which its plane files cannot be written.
 
 Markers: ``slurm`` (brings up a SLURM cluster), ``gpu`` (needs a CUDA device).
 """
@@ -22,6 +23,7 @@ Markers: ``slurm`` (brings up a SLURM cluster), ``gpu`` (needs a CUDA device).
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +63,16 @@ PIEZO_STACK = dict(
     frames_per_file=7,
     dropped_after=[11],
 )
+
+# Two planes of 60 frames of 48 x 96 int16: 550 kB per plane TIFF, above the file size limit of
+# small_disk, while what a run writes before its plane jobs (index, records, lock, logs) stays below it.
+LARGE_PLANES = dict(n_frames=60, n_planes=2, roi_heights=[48, 48], width=48, fly_to_lines=2, frames_per_file=30, n_cells=8)
+SMALL_DISK_BYTES = 256 * 1024
+
+
+def small_disk() -> None:
+    """``preexec_fn`` of run_snakemake: no file may grow past SMALL_DISK_BYTES (``ulimit -f``), as on a full disk."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (SMALL_DISK_BYTES, SMALL_DISK_BYTES))
 
 
 def pytest_configure(config):

@@ -17,13 +17,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import resource
 import shutil
 import struct
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from conftest import LARGE_PLANES, small_disk
 
 from imexport import steps, synthetic
 from imexport.sources.info import SourceError
@@ -205,17 +205,8 @@ def test_outdir_equal_to_the_input_folder_is_refused(tmp_path, make_acquisition)
 
 
 def test_a_full_disk_fails_the_job_and_leaves_no_output(tmp_path, make_acquisition, run_snakemake):
-    # 2 planes of 60 frames of 48 x 96 int16: 550 kB per TIFF, above the 256 kB file size limit
-    # that everything else the run writes (index, records, logs) stays below
-    _, paths = make_acquisition(
-        tmp_path, n_frames=60, n_planes=2, roi_heights=[48, 48], width=48, fly_to_lines=2, frames_per_file=30, n_cells=8
-    )
+    _, paths = make_acquisition(tmp_path, **LARGE_PLANES)
     out = tmp_path / "out"
-    limit = 256 * 1024
-
-    def small_disk():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
     result = run_snakemake(
         tmp_path / "work", {"input": str(paths[0].parent), "outdir": str(out), **NO_PHASE}, expect_ok=False, preexec_fn=small_disk
     )

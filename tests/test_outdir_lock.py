@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import resource
 import socket
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import LARGE_PLANES, small_disk
 
 from imexport.outdir_lock import OutdirLockedError, acquire, check_unlocked, lock_path, locked, release
 
@@ -183,19 +183,12 @@ def test_a_dead_runs_lock_is_taken_over_and_released(tmp_path, make_acquisition,
 
 
 def test_a_failed_run_releases_the_lock(tmp_path, make_acquisition, run_snakemake):
-    # planes of 550 kB each against a 256 kB file size limit: every plane job fails, while
-    # what the run writes before them (index, records, lock) stays below the limit
-    _, paths = make_acquisition(
-        tmp_path, n_frames=60, n_planes=2, roi_heights=[48, 48], width=48, fly_to_lines=2, frames_per_file=30, n_cells=8
-    )
+    # every plane job fails on the small disk, after the run took the lock
+    _, paths = make_acquisition(tmp_path, **LARGE_PLANES)
     out = tmp_path / "out"
-    limit = 256 * 1024
     (out / ".imexport").mkdir(parents=True)
     stale = {"host": socket.gethostname(), "pid": _dead_pid(), "started": "then"}
     lock_path(out / ".imexport").write_text(json.dumps(stale))  # gone after the run only if the run took it
-
-    def small_disk():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     failed = run_snakemake(
         tmp_path / "work", {"input": str(paths[0].parent), "outdir": str(out), **NO_PHASE}, expect_ok=False, preexec_fn=small_disk
