@@ -9,13 +9,15 @@
   attribute ``output`` = both together. ``expect_ok=True`` asserts exit status 0,
   ``False`` asserts a failure, ``None`` asserts nothing. ``preexec_fn`` runs in the
   snakemake process before it starts (e.g. to set resource limits).
-* ``snakemake_command(workdir, config, *extra_args, cores=2)`` (``from conftest import``):
-  the same setup, returning the command, for a test that starts the process itself.
+* ``cupy``: the cupy module on a usable GPU, as ``gpu: true`` gets it; without one the
+  test is skipped.
 
-Acquisition specs more than one test file builds (``from conftest import ...``):
-``ONE_ROI`` (one ROI, one plane, pixels that name their page) and ``PIEZO_STACK`` (a
-fast-Z stack with flyback frames, two saved channels and a dropped frame); ``LARGE_PLANES``
-with ``small_disk``, a ``preexec_fn`` under which its plane files cannot be written.
+Helpers more than one test file imports (``from conftest import ...``):
+``snakemake_command(workdir, config, *extra_args, cores=2)``, run_snakemake's setup returning
+the command, for a test that starts the process itself; the acquisition specs ``ONE_ROI`` (one
+ROI, one plane, pixels that name their page) and ``PIEZO_STACK`` (a fast-Z stack with flyback
+frames, two saved channels and a dropped frame); ``LARGE_PLANES`` with ``small_disk``, a
+``preexec_fn`` under which its plane files cannot be written.
 
 Markers: ``slurm`` (brings up a SLURM cluster), ``gpu`` (needs a CUDA device).
 """
@@ -31,6 +33,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from imexport.backend import array_module
 from imexport.synthetic import AcquisitionSpec, write_acquisition
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -121,3 +124,14 @@ def make_acquisition():
 def run_snakemake():
     """``run_snakemake(workdir, config, *extra_args, expect_ok=True) -> CompletedProcess``."""
     return run_snakemake_in
+
+
+@pytest.fixture
+def cupy():
+    """The cupy module on a usable GPU; the test is skipped without one."""
+    pytest.importorskip("cupy", reason="cupy is not installed")
+    try:
+        module, _ = array_module(True)
+    except RuntimeError as exc:
+        pytest.skip(f"no usable GPU: {exc}")
+    return module
