@@ -17,7 +17,8 @@ Helpers more than one test file imports (``from conftest import ...``):
 the command, for a test that starts the process itself; the acquisition specs ``ONE_ROI`` (one
 ROI, one plane, pixels that name their page) and ``PIEZO_STACK`` (a fast-Z stack with flyback
 frames, two saved channels and a dropped frame); ``LARGE_PLANES`` with ``small_disk``, a
-``preexec_fn`` under which its plane files cannot be written.
+``preexec_fn`` under which its plane files cannot be written; ``verify_cli(outdir)``, the
+``imexport verify`` command on an export, its output captured.
 
 Markers: ``slurm`` (brings up a SLURM cluster), ``gpu`` (needs a CUDA device).
 """
@@ -112,6 +113,11 @@ def run_snakemake_in(
     elif expect_ok is False:
         assert result.returncode != 0, f"snakemake unexpectedly succeeded:\n{result.output[-6000:]}"
     return result
+
+
+def verify_cli(outdir) -> subprocess.CompletedProcess:
+    """``imexport verify outdir`` as a user runs it, its output captured."""
+    return subprocess.run([sys.executable, "-m", "imexport.cli", "verify", str(outdir)], capture_output=True, text=True)
 
 
 @pytest.fixture(scope="session")

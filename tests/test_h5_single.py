@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 import pytest
 import tifffile
+from conftest import verify_cli
 
 from imexport.api import imread, run_config
 from imexport.hdf5_attrs import read_attrs
@@ -69,7 +70,7 @@ def test_default_h5_copied_alone_reads_the_tiff_pixels(tmp_path, make_acquisitio
         assert attrs["processing_history"][-1]["step"] == "imexport"
     # imexport reads it back as the same volume
     np.testing.assert_array_equal(imread(alone)[:, 0], _tiff_volume(out))
-    assert subprocess.run([sys.executable, "-m", "imexport.cli", "verify", str(out)]).returncode == 0
+    assert verify_cli(out).returncode == 0
 
 
 @pytest.mark.parametrize("layout", ["single", "virtual"])
@@ -180,7 +181,7 @@ def test_a_virtual_master_without_a_plane_file_fails_loudly(tmp_path, make_acqui
         assert fh["mov"].is_virtual and not fh["mov"][:, 1].any()
     with pytest.raises(SourceError, match=r"2 missing file\(s\) \(.*zplane02\.h5, .*zplane03\.h5\)"):
         imread(out / f"{STEM}.h5")
-    verify = subprocess.run([sys.executable, "-m", "imexport.cli", "verify", str(out)], capture_output=True, text=True)
+    verify = verify_cli(out)
     assert verify.returncode != 0
     assert f"{STEM}.h5: unreadable by its library (SourceError" in verify.stdout + verify.stderr
     assert "zplane02.h5, " in verify.stdout + verify.stderr

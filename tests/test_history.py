@@ -12,8 +12,6 @@ import importlib.metadata
 import json
 import re
 import shutil
-import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import h5py
 import numpy as np
 import pytest
 import zarr
+from conftest import verify_cli
 
 from imexport.formats import output_format
 from imexport.hdf5_attrs import read_attrs
@@ -35,10 +34,6 @@ H5 = "zplane01-03_tp00001-00010.h5"
 
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def verify_cli(outdir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "imexport.cli", "verify", str(outdir)], capture_output=True, text=True)
 
 
 def mtimes(folder: Path) -> dict[str, int]:

@@ -16,12 +16,11 @@ import hashlib
 import json
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tifffile
+from conftest import verify_cli
 
 import imexport
 from imexport import steps
@@ -174,7 +173,7 @@ def test_an_input_edited_in_place_with_its_size_stops_the_rerun_then_overwrite_r
     manifest = json.loads((out / MANIFEST_NAME).read_text())
     inputs = {e["path"]: e["sha256"] for e in manifest["steps"][-1]["inputs"]}
     assert inputs[str(raw[-1].resolve())] == hashlib.sha256(raw[-1].read_bytes()).hexdigest()
-    verify = subprocess.run([sys.executable, "-m", "imexport.cli", "verify", str(out)], capture_output=True, text=True)
+    verify = verify_cli(out)
     assert verify.returncode == 0, verify.stdout
 
 
@@ -199,7 +198,7 @@ def test_a_touched_input_reexports_nothing_and_a_later_rerun_still_reads_it(tmp_
     rerun = run_snakemake(tmp_path / "work", config)
     assert "rule write_plane_file" in rerun.output and "rule index_source" not in rerun.output
     assert [np.array_equal(tifffile.imread(p), e) for p, e in zip(plane_files(out), expected_planes(spec))] == [True, True]
-    verify = subprocess.run([sys.executable, "-m", "imexport.cli", "verify", str(out)], capture_output=True, text=True)
+    verify = verify_cli(out)
     assert verify.returncode == 0, verify.stdout
 
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import LARGE_PLANES, small_disk
+from conftest import LARGE_PLANES, small_disk, verify_cli
 
 from imexport.outdir_lock import OutdirLockedError, acquire, check_unlocked, lock_path, locked, release
 
@@ -148,10 +148,6 @@ def snapshot(folder: Path) -> dict[str, tuple[int, str]]:
     }
 
 
-def verify(out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "imexport.cli", "verify", str(out)], capture_output=True, text=True)
-
-
 def test_a_run_into_a_held_folder_stops_before_any_job(tmp_path, make_acquisition, run_snakemake, hold):
     _, paths = make_acquisition(tmp_path)
     out = tmp_path / "out"
@@ -168,7 +164,7 @@ def test_a_run_into_a_held_folder_stops_before_any_job(tmp_path, make_acquisitio
         assert "Traceback" not in refused.output and "rule " not in refused.output  # no job started
         assert "Snakefile" not in refused.output and "WorkflowError" not in refused.output  # no Snakemake location
     assert snapshot(out) == before
-    assert verify(out).returncode == 0
+    assert verify_cli(out).returncode == 0
 
 
 def test_a_dead_runs_lock_is_taken_over_and_released(tmp_path, make_acquisition, run_snakemake):
@@ -179,7 +175,7 @@ def test_a_dead_runs_lock_is_taken_over_and_released(tmp_path, make_acquisition,
     lock_path(out / ".imexport").write_text(json.dumps(stale))
     run_snakemake(tmp_path / "work", {"input": str(paths[0].parent), "outdir": str(out), **NO_PHASE})
     assert not lock_path(out / ".imexport").exists()  # taken over (or it would still be there), then released
-    assert verify(out).returncode == 0
+    assert verify_cli(out).returncode == 0
 
 
 def test_a_failed_run_releases_the_lock(tmp_path, make_acquisition, run_snakemake):

@@ -8,12 +8,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import tifffile
+from conftest import verify_cli
 
 from imexport.guard import OverwriteError, check_overwrite, planned_records, remove_stale_temporaries
 from imexport.history import MANIFEST_NAME, read_history
@@ -63,7 +62,7 @@ def test_a_changed_config_stops_unless_overwrite_then_replaces_and_prunes(tmp_pa
     records = sorted(p.name for p in (out / ".imexport" / "records").iterdir())
     assert len(records) == 2 and all(r.startswith(tuple(TIFS[:2])) for r in records)  # the old ones are gone
     assert len(read_history(out / TIFS[0])) == 1
-    verify = subprocess.run([sys.executable, "-m", "imexport.cli", "verify", str(out)], capture_output=True, text=True)
+    verify = verify_cli(out)
     assert verify.returncode == 0, verify.stdout
 
 

@@ -11,14 +11,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import tifffile
 import zarr
-from conftest import snakemake_command
+from conftest import snakemake_command, verify_cli
 
 # 4 planes x 600 frames of 100 x 192 pixels: one plane job writes 23 MB, about half a second
 SPEC = dict(n_frames=600, n_planes=4, roi_heights=[96, 96], width=96, fly_to_lines=4, frames_per_file=200, n_cells=8)
@@ -102,5 +101,5 @@ def test_a_killed_export_resumes_to_the_same_bytes(tmp_path, make_acquisition, r
             assert without_history(got[rel]) == without_history(path), rel
         else:
             assert got[rel].read_bytes() == path.read_bytes(), rel
-    verify = subprocess.run([sys.executable, "-m", "imexport.cli", "verify", str(out)], capture_output=True, text=True)
+    verify = verify_cli(out)
     assert verify.returncode == 0, verify.stdout
