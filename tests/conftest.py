@@ -18,7 +18,8 @@ the command, for a test that starts the process itself; the acquisition specs ``
 ROI, one plane, pixels that name their page) and ``PIEZO_STACK`` (a fast-Z stack with flyback
 frames, two saved channels and a dropped frame); ``LARGE_PLANES`` with ``small_disk``, a
 ``preexec_fn`` under which its plane files cannot be written; ``verify_cli(outdir)``, the
-``imexport verify`` command on an export, its output captured.
+``imexport verify`` command on an export, its output captured; ``set_next_page_offset(path,
+page, offset)``, to damage a raw file's page chain.
 
 Markers: ``slurm`` (brings up a SLURM cluster), ``gpu`` (needs a CUDA device).
 """
@@ -27,11 +28,13 @@ from __future__ import annotations
 
 import os
 import resource
+import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import tifffile
 import yaml
 
 from imexport.backend import array_module
@@ -118,6 +121,16 @@ def run_snakemake_in(
 def verify_cli(outdir) -> subprocess.CompletedProcess:
     """``imexport verify outdir`` as a user runs it, its output captured."""
     return subprocess.run([sys.executable, "-m", "imexport.cli", "verify", str(outdir)], capture_output=True, text=True)
+
+
+def set_next_page_offset(path, page: int, offset: int) -> None:
+    """Rewrites in place where BigTIFF page ``page``'s directory says the next one starts (0: the chain ends there)."""
+    with tifffile.TiffFile(path) as tif:
+        ifd = tif.pages[page].offset
+    data = bytearray(Path(path).read_bytes())
+    n_entries = struct.unpack_from("<Q", data, ifd)[0]
+    struct.pack_into("<Q", data, ifd + 8 + 20 * n_entries, offset)
+    Path(path).write_bytes(bytes(data))
 
 
 @pytest.fixture(scope="session")
