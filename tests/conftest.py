@@ -19,13 +19,15 @@ ROI, one plane, pixels that name their page) and ``PIEZO_STACK`` (a fast-Z stack
 frames, two saved channels and a dropped frame); ``LARGE_PLANES`` with ``small_disk``, a
 ``preexec_fn`` under which its plane files cannot be written; ``verify_cli(outdir)``, the
 ``imexport verify`` command on an export, its output captured; ``set_next_page_offset(path,
-page, offset)``, to damage a raw file's page chain.
+page, offset)``, to damage a raw file's page chain; ``sha256(path)`` and ``snapshot(folder)``
+(every file's mtime and sha256), to tell what a run left untouched.
 
 Markers: ``slurm`` (brings up a SLURM cluster), ``gpu`` (needs a CUDA device).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import resource
 import struct
@@ -116,6 +118,20 @@ def run_snakemake_in(
     elif expect_ok is False:
         assert result.returncode != 0, f"snakemake unexpectedly succeeded:\n{result.output[-6000:]}"
     return result
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def snapshot(folder, *, work_folder: bool = True) -> dict[str, tuple[int, str]]:
+    """Every file under ``folder`` (imexport's ``.imexport`` work folder too unless told not): mtime and sha256."""
+    folder = Path(folder)
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, sha256(p))
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and (work_folder or ".imexport" not in p.relative_to(folder).parts)
+    }
 
 
 def verify_cli(outdir) -> subprocess.CompletedProcess:

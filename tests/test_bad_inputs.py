@@ -14,7 +14,6 @@ a test should not ask for; the same check covers it, ``os.access`` reports EROFS
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -23,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import LARGE_PLANES, small_disk
+from conftest import LARGE_PLANES, small_disk, snapshot
 
 from imexport import steps, synthetic
 from imexport.sources.info import SourceError
@@ -31,15 +30,6 @@ from imexport.workflow_plan import plan_for_config
 
 SPEC = dict(n_frames=7, n_planes=3, roi_heights=[24, 18], width=24, fly_to_lines=3, frames_per_file=3, n_cells=8)
 NO_PHASE = {"scan_phase": {"fix_phase": False}}
-
-
-def tree(folder: Path) -> dict[str, tuple[int, int, str]]:
-    """Every file under ``folder``: size, mtime and sha256."""
-    return {
-        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
-        for p in folder.rglob("*")
-        if p.is_file()
-    }
 
 
 def copy_raw(raw: Path, name: str) -> Path:
@@ -120,7 +110,7 @@ def workflow_failures(tmp_path_factory, make_acquisition, run_snakemake):
     out = root / "out"
     good = {"input": str(raw), "outdir": str(out), **NO_PHASE}
     run_snakemake(root / "good", good)
-    before = tree(out)
+    before = snapshot(out)
     (root / "a_file").write_text("not a folder")
     cases = {}
     for name, (make, fragments) in BROKEN_INPUTS.items():
@@ -135,7 +125,7 @@ def workflow_failures(tmp_path_factory, make_acquisition, run_snakemake):
 
     with ThreadPoolExecutor(max_workers=3) as pool:
         results = dict(pool.map(run, cases))
-    return cases, results, out, before, tree(out)
+    return cases, results, out, before, snapshot(out)
 
 
 @pytest.mark.parametrize("case", [*BROKEN_INPUTS, "outdir_inside_input", "outdir_unwritable"])

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from conftest import sha256
 
 import imexport
 from imexport.synthetic import AcquisitionSpec
@@ -48,10 +48,6 @@ SUITE2P_SPEC = dict(
     n_frames=300, n_planes=2, roi_heights=[256], width=256, fly_to_lines=0, frames_per_file=100, n_cells=30, noise=5.0
 )
 PLANES = ("zplane01_tp00001-00300", "zplane02_tp00001-00300")
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def tree_digests(folder: Path) -> dict[str, str]:

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 import pytest
 import tifffile
-from conftest import verify_cli
+from conftest import sha256, verify_cli
 
 from imexport.api import imread, run_config
 from imexport.hdf5_attrs import read_attrs
@@ -37,10 +37,6 @@ def _config(tmp_path: Path, out: str = "out", **h5) -> dict:
 def _tiff_volume(out: Path) -> np.ndarray:
     """(T, Z, Y, X) from the per-plane TIFFs, read with tifffile."""
     return np.stack([tifffile.imread(out / f"zplane0{z}_tp00001-00007.tif") for z in (1, 2, 3)], axis=1)
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _content(path: Path) -> tuple:
@@ -88,7 +84,7 @@ def test_api_and_workflow_write_the_same_h5(tmp_path, make_acquisition, run_snak
     assert h5_files == expected
     assert sorted(p.relative_to(api_out) for p in api_out.rglob("*.h5") if ".imexport" not in p.parts) == expected
     for rel in expected[1:]:  # plane files: never rewritten, byte for byte the same
-        assert _sha(api_out / rel) == _sha(wf_out / rel), rel
+        assert sha256(api_out / rel) == sha256(wf_out / rel), rel
     assert _content(api_out / expected[0]) == _content(wf_out / expected[0])
     with h5py.File(wf_out / expected[0], "r") as fh:
         assert fh["mov"].is_virtual == (layout == "virtual")

@@ -3,7 +3,6 @@ the module on its own, then real Snakemake runs of workflow/Snakefile."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import socket
 import subprocess
@@ -13,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import LARGE_PLANES, small_disk, verify_cli
+from conftest import LARGE_PLANES, small_disk, snapshot, verify_cli
 
 from imexport.outdir_lock import OutdirLockedError, acquire, check_unlocked, lock_path, locked, release
 
@@ -137,15 +136,6 @@ def test_of_runs_racing_for_a_stale_lock_exactly_one_wins(tmp_path):
 # --------------------------------------------------------------------------- workflow runs
 
 NO_PHASE = {"scan_phase": {"fix_phase": False}}
-
-
-def snapshot(folder: Path) -> dict[str, tuple[int, str]]:
-    """Every file under ``folder``, bookkeeping included: mtime and sha256."""
-    return {
-        str(p.relative_to(folder)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 def test_a_run_into_a_held_folder_stops_before_any_job(tmp_path, make_acquisition, run_snakemake, hold):
