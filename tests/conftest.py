@@ -1,4 +1,6 @@
-"""Shared fixtures: small synthetic ScanImage acquisitions and real Snakemake runs.
+"""Shared fixtures and helpers: small synthetic ScanImage acquisitions and real Snakemake runs.
+
+Fixtures:
 
 * ``make_acquisition(folder, **spec_overrides) -> (spec, paths)`` writes a small raw
   ScanImage acquisition (``imexport.synthetic``) into ``folder/raw`` (``subdir=`` picks
@@ -12,15 +14,18 @@
 * ``cupy``: the cupy module on a usable GPU, as ``gpu: true`` gets it; without one the
   test is skipped.
 
-Helpers more than one test file imports (``from conftest import ...``):
-``snakemake_command(workdir, config, *extra_args, cores=2)``, run_snakemake's setup returning
-the command, for a test that starts the process itself; the acquisition specs ``ONE_ROI`` (one
-ROI, one plane, pixels that name their page) and ``PIEZO_STACK`` (a fast-Z stack with flyback
-frames, two saved channels and a dropped frame); ``LARGE_PLANES`` with ``small_disk``, a
-``preexec_fn`` under which its plane files cannot be written; ``verify_cli(outdir)``, the
-``imexport verify`` command on an export, its output captured; ``set_next_page_offset(path,
-page, offset)``, to damage a raw file's page chain; ``sha256(path)`` and ``snapshot(folder)``
-(every file's mtime and sha256), to tell what a run left untouched.
+Helpers test files import (``from conftest import ...``):
+
+* ``make_acquisition_in`` and ``snakemake_command(workdir, config, *extra_args, cores=2)``:
+  the make_acquisition function outside a fixture; run_snakemake's setup, returning the
+  command, for a test that starts the process itself.
+* Acquisition specs: ``ONE_ROI`` (one ROI, one plane, pixels that name their page),
+  ``PIEZO_STACK`` (a fast-Z stack with flyback frames, two saved channels and a dropped
+  frame), ``LARGE_PLANES`` (plane files too large for ``small_disk``, a ``preexec_fn``).
+* ``verify_cli(outdir)``: ``imexport verify`` on an export, its output captured.
+* ``set_next_page_offset(path, page, offset)``: damages a raw file's page chain.
+* ``sha256(path)`` and ``snapshot(folder)`` (every file's mtime and sha256): what a run left
+  untouched.
 
 Markers: ``slurm`` (brings up a SLURM cluster), ``gpu`` (needs a CUDA device).
 """
