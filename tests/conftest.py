@@ -19,6 +19,7 @@ Helpers test files import (``from conftest import ...``):
 * ``make_acquisition_in`` and ``snakemake_command(workdir, config, *extra_args, cores=2)``:
   the make_acquisition function outside a fixture; run_snakemake's setup, returning the
   command, for a test that starts the process itself.
+* ``NO_PHASE``: the config fragment that turns the scan-phase correction off.
 * Acquisition specs: ``ONE_ROI`` (one ROI, one plane, pixels that name their page),
   ``PIEZO_STACK`` (a fast-Z stack with flyback frames, two saved channels and a dropped
   frame), ``LARGE_PLANES`` (plane files too large for ``small_disk``, a ``preexec_fn``).
@@ -62,6 +63,9 @@ SMALL_SPEC = dict(
     frames_per_file=3,
     n_cells=8,
 )
+
+# No scan_phase job: the exported pixels are the raw pages'.
+NO_PHASE = {"scan_phase": {"fix_phase": False}}
 
 # One 5 x 6 ROI, one plane, 30 Hz; content="index" (imexport.synthetic): a page's pixels name the page.
 ONE_ROI = dict(content="index", roi_heights=[5], width=6, fly_to_lines=0, n_planes=1, frame_rate=30.0)

@@ -22,14 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import LARGE_PLANES, small_disk, snapshot
+from conftest import LARGE_PLANES, NO_PHASE, small_disk, snapshot
 
 from imexport import steps, synthetic
 from imexport.sources.info import SourceError
 from imexport.workflow_plan import plan_for_config
 
 SPEC = dict(n_frames=7, n_planes=3, roi_heights=[24, 18], width=24, fly_to_lines=3, frames_per_file=3, n_cells=8)
-NO_PHASE = {"scan_phase": {"fix_phase": False}}
 
 
 def copy_raw(raw: Path, name: str) -> Path:

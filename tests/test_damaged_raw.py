@@ -12,12 +12,11 @@ import struct
 
 import pytest
 import tifffile
-from conftest import set_next_page_offset
+from conftest import NO_PHASE, set_next_page_offset
 
 from imexport.sources import inspect_input
 from imexport.sources.info import SourceError
 
-NO_PHASE = {"scan_phase": {"fix_phase": False}}
 # one small plane per page: the second file holds 400 pages
 LONG_SERIES = dict(
     content="index", n_planes=1, roi_heights=[4], width=4, fly_to_lines=0, n_frames=800, frames_per_file=400, n_cells=1

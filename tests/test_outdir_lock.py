@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import LARGE_PLANES, small_disk, snapshot, verify_cli
+from conftest import LARGE_PLANES, NO_PHASE, small_disk, snapshot, verify_cli
 
 from imexport.outdir_lock import OutdirLockedError, acquire, check_unlocked, lock_path, locked, release
 
@@ -134,8 +134,6 @@ def test_of_runs_racing_for_a_stale_lock_exactly_one_wins(tmp_path):
 
 
 # --------------------------------------------------------------------------- workflow runs
-
-NO_PHASE = {"scan_phase": {"fix_phase": False}}
 
 
 def test_a_run_into_a_held_folder_stops_before_any_job(tmp_path, make_acquisition, run_snakemake, hold):
