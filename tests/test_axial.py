@@ -197,12 +197,7 @@ def test_to_numpy_passes_numpy_through():
     assert to_numpy(a) is a
 
 
-def test_numpy_and_cupy_agree():
-    pytest.importorskip("cupy", reason="cupy is not installed")
-    try:
-        cupy, _ = array_module(True)
-    except RuntimeError as exc:
-        pytest.skip(f"no usable GPU: {exc}")
+def test_numpy_and_cupy_agree(cupy):
     scene = smooth_image((220, 220), seed=4)
     volume = translated_crops(scene, np.cumsum([(0, 0), (3, -2), (1, 4), (-5, 0)], axis=0))
     on_cpu = plane_shifts(volume, max_reg_xy=10, xp=np)

@@ -14,32 +14,21 @@ a test should not ask for; the same check covers it, ``os.access`` reports EROFS
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import resource
 import shutil
 import struct
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from conftest import LARGE_PLANES, NO_PHASE, small_disk, snapshot
 
 from imexport import steps, synthetic
 from imexport.sources.info import SourceError
 from imexport.workflow_plan import plan_for_config
 
 SPEC = dict(n_frames=7, n_planes=3, roi_heights=[24, 18], width=24, fly_to_lines=3, frames_per_file=3, n_cells=8)
-NO_PHASE = {"scan_phase": {"fix_phase": False}}
-
-
-def tree(folder: Path) -> dict[str, tuple[int, int, str]]:
-    """Every file under ``folder``: size, mtime and sha256."""
-    return {
-        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
-        for p in folder.rglob("*")
-        if p.is_file()
-    }
 
 
 def copy_raw(raw: Path, name: str) -> Path:
@@ -120,7 +109,7 @@ def workflow_failures(tmp_path_factory, make_acquisition, run_snakemake):
     out = root / "out"
     good = {"input": str(raw), "outdir": str(out), **NO_PHASE}
     run_snakemake(root / "good", good)
-    before = tree(out)
+    before = snapshot(out)
     (root / "a_file").write_text("not a folder")
     cases = {}
     for name, (make, fragments) in BROKEN_INPUTS.items():
@@ -135,7 +124,7 @@ def workflow_failures(tmp_path_factory, make_acquisition, run_snakemake):
 
     with ThreadPoolExecutor(max_workers=3) as pool:
         results = dict(pool.map(run, cases))
-    return cases, results, out, before, tree(out)
+    return cases, results, out, before, snapshot(out)
 
 
 @pytest.mark.parametrize("case", [*BROKEN_INPUTS, "outdir_inside_input", "outdir_unwritable"])
@@ -205,17 +194,8 @@ def test_outdir_equal_to_the_input_folder_is_refused(tmp_path, make_acquisition)
 
 
 def test_a_full_disk_fails_the_job_and_leaves_no_output(tmp_path, make_acquisition, run_snakemake):
-    # 2 planes of 60 frames of 48 x 96 int16: 550 kB per TIFF, above the 256 kB file size limit
-    # that everything else the run writes (index, records, logs) stays below
-    _, paths = make_acquisition(
-        tmp_path, n_frames=60, n_planes=2, roi_heights=[48, 48], width=48, fly_to_lines=2, frames_per_file=30, n_cells=8
-    )
+    _, paths = make_acquisition(tmp_path, **LARGE_PLANES)
     out = tmp_path / "out"
-    limit = 256 * 1024
-
-    def small_disk():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
     result = run_snakemake(
         tmp_path / "work", {"input": str(paths[0].parent), "outdir": str(out), **NO_PHASE}, expect_ok=False, preexec_fn=small_disk
     )

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -20,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from conftest import sha256
 
 import imexport
-from imexport.synthetic import AcquisitionSpec, write_acquisition
+from imexport.synthetic import AcquisitionSpec
 
 CLIENTS_CACHE = Path(os.environ.get("IMEXPORT_CLIENTS_CACHE", Path.home() / ".cache" / "imexport"))
 IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
@@ -48,10 +48,6 @@ SUITE2P_SPEC = dict(
     n_frames=300, n_planes=2, roi_heights=[256], width=256, fly_to_lines=0, frames_per_file=100, n_cells=30, noise=5.0
 )
 PLANES = ("zplane01_tp00001-00300", "zplane02_tp00001-00300")
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def tree_digests(folder: Path) -> dict[str, str]:
@@ -80,10 +76,10 @@ def suite2p_014():
 
 
 @pytest.fixture(scope="module")
-def suite2p_export(tmp_path_factory):
+def suite2p_export(tmp_path_factory, make_acquisition):
     """A two-plane export to suite2p plane folders, big enough for suite2p's defaults."""
     root = tmp_path_factory.mktemp("suite2p_export")
-    write_acquisition(AcquisitionSpec(**SUITE2P_SPEC), root / "raw")
+    make_acquisition(root, **SUITE2P_SPEC)
     out = imexport.imwrite(root / "raw", root / "out", ext=".bin", show_progress=False)
     assert sorted(p.name for p in out.glob("zplane*")) == list(PLANES)
     return out
@@ -150,11 +146,9 @@ CLASSIC_MAGIC, BIGTIFF_MAGIC = b"II*\x00", b"II+\x00"
 
 
 @pytest.fixture(scope="module")
-def tiff_acquisition(tmp_path_factory):
-    raw = tmp_path_factory.mktemp("tiff_acquisition") / "raw"
-    spec = AcquisitionSpec(**TIFF_SPEC)
-    write_acquisition(spec, raw)
-    return spec, raw
+def tiff_acquisition(tmp_path_factory, make_acquisition):
+    spec, paths = make_acquisition(tmp_path_factory.mktemp("tiff_acquisition"), **TIFF_SPEC)
+    return spec, paths[0].parent
 
 
 def test_default_plane_tiff_is_classic_with_imagej_hyperstack_tags(tiff_acquisition, tmp_path):
@@ -276,11 +270,9 @@ def read_with_bioio(store: Path):
 
 
 @pytest.fixture(scope="module")
-def zarr_acquisition(tmp_path_factory):
-    raw = tmp_path_factory.mktemp("zarr_acquisition") / "raw"
-    spec = AcquisitionSpec(**ZARR_SPEC)
-    write_acquisition(spec, raw)
-    return spec, raw
+def zarr_acquisition(tmp_path_factory, make_acquisition):
+    spec, paths = make_acquisition(tmp_path_factory.mktemp("zarr_acquisition"), **ZARR_SPEC)
+    return spec, paths[0].parent
 
 
 def zarr_session(run_snakemake, raw: Path, work: Path, **extra) -> Path:

@@ -12,11 +12,11 @@ import struct
 
 import pytest
 import tifffile
+from conftest import NO_PHASE, set_next_page_offset
 
 from imexport.sources import inspect_input
 from imexport.sources.info import SourceError
 
-NO_PHASE = {"scan_phase": {"fix_phase": False}}
 # one small plane per page: the second file holds 400 pages
 LONG_SERIES = dict(
     content="index", n_planes=1, roi_heights=[4], width=4, fly_to_lines=0, n_frames=800, frames_per_file=400, n_cells=1
@@ -41,16 +41,6 @@ def damage_tag(path, page: int, code: int, value: int) -> None:
     with open(path, "r+b") as fh:
         fh.seek(where)
         fh.write(struct.pack("<H", value))
-
-
-def break_next_offset(path, page: int) -> None:
-    """Point the next-directory offset of one page beyond the end of the file."""
-    with tifffile.TiffFile(path) as tif:
-        ifd = tif.pages[page].offset
-    data = bytearray(path.read_bytes())
-    n_entries = int.from_bytes(data[ifd : ifd + 8], "little")
-    data[ifd + 8 + 20 * n_entries : ifd + 16 + 20 * n_entries] = struct.pack("<Q", len(data) + 4096)
-    path.write_bytes(bytes(data))
 
 
 def test_a_damaged_number_in_the_header_is_refused_naming_the_field(tmp_path, make_acquisition):
@@ -88,7 +78,8 @@ def test_a_damaged_bits_per_sample_is_refused_naming_page_and_tag(tmp_path, make
     "damage, fragment",
     [
         (lambda path: damage_tag(path, DEEP_PAGE, 258, 96), "BitsPerSample (tag 258) = 96"),
-        (lambda path: break_next_offset(path, DEEP_PAGE), f"page {DEEP_PAGE + 1} starts at byte"),
+        # the next directory beyond the end of the file
+        (lambda path: set_next_page_offset(path, DEEP_PAGE, path.stat().st_size + 4096), f"page {DEEP_PAGE + 1} starts at byte"),
     ],
     ids=["bits_per_sample", "next_directory_offset"],
 )

@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 import pytest
 import tifffile
+from conftest import sha256, verify_cli
 
 from imexport.api import imread, run_config
 from imexport.hdf5_attrs import read_attrs
@@ -36,10 +37,6 @@ def _config(tmp_path: Path, out: str = "out", **h5) -> dict:
 def _tiff_volume(out: Path) -> np.ndarray:
     """(T, Z, Y, X) from the per-plane TIFFs, read with tifffile."""
     return np.stack([tifffile.imread(out / f"zplane0{z}_tp00001-00007.tif") for z in (1, 2, 3)], axis=1)
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _content(path: Path) -> tuple:
@@ -69,7 +66,7 @@ def test_default_h5_copied_alone_reads_the_tiff_pixels(tmp_path, make_acquisitio
         assert attrs["processing_history"][-1]["step"] == "imexport"
     # imexport reads it back as the same volume
     np.testing.assert_array_equal(imread(alone)[:, 0], _tiff_volume(out))
-    assert subprocess.run([sys.executable, "-m", "imexport.cli", "verify", str(out)]).returncode == 0
+    assert verify_cli(out).returncode == 0
 
 
 @pytest.mark.parametrize("layout", ["single", "virtual"])
@@ -87,7 +84,7 @@ def test_api_and_workflow_write_the_same_h5(tmp_path, make_acquisition, run_snak
     assert h5_files == expected
     assert sorted(p.relative_to(api_out) for p in api_out.rglob("*.h5") if ".imexport" not in p.parts) == expected
     for rel in expected[1:]:  # plane files: never rewritten, byte for byte the same
-        assert _sha(api_out / rel) == _sha(wf_out / rel), rel
+        assert sha256(api_out / rel) == sha256(wf_out / rel), rel
     assert _content(api_out / expected[0]) == _content(wf_out / expected[0])
     with h5py.File(wf_out / expected[0], "r") as fh:
         assert fh["mov"].is_virtual == (layout == "virtual")
@@ -180,7 +177,7 @@ def test_a_virtual_master_without_a_plane_file_fails_loudly(tmp_path, make_acqui
         assert fh["mov"].is_virtual and not fh["mov"][:, 1].any()
     with pytest.raises(SourceError, match=r"2 missing file\(s\) \(.*zplane02\.h5, .*zplane03\.h5\)"):
         imread(out / f"{STEM}.h5")
-    verify = subprocess.run([sys.executable, "-m", "imexport.cli", "verify", str(out)], capture_output=True, text=True)
+    verify = verify_cli(out)
     assert verify.returncode != 0
     assert f"{STEM}.h5: unreadable by its library (SourceError" in verify.stdout + verify.stderr
     assert "zplane02.h5, " in verify.stdout + verify.stderr

@@ -7,13 +7,10 @@ work on a copy.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import re
 import shutil
-import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -21,6 +18,7 @@ import h5py
 import numpy as np
 import pytest
 import zarr
+from conftest import sha256, verify_cli
 
 from imexport.formats import output_format
 from imexport.hdf5_attrs import read_attrs
@@ -31,14 +29,6 @@ FORMATS = ["tiff", "bin", "zarr", "h5"]
 PLANES = [f"zplane0{z}_tp00001-00010" for z in (1, 2, 3)]
 ZARR = "zplane01-03_tp00001-00010.zarr"
 H5 = "zplane01-03_tp00001-00010.h5"
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def verify_cli(outdir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "imexport.cli", "verify", str(outdir)], capture_output=True, text=True)
 
 
 def mtimes(folder: Path) -> dict[str, int]:
@@ -83,19 +73,23 @@ def test_the_step_records_software_files_durations_and_parameters(export):
     # inputs: every raw file, hashed
     assert [i["path"] for i in step["inputs"]] == [str(p.resolve()) for p in raw]
     for entry, path in zip(step["inputs"], raw):
-        assert entry == {"path": str(path.resolve()), "size": path.stat().st_size, "sha256": sha(path)}
+        assert entry == {"path": str(path.resolve()), "size": path.stat().st_size, "sha256": sha256(path)}
     # outputs: every file of every output as its job wrote it (pixel files never change)
     outputs = {o["path"]: o for o in step["outputs"]}
     assert set(outputs) == {f"{n}.tif" for n in PLANES} | set(PLANES) | {ZARR, H5}
     tif = outputs[f"{PLANES[0]}.tif"]["files"]
     assert tif == [
-        {"path": f"{PLANES[0]}.tif", "size": (out / f"{PLANES[0]}.tif").stat().st_size, "sha256": sha(out / f"{PLANES[0]}.tif")}
+        {
+            "path": f"{PLANES[0]}.tif",
+            "size": (out / f"{PLANES[0]}.tif").stat().st_size,
+            "sha256": sha256(out / f"{PLANES[0]}.tif"),
+        }
     ]
     binary = {f["path"]: f for f in outputs[PLANES[0]]["files"]}
     # timestamps.npy: the ScanImage frames' acquisition times
     names = ("data_raw.bin", "ops.npy", "db.npy", "settings.npy", "timestamps.npy")
     assert set(binary) == {f"{PLANES[0]}/{name}" for name in names}
-    assert binary[f"{PLANES[0]}/data_raw.bin"]["sha256"] == sha(out / PLANES[0] / "data_raw.bin")
+    assert binary[f"{PLANES[0]}/data_raw.bin"]["sha256"] == sha256(out / PLANES[0] / "data_raw.bin")
     h5_files = {f["path"] for f in outputs[H5]["files"]}
     assert h5_files == {H5}  # one self-contained file (h5.layout: single)
     store_files = {f["path"] for f in outputs[ZARR]["files"]}
@@ -140,7 +134,7 @@ def test_manifest_lists_every_file_after_the_history_went_in(export):
     }
     assert set(files) == on_disk
     for rel, entry in files.items():
-        assert entry["size"] == (out / rel).stat().st_size and entry["sha256"] == sha(out / rel), rel
+        assert entry["size"] == (out / rel).stat().st_size and entry["sha256"] == sha256(out / rel), rel
     # the rewritten ones differ from what the step saw before the history went in
     step_files = {f["path"]: f for o in manifest["steps"][-1]["outputs"] for f in o.get("files", [])}
     assert files[f"{PLANES[0]}/ops.npy"]["sha256"] != step_files[f"{PLANES[0]}/ops.npy"]["sha256"]
@@ -166,7 +160,7 @@ def test_planning_and_the_writers_left_the_digests_the_history_job_looked_up(exp
             "mtime_ns": stat.st_mtime_ns,
             "ino": stat.st_ino,
             "ctime_ns": stat.st_ctime_ns,
-            "sha256": sha(path),
+            "sha256": sha256(path),
         }, path
     # the history job read no file the writers had hashed: it hashed only what it rewrote
     log = (out / ".imexport" / "logs" / "history.log").read_text()
@@ -177,13 +171,13 @@ def test_planning_and_the_writers_left_the_digests_the_history_job_looked_up(exp
     manifest = json.loads((out / MANIFEST_NAME).read_text())
     step = manifest["steps"][-1]
     for entry in step["inputs"]:
-        assert entry["sha256"] == sha(Path(entry["path"]))
+        assert entry["sha256"] == sha256(Path(entry["path"]))
     for entry in manifest["files"]:
-        assert entry["sha256"] == sha(out / entry["path"]), entry["path"]
+        assert entry["sha256"] == sha256(out / entry["path"]), entry["path"]
     for output in step["outputs"]:  # as the writers left them: the pixel files are still those bytes
         for entry in output["files"]:
             if (out / entry["path"]) in pixel_files:
-                assert entry["sha256"] == sha(out / entry["path"]), entry["path"]
+                assert entry["sha256"] == sha256(out / entry["path"]), entry["path"]
 
 
 def test_a_second_run_has_nothing_to_do(export, run_snakemake):

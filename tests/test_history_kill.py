@@ -13,6 +13,7 @@ import sys
 import h5py
 import numpy as np
 import tifffile
+from conftest import verify_cli
 
 from imexport.api import run_config
 from imexport.atomic import TEMP_MARKER
@@ -59,5 +60,5 @@ def test_a_kill_while_the_history_goes_into_the_h5_file_leaves_no_file_that_look
         history = read_attrs(fh)["processing_history"]
     manifest = json.loads((out / MANIFEST_NAME).read_text())
     assert [step["id"] for step in history] == [manifest["steps"][-1]["id"]]
-    verify = subprocess.run([sys.executable, "-m", "imexport.cli", "verify", str(out)], capture_output=True, text=True)
+    verify = verify_cli(out)
     assert verify.returncode == 0, verify.stdout

@@ -12,16 +12,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tifffile
+from conftest import sha256, snapshot, verify_cli
 
 import imexport
 from imexport import steps
@@ -118,15 +116,6 @@ def invert_last_pages(path, n_pages: int, keep_mtime: bool) -> None:
     assert os.stat(path).st_size == before.st_size and os.stat(path).st_ino == before.st_ino
 
 
-def outputs_state(out) -> dict[str, tuple[int, str]]:
-    """Every file of the export but imexport's work folder: (mtime_ns, sha256)."""
-    return {
-        str(p.relative_to(out)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
-        for p in sorted(out.rglob("*"))
-        if p.is_file() and ".imexport" not in p.relative_to(out).parts
-    }
-
-
 def plane_files(out) -> list:
     return sorted(out.glob("zplane*.tif"))
 
@@ -156,7 +145,7 @@ def test_an_input_edited_in_place_with_its_size_stops_the_rerun_then_overwrite_r
     config = {"input": str(raw[0].parent), "outdir": str(out), "format": "tiff", "scan_phase": {"fix_phase": False}}
     run_snakemake(tmp_path / "work", config)
     assert [np.array_equal(tifffile.imread(p), e) for p, e in zip(plane_files(out), expected_planes(spec))] == [True, True]
-    before = outputs_state(out)
+    before = snapshot(out, work_folder=False)
 
     invert_last_pages(raw[-1], EDITED_PAGES, keep_mtime)
     refused = run_snakemake(tmp_path / "work", config, expect_ok=False)
@@ -167,14 +156,14 @@ def test_an_input_edited_in_place_with_its_size_stops_the_rerun_then_overwrite_r
         )
     assert str(raw[0].resolve()) not in refused.output  # the unchanged file is not named
     assert "rule " not in refused.output and "Traceback" not in refused.output  # before any job
-    assert outputs_state(out) == before
+    assert snapshot(out, work_folder=False) == before
 
     run_snakemake(tmp_path / "work", {**config, "overwrite": True})
     assert_inverted_last_frames(out, spec)
     manifest = json.loads((out / MANIFEST_NAME).read_text())
     inputs = {e["path"]: e["sha256"] for e in manifest["steps"][-1]["inputs"]}
-    assert inputs[str(raw[-1].resolve())] == hashlib.sha256(raw[-1].read_bytes()).hexdigest()
-    verify = subprocess.run([sys.executable, "-m", "imexport.cli", "verify", str(out)], capture_output=True, text=True)
+    assert inputs[str(raw[-1].resolve())] == sha256(raw[-1])
+    verify = verify_cli(out)
     assert verify.returncode == 0, verify.stdout
 
 
@@ -183,7 +172,7 @@ def test_a_touched_input_reexports_nothing_and_a_later_rerun_still_reads_it(tmp_
     out = tmp_path / "out"
     config = {"input": str(raw[0].parent), "outdir": str(out), "format": "tiff", "scan_phase": {"fix_phase": False}}
     run_snakemake(tmp_path / "work", config)
-    before = outputs_state(out)
+    before = snapshot(out, work_folder=False)
     logs = {p: p.stat().st_mtime_ns for p in (out / ".imexport" / "logs").rglob("*.log")}
 
     for path in raw:  # what `touch` does: the times move, the bytes stay
@@ -191,7 +180,7 @@ def test_a_touched_input_reexports_nothing_and_a_later_rerun_still_reads_it(tmp_
         os.utime(path, ns=(later, later))
     again = run_snakemake(tmp_path / "work", config)
     assert "Nothing to be done" in again.output and "rule " not in again.output, again.output
-    assert outputs_state(out) == before
+    assert snapshot(out, work_folder=False) == before
     assert {p: p.stat().st_mtime_ns for p in logs} == logs  # no job started (each writes its log)
 
     # a job that runs later (its output was deleted) reads the touched file as indexed
@@ -199,7 +188,7 @@ def test_a_touched_input_reexports_nothing_and_a_later_rerun_still_reads_it(tmp_
     rerun = run_snakemake(tmp_path / "work", config)
     assert "rule write_plane_file" in rerun.output and "rule index_source" not in rerun.output
     assert [np.array_equal(tifffile.imread(p), e) for p, e in zip(plane_files(out), expected_planes(spec))] == [True, True]
-    verify = subprocess.run([sys.executable, "-m", "imexport.cli", "verify", str(out)], capture_output=True, text=True)
+    verify = verify_cli(out)
     assert verify.returncode == 0, verify.stdout
 
 

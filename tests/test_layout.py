@@ -17,6 +17,7 @@ from pathlib import Path
 import h5py
 import yaml
 import zarr
+from conftest import verify_cli
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = REPO / ".test" / "config" / "config.yaml"
@@ -69,7 +70,7 @@ def test_the_test_config_runs_every_format_over_the_defaults(tmp_path):
     z_scale = ome["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"][1]
     assert z_scale == dz
 
-    verify = subprocess.run([sys.executable, "-m", "imexport.cli", "verify", str(out)], capture_output=True, text=True)
+    verify = verify_cli(out)
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
 

@@ -10,7 +10,6 @@ files must also be byte for byte those of the same config run as the main workfl
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import subprocess
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+from conftest import sha256
 
 from imexport.synthetic import expected_roi
 
@@ -84,7 +84,7 @@ def pixel_digests(outdir: Path) -> dict[str, str]:
     """sha256 of the pixel files (TIFF planes, Zarr shards): the history and the metadata
     documents carry run-specific times and paths, the pixels must not differ."""
     files = [*outdir.glob("*.tif"), *(p for p in outdir.glob("*.zarr/0/c/**/*") if p.is_file())]
-    return {str(p.relative_to(outdir)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    return {str(p.relative_to(outdir)): sha256(p) for p in files}
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -22,6 +20,7 @@ import numpy as np
 import pytest
 import tifffile
 import yaml
+from conftest import verify_cli
 from nwbinspector import Importance, inspect_nwbfile, load_config
 from pynwb import NWBHDF5IO
 
@@ -316,7 +315,7 @@ def test_workflow_multi_roi_lbm_demo_one_file_per_roi(tmp_path, run_snakemake, m
             assert json.loads(nwbfile.scratch["imexport_metadata"].data)["scan_phase"] == records
             assert [r["plane"] for r in records] == list(range(1, 7)) and all(r["applied"] < 0 for r in records)
         assert dandi_problems(path) == []
-    result = subprocess.run([sys.executable, "-m", "imexport.cli", "verify", str(out)], capture_output=True, text=True)
+    result = verify_cli(out)
     assert result.returncode == 0, result.stdout + result.stderr
     # the QC step's read-back of NWB equals its read-back of the TIFFs
     positions = mean_frame_indices(len(plan.frames), 5)

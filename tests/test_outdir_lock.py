@@ -3,9 +3,7 @@ the module on its own, then real Snakemake runs of workflow/Snakefile."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import resource
 import socket
 import subprocess
 import sys
@@ -14,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import LARGE_PLANES, NO_PHASE, small_disk, snapshot, verify_cli
 
 from imexport.outdir_lock import OutdirLockedError, acquire, check_unlocked, lock_path, locked, release
 
@@ -136,21 +135,6 @@ def test_of_runs_racing_for_a_stale_lock_exactly_one_wins(tmp_path):
 
 # --------------------------------------------------------------------------- workflow runs
 
-NO_PHASE = {"scan_phase": {"fix_phase": False}}
-
-
-def snapshot(folder: Path) -> dict[str, tuple[int, str]]:
-    """Every file under ``folder``, bookkeeping included: mtime and sha256."""
-    return {
-        str(p.relative_to(folder)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
-def verify(out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "imexport.cli", "verify", str(out)], capture_output=True, text=True)
-
 
 def test_a_run_into_a_held_folder_stops_before_any_job(tmp_path, make_acquisition, run_snakemake, hold):
     _, paths = make_acquisition(tmp_path)
@@ -168,7 +152,7 @@ def test_a_run_into_a_held_folder_stops_before_any_job(tmp_path, make_acquisitio
         assert "Traceback" not in refused.output and "rule " not in refused.output  # no job started
         assert "Snakefile" not in refused.output and "WorkflowError" not in refused.output  # no Snakemake location
     assert snapshot(out) == before
-    assert verify(out).returncode == 0
+    assert verify_cli(out).returncode == 0
 
 
 def test_a_dead_runs_lock_is_taken_over_and_released(tmp_path, make_acquisition, run_snakemake):
@@ -179,23 +163,16 @@ def test_a_dead_runs_lock_is_taken_over_and_released(tmp_path, make_acquisition,
     lock_path(out / ".imexport").write_text(json.dumps(stale))
     run_snakemake(tmp_path / "work", {"input": str(paths[0].parent), "outdir": str(out), **NO_PHASE})
     assert not lock_path(out / ".imexport").exists()  # taken over (or it would still be there), then released
-    assert verify(out).returncode == 0
+    assert verify_cli(out).returncode == 0
 
 
 def test_a_failed_run_releases_the_lock(tmp_path, make_acquisition, run_snakemake):
-    # planes of 550 kB each against a 256 kB file size limit: every plane job fails, while
-    # what the run writes before them (index, records, lock) stays below the limit
-    _, paths = make_acquisition(
-        tmp_path, n_frames=60, n_planes=2, roi_heights=[48, 48], width=48, fly_to_lines=2, frames_per_file=30, n_cells=8
-    )
+    # every plane job fails on the small disk, after the run took the lock
+    _, paths = make_acquisition(tmp_path, **LARGE_PLANES)
     out = tmp_path / "out"
-    limit = 256 * 1024
     (out / ".imexport").mkdir(parents=True)
     stale = {"host": socket.gethostname(), "pid": _dead_pid(), "started": "then"}
     lock_path(out / ".imexport").write_text(json.dumps(stale))  # gone after the run only if the run took it
-
-    def small_disk():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     failed = run_snakemake(
         tmp_path / "work", {"input": str(paths[0].parent), "outdir": str(out), **NO_PHASE}, expect_ok=False, preexec_fn=small_disk

@@ -5,15 +5,12 @@ Also: stale temporaries of killed jobs are removed at the start, and only they.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import tifffile
+from conftest import snapshot, verify_cli
 
 from imexport.guard import OverwriteError, check_overwrite, planned_records, remove_stale_temporaries
 from imexport.history import MANIFEST_NAME, read_history
@@ -23,24 +20,16 @@ SPEC = dict(n_frames=6, n_planes=3, roi_heights=[12, 8], width=12, fly_to_lines=
 TIFS = [f"zplane0{z}_tp00001-00006.tif" for z in (1, 2, 3)]
 
 
-def snapshot(folder: Path) -> dict[str, tuple[int, str]]:
-    return {
-        str(p.relative_to(folder)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
-        for p in folder.rglob("*")
-        if p.is_file() and ".imexport" not in p.relative_to(folder).parts
-    }
-
-
 def test_a_changed_config_stops_unless_overwrite_then_replaces_and_prunes(tmp_path, make_acquisition, run_snakemake):
     _, paths = make_acquisition(tmp_path, **SPEC)
     out = tmp_path / "out"
     config = {"input": str(paths[0].parent), "outdir": str(out), "scan_phase": {"fix_phase": False}}
     run_snakemake(tmp_path / "work", config)
-    before = snapshot(out)
+    before = snapshot(out, work_folder=False)
     # the same config from another working directory (no .snakemake metadata there) rewrites nothing
     elsewhere = run_snakemake(tmp_path / "elsewhere", config)
     assert "rule write_plane_file" not in elsewhere.output
-    assert snapshot(out) == before
+    assert snapshot(out, work_folder=False) == before
 
     changed = {**config, "planes": [1, 2], "metadata": {"dz": 5.0}}
     refused = run_snakemake(tmp_path / "work", changed, expect_ok=False)
@@ -50,7 +39,7 @@ def test_a_changed_config_stops_unless_overwrite_then_replaces_and_prunes(tmp_pa
     assert TIFS[2] not in refused.output.split("overwrite: false")[1]  # not rewritten: not listed
     assert "rule " not in refused.output  # refused before any job
     assert "Traceback" not in refused.output and ".smk" not in refused.output  # no Snakemake location either
-    assert snapshot(out) == before
+    assert snapshot(out, work_folder=False) == before
 
     replaced = run_snakemake(tmp_path / "work", {**changed, "overwrite": True})
     assert f"imexport: removed {out / TIFS[2]}" in replaced.output
@@ -63,7 +52,7 @@ def test_a_changed_config_stops_unless_overwrite_then_replaces_and_prunes(tmp_pa
     records = sorted(p.name for p in (out / ".imexport" / "records").iterdir())
     assert len(records) == 2 and all(r.startswith(tuple(TIFS[:2])) for r in records)  # the old ones are gone
     assert len(read_history(out / TIFS[0])) == 1
-    verify = subprocess.run([sys.executable, "-m", "imexport.cli", "verify", str(out)], capture_output=True, text=True)
+    verify = verify_cli(out)
     assert verify.returncode == 0, verify.stdout
 
 

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from imexport.backend import array_module
 from imexport.phase import apply_offset, estimate_offset, frame_offsets, reduce_window
 
 
@@ -217,12 +216,7 @@ def test_border_larger_than_the_image_is_rejected(base):
         estimate_offset([(base, 0)], border=(0, 0, 64, 64))
 
 
-def test_numpy_and_cupy_agree(base):
-    pytest.importorskip("cupy", reason="cupy is not installed")
-    try:
-        cupy, _ = array_module(True)
-    except RuntimeError as exc:
-        pytest.skip(f"no usable GPU: {exc}")
+def test_numpy_and_cupy_agree(base, cupy):
     image = np.rint(with_odd_rows_shifted(base, 1.4)).astype(np.uint16)
     on_cpu = estimate_offset([(image, 3)], xp=np)
     on_gpu = estimate_offset([(image, 3)], xp=cupy)

@@ -11,48 +11,19 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import tifffile
-import yaml
 import zarr
+from conftest import snakemake_command, verify_cli
 
-REPO = Path(__file__).resolve().parents[1]
 # 4 planes x 600 frames of 100 x 192 pixels: one plane job writes 23 MB, about half a second
 SPEC = dict(n_frames=600, n_planes=4, roi_heights=[96, 96], width=96, fly_to_lines=4, frames_per_file=200, n_cells=8)
 TIFS = [f"zplane0{z}_tp00001-00600.tif" for z in (1, 2, 3, 4)]
 ZARR = "zplane01-04_tp00001-00600.zarr"
 PROVENANCE = ("imexport_manifest.json", ".snakemake_timestamp")
-
-
-def snakemake(workdir: Path, config: dict, *args: str, cores: int = 2) -> list[str]:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    return [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "workflow" / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--cores",
-        str(cores),
-        "--workflow-profile",
-        "none",
-        "--configfile",
-        str(workdir / "config.yaml"),
-        *args,
-    ]
-
-
-def run(cmd: list[str]) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    return result
 
 
 def exported_files(out: Path) -> dict[str, Path]:
@@ -77,18 +48,18 @@ def temporaries(out: Path) -> list[Path]:
     return [p for p in out.rglob("*") if ".imexport-tmp-" in p.name]
 
 
-def test_a_killed_export_resumes_to_the_same_bytes(tmp_path, make_acquisition):
+def test_a_killed_export_resumes_to_the_same_bytes(tmp_path, make_acquisition, run_snakemake):
     _, paths = make_acquisition(tmp_path, **SPEC)
     config = {"input": str(paths[0].parent), "format": ["tiff", "zarr"], "scan_phase": {"fix_phase": False}}
     reference = tmp_path / "reference"
-    run(snakemake(tmp_path / "ref_work", {**config, "outdir": str(reference)}))
+    run_snakemake(tmp_path / "ref_work", {**config, "outdir": str(reference)})
 
     out = tmp_path / "out"
     work = tmp_path / "work"
     finals = [out / name for name in [*TIFS, ZARR]]
     # one job at a time, so outputs appear one after another
     job = subprocess.Popen(
-        snakemake(work, {**config, "outdir": str(out)}, cores=1),
+        snakemake_command(work, {**config, "outdir": str(out)}, cores=1),
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -118,8 +89,8 @@ def test_a_killed_export_resumes_to_the_same_bytes(tmp_path, make_acquisition):
                 zarr.open_array(str(path / "0"), mode="r")[:], zarr.open_array(str(reference / ZARR / "0"), mode="r")[:]
             )
 
-    run(snakemake(work, {**config, "outdir": str(out)}, "--unlock"))
-    resumed = run(snakemake(work, {**config, "outdir": str(out)}, "--rerun-incomplete"))
+    run_snakemake(work, {**config, "outdir": str(out)}, "--unlock")
+    resumed = run_snakemake(work, {**config, "outdir": str(out)}, "--rerun-incomplete")
     assert "rule write_plane" in resumed.stdout + resumed.stderr
     assert temporaries(out) == [], f"left behind by the kill: {left_behind}"
 
@@ -130,5 +101,5 @@ def test_a_killed_export_resumes_to_the_same_bytes(tmp_path, make_acquisition):
             assert without_history(got[rel]) == without_history(path), rel
         else:
             assert got[rel].read_bytes() == path.read_bytes(), rel
-    verify = subprocess.run([sys.executable, "-m", "imexport.cli", "verify", str(out)], capture_output=True, text=True)
+    verify = verify_cli(out)
     assert verify.returncode == 0, verify.stdout

@@ -15,6 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import sha256
 
 from imexport.api import run_config
 
@@ -51,10 +52,6 @@ def test_both_runners_refuse_the_same_bad_config_with_the_same_message(
     assert "Traceback" not in result.output
     # neither runner wrote anything
     assert not (tmp_path / "out").exists() and not (tmp_path / "raw" / "inside").exists()
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _without_history(path: Path) -> object:
@@ -103,7 +100,7 @@ def test_api_and_workflow_write_the_same_files_in_every_format(tmp_path, make_ac
         if rel.name == "imexport_manifest.json" or rel.name.endswith(".history.json"):
             continue  # compared below
         a, b = api_out / rel, wf_out / rel
-        if _sha256(a) == _sha256(b):
+        if sha256(a) == sha256(b):
             identical += 1
         else:
             assert _without_history(a) == _without_history(b), rel

@@ -15,14 +15,13 @@ import re
 
 import numpy as np
 import pytest
+from conftest import ONE_ROI, PIEZO_STACK, set_next_page_offset
 
 import imexport.synthetic as synthetic
 from imexport.metadata import export_metadata, frame_timing, plane_timestamps, source_header
 from imexport.sources import build_index, inspect_input, open_plane_reader
 from imexport.sources.info import SourceError, SourceInfo
 from imexport.sources.scanimage import save_page_index
-
-ONE_ROI = dict(content="index", roi_heights=[5], width=6, fly_to_lines=0, n_planes=1, frame_rate=30.0)
 
 
 def page_value(page, n_saved):
@@ -225,21 +224,9 @@ def test_fly_to_lines_follow_the_page_when_the_header_time_rounds_differently(tm
     assert np.all(page[:6] == 64 + 2) and np.all(page[6:9] == synthetic.FLY_TO_VALUE) and np.all(page[9:] == 64 + 2)
 
 
-def cut_chain(path, after_page: int) -> None:
-    """End the IFD chain after page ``after_page`` without shortening the file."""
-    import tifffile
-
-    with tifffile.TiffFile(path) as tf:
-        ifd = tf.pages[after_page].offset
-    data = bytearray(path.read_bytes())
-    n_entries = int.from_bytes(data[ifd : ifd + 8], "little")
-    data[ifd + 8 + 20 * n_entries : ifd + 16 + 20 * n_entries] = bytes(8)
-    path.write_bytes(bytes(data))
-
-
 def test_a_page_chain_cut_short_is_refused_naming_the_file(tmp_path, make_acquisition):
     _, paths = make_acquisition(tmp_path, **ONE_ROI, n_frames=9, frames_per_file=3)
-    cut_chain(paths[1], 0)
+    set_next_page_offset(paths[1], 0, 0)  # the chain ends after page 0; the file keeps its length
     with pytest.raises(SourceError) as err:
         inspect(paths)
     assert paths[1].name in str(err.value) and re.search(r"ends after 1 pages", str(err.value))
@@ -283,18 +270,7 @@ def test_the_whole_header_is_kept_as_json(tmp_path, make_acquisition):
 
 def test_timestamps_of_a_frame_selection_and_dropped_frames(tmp_path, make_acquisition, caplog):
     S, F = 3, 2
-    spec, paths = make_acquisition(
-        tmp_path,
-        **ONE_ROI,
-        n_colors=2,
-        channel_save=[1, 4],
-        piezo_slices=S,
-        flyback_frames=F,
-        n_frames=6,
-        frames_per_file=7,
-        dropped_after=[11],
-        aux_events={4: 0.125},
-    )
+    spec, paths = make_acquisition(tmp_path, **PIEZO_STACK, aux_events={4: 0.125})
     info = inspect(paths)
     with caplog.at_level(logging.WARNING):
         index = build_index(info)

@@ -13,6 +13,7 @@ import struct
 import numpy as np
 import pytest
 import tifffile
+from conftest import set_next_page_offset
 
 import imexport.synthetic as synthetic
 from imexport.sources import resolve_input
@@ -165,11 +166,8 @@ def test_fewer_pages_than_one_frame_raises(tmp_path, make_acquisition):
     # keep only the first page: the IFD chain must end there
     with tifffile.TiffFile(paths[0]) as tf:
         second_ifd = tf.pages[1].offset
-        first_ifd = tf.pages[0].offset
-    data = bytearray(paths[0].read_bytes()[:second_ifd])
-    n_entries = struct.unpack_from("<Q", data, first_ifd)[0]
-    struct.pack_into("<Q", data, first_ifd + 8 + 20 * n_entries, 0)
-    paths[0].write_bytes(bytes(data))
+    set_next_page_offset(paths[0], 0, 0)
+    paths[0].write_bytes(paths[0].read_bytes()[:second_ifd])
     with pytest.raises(SourceError, match="fewer pages than one frame") as err:
         inspect_acquisition(paths)
     assert paths[0].name in str(err.value)

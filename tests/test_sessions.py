@@ -39,17 +39,21 @@ def write_sheet(path: Path, header: list[str], *rows: list[str]) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def recordings(tmp_path_factory):
+def write_recordings(root: Path) -> tuple[dict[str, str], np.ndarray]:
     """Two raw ScanImage recordings of different kinds (LBM with two ROIs, a piezo stack
-    with flyback frames) and a TIFF stack: {name: input path}, and the stack's pixels."""
-    root = tmp_path_factory.mktemp("recordings")
+    with flyback frames) and a TIFF stack, in ``root``: {name: input path}, and the stack's
+    pixels (tests/test_slurm_cluster.py exports the same three)."""
     _, lbm = make_acquisition_in(root, "lbm")
     _, piezo = make_acquisition_in(root, "piezo", **PIEZO)
     stack = np.random.default_rng(7).integers(0, 3000, STACK_SHAPE, dtype=np.int16)
     tifffile.imwrite(root / "stack.tif", stack, imagej=True, metadata={"axes": "TZYX"})
     inputs = {"lbm": str(lbm[0].parent), "piezo": str(piezo[0].parent), "stack": str(root / "stack.tif")}
     return inputs, stack
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory):
+    return write_recordings(tmp_path_factory.mktemp("recordings"))
 
 
 # The lbm row overrides four keys (one nested, one a list), piezo none, stack the format.

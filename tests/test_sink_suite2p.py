@@ -49,9 +49,12 @@ def movie(n_frames: int, n_channels: int = 1, seed: int = 0) -> np.ndarray:
     return rng.integers(-32768, 32768, (n_frames, n_channels, *SHAPE), dtype=np.int16)
 
 
-def stream(sink, data: np.ndarray, splits=(3, 4)) -> None:
+def export(target, data: np.ndarray, splits=(3, 4)) -> None:
+    """Writes ``data`` through a sink in the chunks ``splits`` cuts it into (none: at once), and commits."""
+    sink = Suite2pPlaneSink(target)
     for part in np.split(data, list(splits)):
         sink.write(part)
+    sink.commit()
 
 
 def load_ops(folder: Path) -> dict:
@@ -65,9 +68,7 @@ def temporaries(folder: Path) -> list[Path]:
 def test_int16_chunks_read_back_bit_exact(tmp_path):
     target = make_target(tmp_path, 10)
     data = movie(10)
-    sink = Suite2pPlaneSink(target)
-    stream(sink, data)
-    sink.commit()
+    export(target, data)
 
     ops = load_ops(target.path)
     raw = target.path / "data_raw.bin"
@@ -82,9 +83,7 @@ def test_int16_chunks_read_back_bit_exact(tmp_path):
 
 def test_every_frame_count_alias_equals_written_frames(tmp_path):
     target = make_target(tmp_path, 10)
-    sink = Suite2pPlaneSink(target)
-    stream(sink, movie(10))
-    sink.commit()
+    export(target, movie(10))
     ops = load_ops(target.path)
     for key in ("nframes", "num_frames", "n_frames", "num_timepoints", "nt", "T", "timepoints"):
         assert ops[key] == 10
@@ -97,9 +96,7 @@ def load_npy(path: Path) -> dict:
 
 def test_ops_paths_and_metadata(tmp_path):
     target = make_target(tmp_path, 10)
-    sink = Suite2pPlaneSink(target)
-    stream(sink, movie(10))
-    sink.commit()
+    export(target, movie(10))
     ops = load_ops(target.path)
 
     # paths relative to the plane folder, and the registered movie is not the export
@@ -125,9 +122,7 @@ def test_ops_paths_and_metadata(tmp_path):
 
 def test_db_and_settings_for_suite2p_1x(tmp_path):
     target = make_target(tmp_path, 10)
-    sink = Suite2pPlaneSink(target)
-    stream(sink, movie(10))
-    sink.commit()
+    export(target, movie(10))
     db = load_npy(target.path / "db.npy")
     settings = load_npy(target.path / "settings.npy")
 
@@ -146,19 +141,15 @@ def test_db_and_settings_for_suite2p_1x(tmp_path):
 def test_unknown_fs_is_flagged(tmp_path):
     target = make_target(tmp_path, 2)
     target.metadata["fs"] = None
-    sink = Suite2pPlaneSink(target)
-    sink.write(movie(2))
-    sink.commit()
+    export(target, movie(2), splits=())
     ops = load_ops(target.path)
     assert ops["fs"] == 1.0 and ops["fs_unknown"] is True
 
 
 def test_output_name_option(tmp_path):
     target = make_target(tmp_path, 4, output_name="movie.bin")
-    sink = Suite2pPlaneSink(target)
     data = movie(4)
-    sink.write(data)
-    sink.commit()
+    export(target, data, splits=())
     ops = load_ops(target.path)
     assert ops["raw_file"] == "movie.bin"
     assert sorted(p.name for p in target.path.iterdir()) == ["db.npy", "movie.bin", "ops.npy", "settings.npy"]
@@ -201,9 +192,7 @@ def test_non_int16_inputs_are_rounded_and_clipped(tmp_path, dtype, special):
     values = np.resize(np.array(special, dtype=dtype), n_values)
     data = values.reshape(4, 1, *SHAPE)
     target = make_target(tmp_path, 4, dtype=dtype)
-    sink = Suite2pPlaneSink(target)
-    stream(sink, data, splits=(1,))
-    sink.commit()
+    export(target, data, splits=(1,))
 
     movies, _ = read_suite2p_plane(target.path)
     assert movies[0].dtype == np.int16
@@ -214,9 +203,7 @@ def test_float16_limits_and_nan(tmp_path):
     values = np.array([np.nan, np.inf, -np.inf, 32767, 32000, -32768, 65504, -0.5, 2.5], dtype=np.float16)
     data = np.resize(values, 2 * SHAPE[0] * SHAPE[1]).reshape(2, 1, *SHAPE)
     target = make_target(tmp_path, 2, dtype=np.float16)
-    sink = Suite2pPlaneSink(target)
-    sink.write(data)
-    sink.commit()
+    export(target, data, splits=())
     expected = np.resize(
         np.array([0, 32767, -32768, 32767, 32000, -32768, 32767, 0, 2], dtype=np.int16),
         data.size,
@@ -227,9 +214,7 @@ def test_float16_limits_and_nan(tmp_path):
 def test_two_channels_go_to_chan2_binary(tmp_path):
     target = make_target(tmp_path, 7, n_channels=2)
     data = movie(7, n_channels=2)
-    sink = Suite2pPlaneSink(target)
-    stream(sink, data, splits=(2, 5))
-    sink.commit()
+    export(target, data, splits=(2, 5))
 
     ops = load_ops(target.path)
     assert ops["nchannels"] == 2
@@ -261,9 +246,7 @@ def test_overwrite_replaces_the_whole_folder(tmp_path):
     target = make_target(tmp_path, 5)
     write_old_folder(target.path)
     data = movie(5)
-    sink = Suite2pPlaneSink(target)
-    sink.write(data)
-    sink.commit()
+    export(target, data, splits=())
 
     assert sorted(p.name for p in target.path.iterdir()) == ["data_raw.bin", "db.npy", "ops.npy", "settings.npy"]
     ops = load_ops(target.path)

@@ -512,16 +512,10 @@ SHEET_PER_SUBMISSION = 2
 
 def _sheet_recordings(root: Path) -> dict[str, str]:
     """The three recordings of tests/test_sessions.py: {session: input path}."""
-    import numpy as np
-    import tifffile
-    from conftest import make_acquisition_in
-    from test_sessions import PIEZO, STACK_SHAPE
+    from test_sessions import write_recordings
 
-    _, lbm = make_acquisition_in(root, "lbm")
-    _, piezo = make_acquisition_in(root, "piezo", **PIEZO)
-    stack = np.random.default_rng(7).integers(0, 3000, STACK_SHAPE, dtype=np.int16)
-    tifffile.imwrite(root / "stack.tif", stack, imagej=True, metadata={"axes": "TZYX"})
-    return {"lbm": str(lbm[0].parent), "piezo": str(piezo[0].parent), "stack": str(root / "stack.tif")}
+    inputs, _ = write_recordings(root)
+    return inputs
 
 
 def test_sessions_sheet_in_one_grouped_run_matches_local(tmp_path):

@@ -13,22 +13,13 @@ import json
 
 import numpy as np
 import pytest
+from conftest import ONE_ROI, PIEZO_STACK
 
 from imexport.metadata import TIMING_INLINE_FRAMES
 from imexport.verify import verify
 
-ONE_ROI = dict(content="index", roi_heights=[5], width=6, fly_to_lines=0, n_planes=1, frame_rate=30.0)
-S, F, DROPPED_AFTER = 3, 2, 11
-STACK = dict(
-    **ONE_ROI,
-    n_colors=2,
-    channel_save=[1, 4],
-    piezo_slices=S,
-    flyback_frames=F,
-    n_frames=6,
-    frames_per_file=7,
-    dropped_after=[DROPPED_AFTER],
-)
+S, F = PIEZO_STACK["piezo_slices"], PIEZO_STACK["flyback_frames"]
+(DROPPED_AFTER,) = PIEZO_STACK["dropped_after"]
 SELECTED = [1, 3, 5]  # 0-based volumes of the selection "2:6:2" (1-based, inclusive)
 
 
@@ -93,7 +84,7 @@ def check_all_formats(out, volumes):
 
 
 def test_workflow_writes_the_selected_frames_times_in_every_format(tmp_path, make_acquisition, run_snakemake):
-    spec, paths = make_acquisition(tmp_path, **STACK)
+    spec, paths = make_acquisition(tmp_path, **PIEZO_STACK)
     out = tmp_path / "out"
     run_snakemake(
         tmp_path,
@@ -131,7 +122,7 @@ def test_api_writes_the_selected_frames_times(tmp_path, make_acquisition, ext, o
 
     import imexport
 
-    spec, paths = make_acquisition(tmp_path, **STACK)
+    spec, paths = make_acquisition(tmp_path, **PIEZO_STACK)
     out = imexport.imwrite(
         imexport.imread(paths[0].parent),
         tmp_path / "api",
