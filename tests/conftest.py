@@ -13,6 +13,8 @@ Fixtures:
   snakemake process before it starts (e.g. to set resource limits).
 * ``cupy``: the cupy module on a usable GPU, as ``gpu: true`` gets it; without one the
   test is skipped.
+* (autouse) every run of the session, Snakemake's too, keeps input digests in a shared
+  digest cache of the test session's own, never the user's ``~/.cache``.
 
 Helpers test files import (``from conftest import ...``):
 
@@ -46,6 +48,7 @@ import tifffile
 import yaml
 
 from imexport.backend import array_module
+from imexport.input_content import SHARED_CACHE_ENV
 from imexport.synthetic import AcquisitionSpec, write_acquisition
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -156,6 +159,13 @@ def set_next_page_offset(path, page: int, offset: int) -> None:
     n_entries = struct.unpack_from("<Q", data, ifd)[0]
     struct.pack_into("<Q", data, ifd + 8 + 20 * n_entries, offset)
     Path(path).write_bytes(bytes(data))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_shared_digest_cache(tmp_path_factory):
+    os.environ[SHARED_CACHE_ENV] = str(tmp_path_factory.mktemp("input_digests"))
+    yield
+    del os.environ[SHARED_CACHE_ENV]
 
 
 @pytest.fixture(scope="session")

@@ -214,3 +214,38 @@ def test_the_api_stops_on_an_edited_input_and_rewrites_it_with_overwrite(tmp_pat
 
     imexport.imwrite(raw[0].parent, out, overwrite=True, **export)
     assert_inverted_last_frames(out, spec)
+
+
+def test_a_recording_exported_again_into_another_folder_is_not_read_again_to_plan_it(
+    tmp_path, make_acquisition, run_snakemake, monkeypatch
+):
+    # the digests of the inputs are shared by every output folder (the user's digest
+    # cache, here the test session's), valid while size, mtime, inode and ctime are unchanged
+    spec, raw = make_acquisition(tmp_path, **TOUCHED_SPEC)
+    config = {"input": str(raw[0].parent), "format": "tiff", "scan_phase": {"fix_phase": False}}
+
+    def export(name):
+        out = tmp_path / name
+        result = run_snakemake(tmp_path / f"work_{name}", {**config, "outdir": str(out)})
+        manifest = json.loads((out / MANIFEST_NAME).read_text())
+        recorded = {e["path"]: e["sha256"] for e in manifest["steps"][-1]["inputs"]}
+        assert recorded == {str(p.resolve()): sha256(p) for p in raw}
+        return out, result.output
+
+    _, first = export("first")
+    assert f"hashing {len(raw)} input file(s)" in first
+    out, again = export("again")
+    assert "hashing" not in again
+    # its history step found every input digest in its own folder's cache, where the run's start put them
+    history_log = (out / ".imexport" / "logs" / "history.log").read_text()
+    counts = re.findall(r"(\d+) file\(s\): (\d+) digest\(s\) from the cache, (\d+) hashed", history_log)
+    assert counts[0][2] == "0", history_log
+
+    invert_last_pages(raw[-1], EDITED_PAGES, keep_mtime=True)  # same size, mtime set back
+    out, edited = export("edited")
+    assert "hashing 1 input file(s)" in edited
+    assert_inverted_last_frames(out, spec)
+
+    monkeypatch.setenv("IMEXPORT_DIGEST_CACHE", "off")
+    _, unshared = export("unshared")
+    assert f"hashing {len(raw)} input file(s)" in unshared

@@ -10,6 +10,11 @@ rewrites them (``overwrite: true``). A touch moves the times only: the file is r
 again, its digest is the same, nothing is redone. Planning writes nothing: what it
 hashed enters the cache when the run starts (:func:`remember_hashed`, not in a dry run).
 
+**Shared by every output folder**: the digests of input files are also kept in the
+user's cache (:func:`shared_cache`), valid under the same rule (size, modification time,
+inode and change time unchanged), so a recording exported again into another folder — or
+another format, or a sessions sheet run into a new outdir — is not read again to plan it.
+
 **The content record** ``<work>/input_content.<digest>.json`` names the digest of all
 input digests (:func:`content_digest`), like an output's record names its fingerprint: a
 tiny job writes it when it is missing, and the ``index_source`` job depends on it and on
@@ -28,6 +33,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -38,14 +45,30 @@ from .checksums import cache_folder, cached_digest, checksum_files, file_identit
 from .plan import Plan
 from .sources.info import SourceError, SourceInfo
 
+log = logging.getLogger(__name__)
+
 CONTENT_RECORD = "input_content"  # <work>/input_content.<digest>.json
 DIGEST_CHARS = 16
 _RECORD_NAME = re.compile(rf"^{CONTENT_RECORD}\.[0-9a-f]{{{DIGEST_CHARS}}}\.json$")
 
 
+SHARED_CACHE_ENV = "IMEXPORT_DIGEST_CACHE"
+
+
+def shared_cache() -> Path | None:
+    """The user's cache of input digests: ``$IMEXPORT_DIGEST_CACHE`` (``off``: none), by
+    default ``$XDG_CACHE_HOME/imexport/input_digests`` (``~/.cache/…``), one small JSON
+    per input file."""
+    value = os.environ.get(SHARED_CACHE_ENV)
+    if value is not None:
+        return None if value.strip().lower() in ("", "off", "none") else Path(value)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imexport" / "input_digests"
+
+
 class InputDigests(dict):
-    """Resolved input path → sha256; ``hashed``: the files read for it, with their
-    identity when they were read (what the run's start puts in the cache)."""
+    """Resolved input path → sha256; ``hashed``: the digests the output folder's cache
+    lacks (read for it, or found in the shared cache), with the file's identity then
+    (what the run's start puts in the caches)."""
 
     hashed: dict[Path, tuple[dict[str, int], str]]
 
@@ -62,8 +85,12 @@ def input_digests(plan: Plan, made_by_run: bool = False, say: Callable[[str], No
     if made_by_run:
         return digests
     files = input_files(plan.source.files)
-    cache = cache_folder(plan.work)
+    cache, shared = cache_folder(plan.work), shared_cache()
     found = {f: cached_digest(f, cache) for f in files}
+    for path in [f for f, digest in found.items() if digest is None and shared is not None]:
+        found[path] = cached_digest(path, shared)
+        if found[path] is not None:
+            digests.hashed[path] = (file_identity(path), found[path]["sha256"])
     stale = [f for f, digest in found.items() if digest is None]
     if stale and say is not None:
         say(
@@ -81,10 +108,20 @@ def input_digests(plan: Plan, made_by_run: bool = False, say: Callable[[str], No
 
 
 def remember_hashed(digests: InputDigests, work: str | Path) -> None:
-    """Put what planning hashed in the digest cache, for each file still as it was read."""
+    """Put what planning hashed in the digest caches, for each file still as it was read.
+
+    The shared cache only saves reading a file again: one that cannot be written (a
+    read-only home) costs nothing but that.
+    """
+    shared = shared_cache()
     for path, (identity, sha256) in digests.hashed.items():
         if file_identity(path) == identity:
             remember(path, cache_folder(work), sha256=sha256, written=False)
+            if shared is not None:
+                try:
+                    remember(path, shared, sha256=sha256, written=False)
+                except OSError as exc:
+                    log.debug("shared digest cache %s not written: %s", shared, exc)
 
 
 def content_digest(digests: dict[str, str]) -> str:
