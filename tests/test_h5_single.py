@@ -69,6 +69,29 @@ def test_default_h5_copied_alone_reads_the_tiff_pixels(tmp_path, make_acquisitio
     assert verify_cli(out).returncode == 0
 
 
+def test_plane_jobs_depend_on_the_ready_marker_not_on_the_store_they_write(tmp_path, make_acquisition, run_snakemake):
+    # Snakemake checks right after each job that its outputs are newer than its inputs; a
+    # plane job that took the shared store file as an input failed that check whenever
+    # another plane job wrote into the store at that moment (a 1000-volume NWB export,
+    # 2026-12-02: "Output ....done has older modification time than input ....nwb")
+    make_acquisition(tmp_path, **SPEC)
+    dry = run_snakemake(tmp_path / "wf", {**_config(tmp_path), "format": "h5"}, "-n")
+    store = tmp_path / "out" / ".imexport" / "h5" / f"{STEM}.h5"
+    lines = dry.output.splitlines()
+
+    def inputs_of(rule: str) -> list[list[str]]:
+        """The input files of each job of ``rule`` in the dry run (the line after its rule line)."""
+        found = [lines[i + 1].split("input:", 1)[1] for i, line in enumerate(lines) if line.strip() == f"rule {rule}:"]
+        return [[p.strip() for p in listed.split(",")] for listed in found]
+
+    plane_jobs = inputs_of("write_plane_slab")
+    assert len(plane_jobs) == SPEC["n_planes"], dry.output
+    for inputs in plane_jobs:
+        assert [p for p in inputs if p.startswith(str(store))] == [f"{store}.ready"], inputs
+    (assemble,) = inputs_of("assemble_file")
+    assert str(store) in assemble  # the assemble step, after every plane job, reads the store itself
+
+
 @pytest.mark.parametrize("layout", ["single", "virtual"])
 def test_api_and_workflow_write_the_same_h5(tmp_path, make_acquisition, run_snakemake, layout):
     make_acquisition(tmp_path, **SPEC)

@@ -24,7 +24,7 @@ from .atomic import commit_path, fsync_enabled, fsync_path, temporary_sibling, w
 from .checksums import files_of, input_files, remember_files
 from .corrections import compute_axial_shifts, estimate_scan_phase, phase_corrector, shift_metadata
 from .formats import FORMATS
-from .jobs import Export, PlaneJob
+from .jobs import Export, PlaneJob, store_ready
 from .metadata import frame_timing, plane_timestamps
 from .plan import Plan
 from .selection import from_runs
@@ -263,8 +263,11 @@ def axial_shifts(task: dict[str, Any], source_json: str, index_path: str, out: s
 
 
 def prepare_export(export: Export) -> None:
-    """The prepare step of an export with a temporary store (its format's ``prepare``)."""
+    """The prepare step of an export with a temporary store (its format's ``prepare``);
+    a file store's marker last (:func:`imexport.jobs.store_ready`)."""
     FORMATS[export.format].prepare(_with_corrections(export))
+    if not export.is_folder:
+        Path(store_ready(export.store)).touch()
 
 
 def assemble_export(export: Export, plane_outputs: list[str], plane_metadata: list[dict], checksums: str | None = None) -> None:

@@ -87,6 +87,7 @@ use rule prepare_store as prepare_store_file with:
         unpack(step_inputs("prepare_store_file", "store")),
     output:
         temp(f"{WORK}/{{store}}"),
+        temp(f"{WORK}/{{store}}.ready"),  # imexport.jobs.store_ready
     wildcard_constraints:
         **step_wildcards("prepare_store_file", "store"),
 
