@@ -98,7 +98,6 @@ def small_disk() -> None:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slurm: brings up a throw-away SLURM cluster (slow, needs root and the Debian packages)")
-    config.addinivalue_line("markers", "gpu: needs a CUDA device and cupy")
 
 
 def make_acquisition_in(folder, subdir: str = "raw", **spec_overrides):
