@@ -46,10 +46,19 @@ def _strips(info: SourceInfo, roi: int | None) -> list[geometry.RoiStrip]:
     return list(layout.strips) if roi is None else [layout.strips[roi]]
 
 
-def _window_image(reader, frames: np.ndarray, color: int, plane: int, method: str, chunk: int) -> np.ndarray:
-    """The window reduced to one page image, read ``chunk`` frames at a time."""
-    chunks = (reader.read(frames[start : start + chunk], [color], plane)[:, 0] for start in range(0, len(frames), chunk))
-    return phase.reduce_window(chunks, method)
+def _window_image(
+    reader, frames: np.ndarray, color: int, plane: int, method: str, chunk: int, prepare: Callable | None = None
+) -> np.ndarray:
+    """The window reduced to one page image, read ``chunk`` frames at a time; ``prepare(pages,
+    frames)``, if given, transforms each chunk of pages read before it is reduced."""
+
+    def chunks() -> Iterator[np.ndarray]:
+        for start in range(0, len(frames), chunk):
+            part = frames[start : start + chunk]
+            pages = reader.read(part, [color], plane)
+            yield (pages if prepare is None else prepare(pages, part))[:, 0]
+
+    return phase.reduce_window(chunks(), method)
 
 
 def estimate_scan_phase(
@@ -200,15 +209,9 @@ def corrected_plane_mean(
     """
     correct = phase_corrector(phase_record, info, roi, np.arange(info.n_frames))
     per_frame = correct is not None and "offsets" in phase_record
-
-    def pages(reader) -> Iterator[np.ndarray]:
-        for start in range(0, len(indices), chunk):
-            part = indices[start : start + chunk]
-            read = reader.read(part, [color], plane)
-            yield (_correct_at(correct, read, part, plane) if per_frame else read)[:, 0]
-
+    each_frame = (lambda pages, frames: _correct_at(correct, pages, frames, plane)) if per_frame else None
     with open_plane_reader(info, offsets) as reader:
-        mean = phase.reduce_window(pages(reader), "mean")
+        mean = _window_image(reader, indices, color, plane, "mean", chunk, each_frame)
     if correct is not None and not per_frame:
         mean = correct(mean[None, None], 0, plane)[0, 0]
     # the stitched canvas is zero below shorter ROIs; that static block would pull every
