@@ -24,10 +24,10 @@ TEMPORARY_OUTPUTS = ("intermediate", "slab")
 
 
 def store_ready(store: str) -> str:
-    """The marker a file store's prepare step leaves once the store is complete: the plane
-    jobs depend on it, not on the file they write into. Snakemake checks right after each
-    job that its outputs are newer than its inputs, and a store another plane job writes at
-    that moment would fail the check (seen on 1000-volume NWB exports)."""
+    """The marker a prepare step leaves once its store is complete: the plane jobs depend on
+    it, not on the store they write into. Snakemake checks right after each job that its
+    outputs are newer than its inputs, and a single-file store (HDF5, NWB) another plane job
+    writes at that moment failed the check (seen on 1000-volume NWB exports)."""
     return f"{store}.ready"
 
 

@@ -55,14 +55,14 @@ class Pipeline:
                     "prepare_store" if export.is_folder else "prepare_store_file",
                     self._in_work(export.store),
                     {"corrections": _corrections(export), "record": record},
-                    [export.store] if export.is_folder else [export.store, store_ready(export.store)],
+                    [export.store, store_ready(export.store)],
                     temporary=True,
                 )
             for key in export.plane_jobs:
                 job = plan.jobs[key]
                 inputs = {
                     **source,
-                    **({"store": job.store if export.is_folder else store_ready(job.store)} if job.store else {}),
+                    **({"store": store_ready(job.store)} if job.store else {}),
                     "corrections": [p for p in (job.phase_record, job.axial_record) if p],
                     "record": record,
                 }

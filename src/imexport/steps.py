@@ -264,10 +264,9 @@ def axial_shifts(task: dict[str, Any], source_json: str, index_path: str, out: s
 
 def prepare_export(export: Export) -> None:
     """The prepare step of an export with a temporary store (its format's ``prepare``);
-    a file store's marker last (:func:`imexport.jobs.store_ready`)."""
+    the store's marker last (:func:`imexport.jobs.store_ready`)."""
     FORMATS[export.format].prepare(_with_corrections(export))
-    if not export.is_folder:
-        Path(store_ready(export.store)).touch()
+    Path(store_ready(export.store)).touch()
 
 
 def assemble_export(export: Export, plane_outputs: list[str], plane_metadata: list[dict], checksums: str | None = None) -> None:

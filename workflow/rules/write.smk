@@ -69,6 +69,7 @@ rule prepare_store:
         unpack(step_inputs("prepare_store", "store")),
     output:
         temp(directory(f"{WORK}/{{store}}")),
+        temp(f"{WORK}/{{store}}.ready"),  # imexport.jobs.store_ready
     log:
         f"{WORK}/logs/prepare/{{store}}.log",
     wildcard_constraints:
