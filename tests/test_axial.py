@@ -95,7 +95,7 @@ def test_frame_indices_use_every_frame_of_a_short_recording():
 
 
 @pytest.mark.parametrize("method", ["mean", "frame"])
-def test_corrected_plane_mean_is_the_mean_of_the_corrected_frames(tmp_path, method):
+def test_corrected_plane_mean_is_the_mean_of_the_corrected_frames(tmp_path, make_acquisition, method):
     # The mean is taken from the raw frames and shifted once (the shift is linear); the
     # expectation shifts every frame (rounded to int16, as a written frame is) before
     # averaging, from pages picked by the acquisition's own order: volume t, plane z is
@@ -105,14 +105,12 @@ def test_corrected_plane_mean_is_the_mean_of_the_corrected_frames(tmp_path, meth
     from imexport.corrections import corrected_plane_mean, estimate_scan_phase
     from imexport.phase import apply_offset
     from imexport.sources.scanimage import build_page_index, inspect_acquisition
-    from imexport.synthetic import AcquisitionSpec, write_acquisition
 
     heights, fly_to, n_planes, n_frames = [30, 22], 5, 3, 16
-    spec = AcquisitionSpec(
-        width=64, roi_heights=heights, fly_to_lines=fly_to, n_planes=n_planes, n_frames=n_frames,
+    _, files = make_acquisition(
+        tmp_path, width=64, roi_heights=heights, fly_to_lines=fly_to, n_planes=n_planes, n_frames=n_frames,
         frames_per_file=n_frames, noise=30.0, n_cells=30, phase_offset=0.6,
     )  # fmt: skip
-    files = write_acquisition(spec, tmp_path)
     info = inspect_acquisition(files)
     offsets = build_page_index(info)
     with tifffile.TiffFile(files[0]) as tif:

@@ -73,23 +73,26 @@ def test_plane_jobs_depend_on_the_ready_marker_not_on_the_store_they_write(tmp_p
     # Snakemake checks right after each job that its outputs are newer than its inputs; a
     # plane job that took the shared store file as an input failed that check whenever
     # another plane job wrote into the store at that moment (a 1000-volume NWB export,
-    # 2026-12-02: "Output ....done has older modification time than input ....nwb")
+    # 2026-12-02: "Output ....done has older modification time than input ....nwb").
+    # Every store (the single HDF5 file, the Zarr folder) goes by its marker.
     make_acquisition(tmp_path, **SPEC)
-    dry = run_snakemake(tmp_path / "wf", {**_config(tmp_path), "format": "h5"}, "-n")
-    store = tmp_path / "out" / ".imexport" / "h5" / f"{STEM}.h5"
+    dry = run_snakemake(tmp_path / "wf", {**_config(tmp_path), "format": ["h5", "zarr"]}, "-n")
+    work = tmp_path / "out" / ".imexport"
+    stores = {str(work / "h5" / f"{STEM}.h5"), str(work / "zarr" / f"{STEM}.zarr")}
     lines = dry.output.splitlines()
 
-    def inputs_of(rule: str) -> list[list[str]]:
-        """The input files of each job of ``rule`` in the dry run (the line after its rule line)."""
+    def store_inputs(rule: str) -> list[list[str]]:
+        """The store paths (or markers) among each ``rule`` job's inputs in the dry run (the
+        line after its rule line)."""
         found = [lines[i + 1].split("input:", 1)[1] for i, line in enumerate(lines) if line.strip() == f"rule {rule}:"]
-        return [[p.strip() for p in listed.split(",")] for listed in found]
+        named = stores | {f"{store}.ready" for store in stores}
+        return [sorted(p.strip() for p in listed.split(",") if p.strip() in named) for listed in found]
 
-    plane_jobs = inputs_of("write_plane_slab")
-    assert len(plane_jobs) == SPEC["n_planes"], dry.output
-    for inputs in plane_jobs:
-        assert [p for p in inputs if p.startswith(str(store))] == [f"{store}.ready"], inputs
-    (assemble,) = inputs_of("assemble_file")
-    assert str(store) in assemble  # the assemble step, after every plane job, reads the store itself
+    plane_jobs = store_inputs("write_plane_slab")
+    assert len(plane_jobs) == 2 * SPEC["n_planes"], dry.output
+    assert sorted(plane_jobs) == sorted([f"{store}.ready"] for store in stores for _ in range(SPEC["n_planes"]))
+    # the assemble steps, after every plane job, read the stores themselves
+    assert sorted(store_inputs("assemble_file") + store_inputs("assemble_folder")) == sorted([store] for store in stores)
 
 
 @pytest.mark.parametrize("layout", ["single", "virtual"])
